@@ -1,0 +1,42 @@
+//! The built-in step handlers, as WebAssembly components built from `handlers/` by this
+//! crate's build script and embedded in it, each with the capabilities it needs.
+//!
+//! The CLI writes each one's artifact and registration into a fresh state directory:
+//!
+//! ```
+//! let handlers = handrail_builtin_handlers::builtin_handlers();
+//! let script = handlers.iter().find(|h| h.id == "microsoft/script:1").unwrap();
+//! assert!(script.wasm.starts_with(b"\0asm"));
+//! assert_eq!(script.capabilities.run, vec![std::path::PathBuf::from("/bin/sh")]);
+//! ```
+
+use std::path::PathBuf;
+
+use handrail::registry::Capabilities;
+
+/// One built-in handler.
+#[derive(Debug, Clone)]
+pub struct BuiltinHandler {
+    /// The handler id, `vendor/name:major`.
+    pub id: &'static str,
+    /// The WebAssembly component.
+    pub wasm: &'static [u8],
+    /// What its registration must grant for it to work.
+    pub capabilities: Capabilities,
+}
+
+/// The `microsoft/script:1` component.
+pub const SCRIPT_HANDLER_WASM: &[u8] = include_bytes!(env!("HANDRAIL_SCRIPT_HANDLER_WASM"));
+
+/// Every built-in handler.
+pub fn builtin_handlers() -> Vec<BuiltinHandler> {
+    vec![BuiltinHandler {
+        id: "microsoft/script:1",
+        wasm: SCRIPT_HANDLER_WASM,
+        // Scripts are run as `/bin/sh <script> …`.
+        capabilities: Capabilities {
+            run: vec![PathBuf::from("/bin/sh")],
+            ..Capabilities::default()
+        },
+    }]
+}

@@ -1,0 +1,253 @@
+//! The command line a `microsoft/script:1` script receives, exactly as Azure Device Update
+//! builds it:
+//!
+//! 1. the step's `arguments` split on whitespace, with the component placeholders
+//!    (`--component-id-val`, `--component-name-val`, `--component-manufacturer-val`,
+//!    `--component-model-val`, `--component-version-val`, `--component-group-val`,
+//!    `--component-prop-val <property>`) replaced from the selected component, `n/a` when
+//!    there is none;
+//! 2. the action: `--action-install` (apiVersion 1.0) or `--action install` (1.1);
+//! 3. `--work-folder <dir>`, `--result-file <dir>/action_<action>_aduc_result.json`, and
+//!    `--installed-criteria <value>` when the step has one.
+//!
+//! Paths are sandbox paths here; they are marked so the host maps them to the files the
+//! script can open.
+
+use handrail_sdk::{Action, Component};
+
+/// Written in place of a component placeholder when there is no component (or no such
+/// property).
+pub const NOT_AVAILABLE: &str = "n/a";
+
+/// How the action is passed to the script (`handlerProperties.apiVersion`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiVersion {
+    /// "1.0" (the default): `--action-install`.
+    V1_0,
+    /// "1.1": `--action install`.
+    V1_1,
+}
+
+impl ApiVersion {
+    /// Parses `apiVersion`; absent means 1.0.
+    pub fn parse(value: Option<&str>) -> Result<ApiVersion, String> {
+        match value {
+            None | Some("1.0") => Ok(ApiVersion::V1_0),
+            Some("1.1") => Ok(ApiVersion::V1_1),
+            Some(other) => Err(format!(
+                "handlerProperties.apiVersion is `{other}`; expected \"1.0\" or \"1.1\""
+            )),
+        }
+    }
+}
+
+/// One argument of the script's command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScriptArg {
+    /// Passed as is.
+    Literal(String),
+    /// A path inside the sandbox, mapped by the host to the real path.
+    Path(String),
+}
+
+impl ScriptArg {
+    fn lit(s: impl Into<String>) -> Self {
+        ScriptArg::Literal(s.into())
+    }
+}
+
+/// The script's own result file for `action`, inside `work_folder`.
+///
+/// ```
+/// use handrail_script_handler::arguments::result_file_path;
+/// use handrail_sdk::Action;
+/// assert_eq!(result_file_path("/work", Action::Install), "/work/action_install_aduc_result.json");
+/// ```
+pub fn result_file_path(work_folder: &str, action: Action) -> String {
+    format!(
+        "{}/action_{}_aduc_result.json",
+        work_folder.trim_end_matches('/'),
+        action.as_str()
+    )
+}
+
+/// Everything the command line is built from.
+#[derive(Debug, Clone)]
+pub struct Inputs<'a> {
+    /// The step's `arguments` property.
+    pub arguments: Option<&'a str>,
+    /// The selected component, if any.
+    pub component: Option<&'a Component>,
+    /// The action being run.
+    pub action: Action,
+    /// How to pass the action.
+    pub api_version: ApiVersion,
+    /// The work folder (sandbox path).
+    pub work_folder: &'a str,
+    /// The step's installed criteria.
+    pub installed_criteria: Option<&'a str>,
+}
+
+/// The script's arguments (without the script itself), in ADU's order.
+pub fn script_arguments(inputs: &Inputs<'_>) -> Vec<ScriptArg> {
+    let mut args = Vec::new();
+    let mut tokens = inputs.arguments.unwrap_or("").split_whitespace();
+    while let Some(token) = tokens.next() {
+        let value = match token {
+            "--component-id-val" => component_field(inputs.component, |c| Some(c.id.clone())),
+            "--component-name-val" => component_field(inputs.component, |c| Some(c.name.clone())),
+            "--component-manufacturer-val" => {
+                component_field(inputs.component, |c| Some(c.manufacturer.clone()))
+            }
+            "--component-model-val" => component_field(inputs.component, |c| Some(c.model.clone())),
+            "--component-version-val" => component_field(inputs.component, |c| c.version.clone()),
+            "--component-group-val" => component_field(inputs.component, |c| Some(c.group.clone())),
+            // The property's name follows the placeholder; both become the value.
+            "--component-prop-val" => match tokens.next() {
+                Some(name) => component_field(inputs.component, |c| c.property(name)),
+                None => NOT_AVAILABLE.to_owned(),
+            },
+            other => other.to_owned(),
+        };
+        args.push(ScriptArg::Literal(value));
+    }
+    match inputs.api_version {
+        ApiVersion::V1_0 => args.push(ScriptArg::lit(format!("--action-{}", inputs.action))),
+        ApiVersion::V1_1 => {
+            args.push(ScriptArg::lit("--action"));
+            args.push(ScriptArg::lit(inputs.action.as_str()));
+        }
+    }
+    args.push(ScriptArg::lit("--work-folder"));
+    args.push(ScriptArg::Path(inputs.work_folder.to_owned()));
+    args.push(ScriptArg::lit("--result-file"));
+    args.push(ScriptArg::Path(result_file_path(
+        inputs.work_folder,
+        inputs.action,
+    )));
+    if let Some(criteria) = inputs.installed_criteria {
+        args.push(ScriptArg::lit("--installed-criteria"));
+        args.push(ScriptArg::lit(criteria));
+    }
+    args
+}
+
+fn component_field(
+    component: Option<&Component>,
+    field: impl FnOnce(&Component) -> Option<String>,
+) -> String {
+    component
+        .and_then(field)
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| NOT_AVAILABLE.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn camera() -> Component {
+        let mut c = Component {
+            id: "cam-1".into(),
+            name: "front".into(),
+            group: "cameras".into(),
+            manufacturer: "contoso".into(),
+            model: "vc-2".into(),
+            version: Some("1.1".into()),
+            ..Component::default()
+        };
+        c.properties.insert("path".into(), "/dev/video0".into());
+        c
+    }
+
+    fn rendered(args: &[ScriptArg]) -> Vec<String> {
+        args.iter()
+            .map(|a| match a {
+                ScriptArg::Literal(s) => s.clone(),
+                ScriptArg::Path(p) => format!("<{p}>"),
+            })
+            .collect()
+    }
+
+    fn inputs<'a>(arguments: &'a str, component: Option<&'a Component>) -> Inputs<'a> {
+        Inputs {
+            arguments: Some(arguments),
+            component,
+            action: Action::Install,
+            api_version: ApiVersion::V1_0,
+            work_folder: "/work",
+            installed_criteria: Some("v1.2"),
+        }
+    }
+
+    #[test]
+    fn placeholders_are_replaced_from_the_component_in_adu_order() {
+        let c = camera();
+        let args = script_arguments(&inputs(
+            "--pre  --component-name --component-name-val --component-group --component-group-val --component-prop path --component-prop-val path --id --component-id-val --m --component-manufacturer-val --component-model-val --component-version-val",
+            Some(&c),
+        ));
+        assert_eq!(
+            rendered(&args),
+            [
+                "--pre",
+                "--component-name",
+                "front",
+                "--component-group",
+                "cameras",
+                "--component-prop",
+                "path",
+                "/dev/video0",
+                "--id",
+                "cam-1",
+                "--m",
+                "contoso",
+                "vc-2",
+                "1.1",
+                "--action-install",
+                "--work-folder",
+                "</work>",
+                "--result-file",
+                "</work/action_install_aduc_result.json>",
+                "--installed-criteria",
+                "v1.2",
+            ]
+        );
+    }
+
+    #[test]
+    fn placeholders_without_a_component_are_not_available() {
+        let args = script_arguments(&Inputs {
+            installed_criteria: None,
+            ..inputs(
+                "--component-name-val --component-prop-val path --component-prop-val",
+                None,
+            )
+        });
+        assert_eq!(
+            rendered(&args)[..3],
+            [NOT_AVAILABLE, NOT_AVAILABLE, NOT_AVAILABLE]
+        );
+        assert!(!rendered(&args).contains(&"--installed-criteria".to_owned()));
+        let c = camera();
+        let args = script_arguments(&inputs("--component-prop-val nope", Some(&c)));
+        assert_eq!(rendered(&args)[0], NOT_AVAILABLE);
+    }
+
+    #[test]
+    fn api_1_1_passes_the_action_as_a_value() {
+        let args = script_arguments(&Inputs {
+            api_version: ApiVersion::V1_1,
+            action: Action::IsInstalled,
+            ..inputs("", None)
+        });
+        assert_eq!(
+            rendered(&args)[..4],
+            ["--action", "is-installed", "--work-folder", "</work>"]
+        );
+        assert_eq!(
+            ApiVersion::parse(Some("2.0")).unwrap_err(),
+            "handlerProperties.apiVersion is `2.0`; expected \"1.0\" or \"1.1\""
+        );
+    }
+}

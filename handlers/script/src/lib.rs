@@ -1,0 +1,323 @@
+//! `microsoft/script:1`: runs an update's shell script with Azure Device Update's
+//! arguments and reports the result the script wrote.
+//!
+//! Handler properties: `scriptFileName` (required; the script must be one of the step's
+//! payload files), `arguments` (space-separated, with component placeholders),
+//! `installedCriteria`, `apiVersion` ("1.0", the default, or "1.1"). The command line is
+//! built by [`arguments::script_arguments`]; the script is run as `/bin/sh <script> …`
+//! through the host's `run` import, so the handler's registration must grant `/bin/sh`.
+//!
+//! The script writes `{resultCode, extendedResultCode, resultDetails}` to the file named
+//! by `--result-file` and exits 0. How its end is reported:
+//!
+//! | what happened | result |
+//! |---|---|
+//! | `scriptFileName` missing | failure, [`MISSING_SCRIPT_FILE_NAME`] (0x30500005) |
+//! | the script is not a payload file of the step | failure, [`SCRIPT_NOT_IN_PAYLOAD`], details name the file |
+//! | exit code n ≠ 0 | failure, `0x30501000 + n` |
+//! | result file missing or unparsable | failure, [`RESULT_FILE_UNREADABLE`] (0x30500205) |
+//! | failure with extended code 0 | [`FAILURE_WITHOUT_CODE`] (0x30500206) |
+//! | anything else | the script's result, as written (reboot and restart requests included) |
+//!
+//! Download does not run the script: the runtime has already fetched and verified the
+//! step's payload. Backup and restore are not supported (1001 / 1101), as in ADU.
+
+pub mod arguments;
+
+use handrail_sdk::codes::{self, COMPONENT_SCRIPT, FACILITY_STEP_HANDLER, ext};
+use handrail_sdk::host::{self, Arg, RunError, RunOutput};
+use handrail_sdk::{
+    Action, ExtendedCode, Handler, ResultFile, StepContext, StepContextExt, extended,
+};
+
+use arguments::{ApiVersion, Inputs, ScriptArg, result_file_path, script_arguments};
+
+/// The handler id.
+pub const ID: &str = "microsoft/script:1";
+
+/// The program scripts are run with; the registration must grant it.
+pub const SHELL: &str = "/bin/sh";
+
+/// `PATH` given to the script (the rest of its environment is empty), so scripts written
+/// for ADU, which ran them from a login environment, find the usual tools.
+pub const SCRIPT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// `handlerProperties.scriptFileName` is missing (ADU's code).
+pub const MISSING_SCRIPT_FILE_NAME: ExtendedCode = extended(COMPONENT_SCRIPT, 0x5);
+/// A handler property has an invalid value (ADU's reserved "invalid argument").
+pub const INVALID_PROPERTY: ExtendedCode = extended(COMPONENT_SCRIPT, 0x1);
+/// The script named by `scriptFileName` is not among the step's payload files
+/// (ADU's reserved "not found").
+pub const SCRIPT_NOT_IN_PAYLOAD: ExtendedCode = extended(COMPONENT_SCRIPT, 0x3);
+/// The script wrote no result file, or one that is not a result object (ADU's code).
+pub const RESULT_FILE_UNREADABLE: ExtendedCode = extended(COMPONENT_SCRIPT, 0x205);
+/// The script reported a failure with extended code 0 (ADU's code).
+pub const FAILURE_WITHOUT_CODE: ExtendedCode = extended(COMPONENT_SCRIPT, 0x206);
+/// The host could not start the script.
+pub const SCRIPT_NOT_STARTED: ExtendedCode = extended(COMPONENT_SCRIPT, 0x207);
+
+/// Largest script output kept in the log, per stream.
+const MAX_LOGGED_OUTPUT: usize = 16 * 1024;
+
+/// The `microsoft/script:1` handler.
+pub struct ScriptHandler;
+
+impl Handler for ScriptHandler {
+    const ID: &'static str = ID;
+    const ACTIONS: &'static [Action] = &[
+        Action::IsInstalled,
+        Action::Download,
+        Action::Install,
+        Action::Apply,
+        Action::Cancel,
+    ];
+
+    fn is_installed(step: &StepContext) -> ResultFile {
+        perform(step, Action::IsInstalled)
+    }
+
+    fn download(_step: &StepContext) -> ResultFile {
+        ResultFile::new(
+            codes::DOWNLOAD_SUCCESS,
+            "the step's payload was fetched and verified by the runtime",
+        )
+    }
+
+    fn install(step: &StepContext) -> ResultFile {
+        perform(step, Action::Install)
+    }
+
+    fn apply(step: &StepContext) -> ResultFile {
+        perform(step, Action::Apply)
+    }
+
+    fn cancel(step: &StepContext) -> ResultFile {
+        perform(step, Action::Cancel)
+    }
+}
+
+handrail_sdk::export!(ScriptHandler);
+
+/// Runs the step's script for `action` and turns its end into a result.
+fn perform(step: &StepContext, action: Action) -> ResultFile {
+    let (script, args) = match command_line(step, action) {
+        Ok(c) => c,
+        Err(failure) => return failure,
+    };
+    let mut argv = vec![Arg::SandboxPath(script)];
+    argv.extend(args.into_iter().map(|a| match a {
+        ScriptArg::Literal(s) => Arg::Literal(s),
+        ScriptArg::Path(p) => Arg::SandboxPath(p),
+    }));
+    let env = [("PATH".to_owned(), SCRIPT_PATH.to_owned())];
+    let output = host::run(SHELL, &argv, &env, None);
+    let result_file = result_file_path(&step.work_folder, action);
+    match output {
+        Ok(output) => {
+            log_output(&output);
+            interpret(&output, std::fs::read(&result_file).ok().as_deref())
+        }
+        Err(e) => run_failure(e),
+    }
+}
+
+/// The script's sandbox path and its arguments, or the failure that stops the action.
+fn command_line(
+    step: &StepContext,
+    action: Action,
+) -> Result<(String, Vec<ScriptArg>), ResultFile> {
+    let script_name = step.required_str("scriptFileName").map_err(|e| {
+        ResultFile::failure(
+            MISSING_SCRIPT_FILE_NAME,
+            format!("{e}: the step must name its script"),
+        )
+    })?;
+    let Some(script) = step.payload_path(script_name) else {
+        let files: Vec<&str> = step.files.iter().map(|f| f.name.as_str()).collect();
+        return Err(ResultFile::failure(
+            SCRIPT_NOT_IN_PAYLOAD,
+            format!(
+                "script file `{script_name}` (handlerProperties.scriptFileName) is not a payload file of the step (its files: {})",
+                files.join(", ")
+            ),
+        ));
+    };
+    let api_version = ApiVersion::parse(step.property_str("apiVersion"))
+        .map_err(|e| ResultFile::failure(INVALID_PROPERTY, e))?;
+    let installed_criteria = step
+        .installed_criteria
+        .as_deref()
+        .or_else(|| step.property_str("installedCriteria"));
+    let args = script_arguments(&Inputs {
+        arguments: step.property_str("arguments"),
+        component: step.component.as_ref(),
+        action,
+        api_version,
+        work_folder: &step.work_folder,
+        installed_criteria,
+    });
+    Ok((script.to_owned(), args))
+}
+
+/// The action's result from how the script ended and what it wrote to its result file
+/// (`None` when it wrote none).
+pub fn interpret(output: &RunOutput, result_file: Option<&[u8]>) -> ResultFile {
+    match (output.exit_code, output.signal) {
+        (Some(0), _) => {}
+        (Some(code), _) => {
+            return ResultFile::failure(
+                ExtendedCode::child_exit(FACILITY_STEP_HANDLER, COMPONENT_SCRIPT, code as u8),
+                format!("the script exited with code {code}"),
+            );
+        }
+        (None, signal) => {
+            let signal = signal.unwrap_or(0);
+            return ResultFile::failure(
+                ExtendedCode::child_exit(
+                    FACILITY_STEP_HANDLER,
+                    COMPONENT_SCRIPT,
+                    (128 + signal) as u8,
+                ),
+                format!("the script was killed by signal {signal}"),
+            );
+        }
+    }
+    read_script_result(result_file)
+}
+
+/// The script's own result: passed through, except that an unreadable file and an
+/// anonymous failure get the script handler's codes.
+pub fn read_script_result(bytes: Option<&[u8]>) -> ResultFile {
+    let Some(bytes) = bytes else {
+        return ResultFile::failure(
+            RESULT_FILE_UNREADABLE,
+            "the script exited 0 but wrote no result file (--result-file)",
+        );
+    };
+    let parsed = match serde_json::from_slice::<serde_json::Value>(bytes) {
+        Ok(v @ serde_json::Value::Object(_)) => serde_json::from_value::<ResultFile>(v),
+        Ok(_) => {
+            return ResultFile::failure(
+                RESULT_FILE_UNREADABLE,
+                "the script's result file is not a JSON object",
+            );
+        }
+        Err(e) => Err(e),
+    };
+    match parsed {
+        Ok(result) if !result.is_success() && result.extended_result_code == 0 => ResultFile {
+            extended_result_code: FAILURE_WITHOUT_CODE.value(),
+            ..result
+        },
+        Ok(result) => result,
+        Err(e) => ResultFile::failure(
+            RESULT_FILE_UNREADABLE,
+            format!(
+                "the script's result file is not a {{resultCode, extendedResultCode, resultDetails}} object: {e}"
+            ),
+        ),
+    }
+}
+
+fn run_failure(error: RunError) -> ResultFile {
+    match error {
+        RunError::NotGranted(why) => ResultFile::failure(
+            ext::CAPABILITY_DENIED,
+            format!("{why}; the registration of {ID} must grant run = [\"{SHELL}\"]"),
+        ),
+        RunError::BadPath(why) => ResultFile::failure(SCRIPT_NOT_STARTED, why),
+        RunError::SpawnFailed(why) => ResultFile::failure(
+            SCRIPT_NOT_STARTED,
+            format!("cannot start the script: {why}"),
+        ),
+        RunError::TimedOut => ResultFile::failure(
+            ext::TIMED_OUT,
+            "the script ran past the action's time limit and was killed",
+        ),
+        RunError::Cancelled => ResultFile {
+            result_code: codes::FAILURE_CANCELLED,
+            extended_result_code: ext::CANCELLED.value(),
+            result_details: "the action was cancelled; the script was killed".into(),
+        },
+    }
+}
+
+fn log_output(output: &RunOutput) {
+    for (stream, bytes, level) in [
+        ("stdout", &output.stdout, host::Level::Info),
+        ("stderr", &output.stderr, host::Level::Warn),
+    ] {
+        if bytes.is_empty() {
+            continue;
+        }
+        let shown = &bytes[..bytes.len().min(MAX_LOGGED_OUTPUT)];
+        let cut = bytes.len() > shown.len() || output.truncated;
+        host::log(
+            level,
+            &format!(
+                "script {stream}:\n{}{}",
+                String::from_utf8_lossy(shown).trim_end(),
+                if cut { "\n[output truncated]" } else { "" }
+            ),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exited(code: i32) -> RunOutput {
+        RunOutput {
+            exit_code: Some(code),
+            signal: None,
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            truncated: false,
+        }
+    }
+
+    #[test]
+    fn exit_codes_map_to_child_exit_codes() {
+        let r = interpret(&exited(3), Some(br#"{"resultCode":600}"#));
+        assert_eq!(r.result_code, codes::FAILURE);
+        assert_eq!(r.extended_result_code, 0x3050_1003);
+        let killed = RunOutput {
+            exit_code: None,
+            signal: Some(9),
+            ..exited(0)
+        };
+        assert_eq!(interpret(&killed, None).extended_result_code, 0x3050_1089);
+    }
+
+    #[test]
+    fn result_file_is_passed_through_or_named_when_bad() {
+        let r = interpret(
+            &exited(0),
+            Some(br#"{"resultCode":706,"extendedResultCode":0,"resultDetails":"reboot"}"#),
+        );
+        assert_eq!((r.result_code, r.result_details.as_str()), (706, "reboot"));
+        for bad in [None, Some(&b"not json"[..]), Some(b"[1]"), Some(b"{}")] {
+            let r = interpret(&exited(0), bad);
+            assert_eq!(r.extended(), RESULT_FILE_UNREADABLE, "{bad:?}");
+        }
+        let r = interpret(
+            &exited(0),
+            Some(br#"{"resultCode":0,"resultDetails":"no disk"}"#),
+        );
+        assert_eq!(r.extended_result_code, 0x3050_0206);
+        assert_eq!(r.result_details, "no disk");
+        let r = interpret(
+            &exited(0),
+            Some(br#"{"resultCode":-1,"extendedResultCode":7}"#),
+        );
+        assert_eq!((r.result_code, r.extended_result_code), (-1, 7));
+    }
+
+    #[test]
+    fn codes_match_adu() {
+        assert_eq!(MISSING_SCRIPT_FILE_NAME.value(), 0x3050_0005);
+        assert_eq!(RESULT_FILE_UNREADABLE.value(), 0x3050_0205);
+        assert_eq!(FAILURE_WITHOUT_CODE.value(), 0x3050_0206);
+    }
+}

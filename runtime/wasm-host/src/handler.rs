@@ -1,0 +1,334 @@
+//! One loaded WebAssembly handler: its pre-linked component, what it said about itself,
+//! and how each action runs (fresh store, sandbox, limits, cancel).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use handrail::CancelToken;
+use handrail::host::{BoxFuture, Description, Invocation, InvocationEnd, LoadedHandler};
+use handrail::registry::Registration;
+use handrail_contract::{Action, CONTRACT_VERSION, StepContext};
+use wasmtime::component::Component;
+use wasmtime::{Store, UpdateDeadline};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
+
+use crate::Shared;
+use crate::bindings::StepHandlerPre;
+use crate::bindings::handrail::handler::types as wit;
+use crate::run::RunScope;
+use crate::sandbox::{PAYLOAD_DIR, Sandbox, WORK_DIR};
+use crate::state::{ActionScope, HostState};
+use crate::stdio::CappedOutput;
+
+/// Most guest stdout (and, separately, stderr) kept per action.
+const GUEST_OUTPUT_CAP: usize = 64 * 1024;
+
+/// How long `describe` may take at load.
+const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A handler ready to run actions.
+pub(crate) struct WasmHandler {
+    shared: Arc<Shared>,
+    pre: StepHandlerPre<HostState>,
+    description: Description,
+    id: Arc<str>,
+    granted: Arc<[PathBuf]>,
+    memory_limit: usize,
+    timeout: Duration,
+}
+
+/// How a guest call ended, as the store saw it.
+enum CallEnd {
+    Returned,
+    Failed(wasmtime::Error),
+    TimedOut,
+    Cancelled,
+}
+
+impl WasmHandler {
+    /// Pre-links `component` and asks it to describe itself.
+    pub(crate) async fn new(
+        shared: Arc<Shared>,
+        registration: &Registration,
+        component: &Component,
+    ) -> Result<WasmHandler, String> {
+        let pre = shared
+            .linker
+            .instantiate_pre(component)
+            .and_then(StepHandlerPre::new)
+            .map_err(|e| {
+                format!(
+                    "the component does not target the handrail:handler/step-handler world: {e:#}"
+                )
+            })?;
+        let memory_limit = usize::try_from(registration.limits.memory_mib)
+            .ok()
+            .and_then(|mib| mib.checked_mul(1024 * 1024))
+            .unwrap_or(usize::MAX);
+        let mut handler = WasmHandler {
+            shared,
+            pre,
+            description: Description {
+                id: registration.id.clone(),
+                actions: Vec::new(),
+                contract: (0, 0),
+            },
+            id: registration.id.as_str().into(),
+            granted: registration.capabilities.run.clone().into(),
+            memory_limit,
+            timeout: Duration::from_secs(registration.limits.timeout_secs),
+        };
+        let description = handler.describe().await?;
+        let (major, minor) = description.contract;
+        if major != CONTRACT_VERSION.0 || minor > CONTRACT_VERSION.1 {
+            return Err(format!(
+                "it was built for handler contract {major}.{minor}; this runtime implements {}.{} (same major, minor up to {} accepted)",
+                CONTRACT_VERSION.0, CONTRACT_VERSION.1, CONTRACT_VERSION.1
+            ));
+        }
+        if description.id != registration.id {
+            return Err(format!(
+                "it describes itself as `{}`, not as the registered `{}`",
+                description.id, registration.id
+            ));
+        }
+        handler.description = description;
+        Ok(handler)
+    }
+
+    fn store(&self, wasi: WasiCtx, action: Option<ActionScope>) -> Store<HostState> {
+        let state = HostState::new(wasi, self.memory_limit, self.id.clone(), action);
+        let mut store = Store::new(&self.shared.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        // Yield to the async runtime at every epoch tick, so a busy guest never holds a
+        // worker thread and the timers that stop it can fire.
+        store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
+        store.set_epoch_deadline(1);
+        store
+    }
+
+    async fn describe(&self) -> Result<Description, String> {
+        let stderr = CappedOutput::new(GUEST_OUTPUT_CAP);
+        let wasi = sandboxed_wasi(&CappedOutput::new(GUEST_OUTPUT_CAP), &stderr).build();
+        let mut store = self.store(wasi, None);
+        let call = async {
+            let instance = self.pre.instantiate_async(&mut store).await?;
+            instance
+                .handrail_handler_handler()
+                .call_describe(&mut store)
+                .await
+        };
+        let described = match tokio::time::timeout(DESCRIBE_TIMEOUT, call).await {
+            Ok(Ok(d)) => d,
+            Ok(Err(e)) => {
+                let oom = store.data().limiter.exceeded;
+                let why = match end_of_failure(e, oom, self.memory_limit, &stderr) {
+                    InvocationEnd::OutOfMemory(m) => format!("out of memory: {m}"),
+                    InvocationEnd::Trapped(m) => m,
+                    other => format!("{other:?}"),
+                };
+                return Err(format!("`describe` failed: {why}"));
+            }
+            Err(_) => {
+                return Err(format!(
+                    "`describe` did not return within {} s",
+                    DESCRIBE_TIMEOUT.as_secs()
+                ));
+            }
+        };
+        let mut actions: Vec<Action> = described.actions.into_iter().map(action_of).collect();
+        actions.sort();
+        actions.dedup();
+        Ok(Description {
+            id: described.id,
+            actions,
+            contract: (described.contract_major, described.contract_minor),
+        })
+    }
+
+    async fn run_action(&self, invocation: Invocation) -> InvocationEnd {
+        let action = invocation.action;
+        let (sandbox, guest_context) = match Sandbox::prepare(&invocation.context) {
+            Ok(prepared) => prepared,
+            Err(e) => return InvocationEnd::HostFailure(e),
+        };
+        let sandbox = Arc::new(sandbox);
+        // `cancel` is what runs *because* the deployment was cancelled; the cancelled
+        // token must not stop it.
+        let cancel = if action == Action::Cancel {
+            CancelToken::new()
+        } else {
+            invocation.cancel.clone()
+        };
+        let stdout = CappedOutput::new(GUEST_OUTPUT_CAP);
+        let stderr = CappedOutput::new(GUEST_OUTPUT_CAP);
+        let mut wasi = sandboxed_wasi(&stdout, &stderr);
+        let preopened = wasi
+            .preopened_dir(sandbox.payload_dir(), PAYLOAD_DIR, FsPerms::ReadOnly)
+            .and_then(|w| w.preopened_dir(sandbox.work_dir(), WORK_DIR, FsPerms::ReadWrite));
+        if let Err(e) = preopened {
+            return InvocationEnd::HostFailure(format!("cannot open the sandbox folders: {e:#}"));
+        }
+        let scope = ActionScope {
+            progress: invocation.progress.clone(),
+            run: RunScope {
+                granted: self.granted.clone(),
+                sandbox: sandbox.clone(),
+                deadline: Instant::now() + self.timeout,
+                cancel: cancel.clone(),
+            },
+        };
+        let mut store = self.store(wasi.build(), Some(scope));
+        let context = to_wit(&guest_context);
+        tracing::debug!(handler = %self.id, %action, "running a WebAssembly handler action");
+
+        let end = {
+            let call = async {
+                let instance = self.pre.instantiate_async(&mut store).await?;
+                let handler = instance.handrail_handler_handler();
+                match action {
+                    Action::IsInstalled => handler.call_is_installed(&mut store, &context).await,
+                    Action::Download => handler.call_download(&mut store, &context).await,
+                    Action::Backup => handler.call_backup(&mut store, &context).await,
+                    Action::Install => handler.call_install(&mut store, &context).await,
+                    Action::Apply => handler.call_apply(&mut store, &context).await,
+                    Action::Restore => handler.call_restore(&mut store, &context).await,
+                    Action::Cancel => handler.call_cancel(&mut store, &context).await,
+                }
+            };
+            tokio::select! {
+                ended = tokio::time::timeout(self.timeout, call) => match ended {
+                    Ok(Ok(())) => CallEnd::Returned,
+                    Ok(Err(e)) => CallEnd::Failed(e),
+                    Err(_) => CallEnd::TimedOut,
+                },
+                () = cancel.cancelled() => CallEnd::Cancelled,
+            }
+        };
+        self.log_output("stdout", &stdout);
+        self.log_output("stderr", &stderr);
+        match end {
+            CallEnd::Returned => InvocationEnd::Returned,
+            CallEnd::TimedOut => InvocationEnd::TimedOut,
+            CallEnd::Cancelled => InvocationEnd::Cancelled,
+            CallEnd::Failed(e) => {
+                let oom = store.data().limiter.exceeded;
+                end_of_failure(e, oom, self.memory_limit, &stderr)
+            }
+        }
+    }
+
+    fn log_output(&self, stream: &str, output: &CappedOutput) {
+        let (bytes, dropped) = output.contents();
+        if bytes.is_empty() {
+            return;
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        if dropped > 0 {
+            tracing::info!(target: "handrail::handler", handler = %self.id, stream, "{}\n[{dropped} more bytes dropped]", text.trim_end());
+        } else {
+            tracing::info!(target: "handrail::handler", handler = %self.id, stream, "{}", text.trim_end());
+        }
+    }
+}
+
+impl LoadedHandler for WasmHandler {
+    fn description(&self) -> &Description {
+        &self.description
+    }
+
+    fn invoke(&self, invocation: Invocation) -> BoxFuture<'_, InvocationEnd> {
+        Box::pin(self.run_action(invocation))
+    }
+}
+
+/// A WASI context with nothing in it but the given output streams: no files, no
+/// network, no environment, no arguments. Callers add the preopened folders.
+fn sandboxed_wasi(stdout: &CappedOutput, stderr: &CappedOutput) -> WasiCtxBuilder {
+    let mut wasi = WasiCtxBuilder::new();
+    wasi.stdout(stdout.clone())
+        .stderr(stderr.clone())
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
+    wasi
+}
+
+/// What a failed guest call means: out of memory when the limiter refused a growth,
+/// else a trap, with the end of the guest's stderr (a Rust panic message, say).
+fn end_of_failure(
+    error: wasmtime::Error,
+    asked: Option<usize>,
+    limit: usize,
+    stderr: &CappedOutput,
+) -> InvocationEnd {
+    if let Some(asked) = asked {
+        return InvocationEnd::OutOfMemory(format!(
+            "the handler asked for {asked} bytes of memory; its limit is {limit} bytes"
+        ));
+    }
+    let mut message = format!("{error:?}");
+    let (bytes, _) = stderr.contents();
+    let text = String::from_utf8_lossy(&bytes);
+    let text = text.trim_end();
+    if !text.is_empty() {
+        let mut start = text.len().saturating_sub(2048);
+        while !text.is_char_boundary(start) {
+            start += 1;
+        }
+        message.push_str("\nhandler stderr: ");
+        message.push_str(&text[start..]);
+    }
+    InvocationEnd::Trapped(message)
+}
+
+fn action_of(action: wit::Action) -> Action {
+    match action {
+        wit::Action::IsInstalled => Action::IsInstalled,
+        wit::Action::Download => Action::Download,
+        wit::Action::Backup => Action::Backup,
+        wit::Action::Install => Action::Install,
+        wit::Action::Apply => Action::Apply,
+        wit::Action::Restore => Action::Restore,
+        wit::Action::Cancel => Action::Cancel,
+    }
+}
+
+/// The WIT record of a step context (already rewritten to sandbox paths).
+fn to_wit(ctx: &StepContext) -> wit::StepContext {
+    wit::StepContext {
+        workflow_id: ctx.workflow_id.clone(),
+        update_id: wit::UpdateId {
+            provider: ctx.update_id.provider.clone(),
+            name: ctx.update_id.name.clone(),
+            version: ctx.update_id.version.clone(),
+        },
+        step_index: ctx.step_index,
+        level: ctx.level,
+        handler_id: ctx.handler_id.clone(),
+        handler_properties_json: serde_json::Value::Object(ctx.handler_properties.clone())
+            .to_string(),
+        files: ctx
+            .files
+            .iter()
+            .map(|f| wit::PayloadFile {
+                name: f.name.clone(),
+                path: f.path.clone(),
+                size: f.size,
+            })
+            .collect(),
+        work_folder: ctx.work_folder.clone(),
+        result_file: ctx.result_file.clone(),
+        installed_criteria: ctx.installed_criteria.clone(),
+        component: ctx.component.as_ref().map(|c| wit::Component {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            group: c.group.clone(),
+            manufacturer: c.manufacturer.clone(),
+            model: c.model.clone(),
+            version: c.version.clone(),
+            properties_json: serde_json::Value::Object(c.properties.clone()).to_string(),
+        }),
+    }
+}

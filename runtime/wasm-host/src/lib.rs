@@ -1,0 +1,216 @@
+//! Runs WebAssembly step handlers: components of the `handrail:handler/step-handler`
+//! world (`wit/handler.wit`), under wasmtime.
+//!
+//! [`WasmHost`] implements [`HandlerHost`] for [`HandlerKind::Wasm`]. Loading a handler
+//! compiles its component once (or takes it from the compiled-artifact cache, see
+//! [`CacheStats`]), pre-links it, and asks it to `describe` itself; the contract's major
+//! version must match. Every action then runs in a fresh store with:
+//!
+//! - a WASI view of exactly the step's payload files (read-only, `/payload`) and the
+//!   action's work folder (read-write, `/work`): no network, no environment, no
+//!   arguments; the step context is rewritten to those paths;
+//! - the registration's memory limit (over it → [`InvocationEnd::OutOfMemory`]) and time
+//!   limit (epoch interruption; over it → [`InvocationEnd::TimedOut`]), and the
+//!   deployment's cancel token (→ [`InvocationEnd::Cancelled`]); a trap is
+//!   [`InvocationEnd::Trapped`];
+//! - the `host` imports: `log` (to `tracing`, capped), `progress`, `is-cancelled`, and
+//!   `run` for the programs the registration grants (`capabilities.run`).
+//!
+//! Guest stdout and stderr are captured (capped) and written to the log at the end of
+//! the action.
+//!
+//! ```no_run
+//! # async fn example(registration: handrail::registry::Registration) -> Result<(), Box<dyn std::error::Error>> {
+//! use handrail::host::HandlerHost;
+//! let host = handrail_wasm_host::WasmHost::new("/var/lib/handrail/cache/handlers".into())?;
+//! let handler = host.load(&registration).await?;
+//! println!("{} supports {:?}", handler.description().id, handler.description().actions);
+//! # Ok(()) }
+//! ```
+
+mod cache;
+mod handler;
+mod run;
+mod sandbox;
+mod state;
+mod stdio;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::Duration;
+
+use handrail::host::{BoxFuture, HandlerHost, LoadError, LoadedHandler};
+use handrail::registry::{HandlerKind, Registration};
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Config, Engine};
+
+pub use cache::CacheStats;
+pub use run::MAX_OUTPUT as MAX_RUN_OUTPUT;
+pub use sandbox::{PAYLOAD_DIR, WORK_DIR};
+pub use state::{MAX_LOG_MESSAGE_BYTES, MAX_LOG_MESSAGES};
+
+use cache::ComponentCache;
+use handler::WasmHandler;
+use state::HostState;
+
+mod bindings {
+    //! Host-side bindings of the `handrail:handler/step-handler` world.
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "step-handler",
+        imports: { "handrail:handler/host.run": async },
+        exports: { default: async },
+    });
+}
+
+/// How often the engine's epoch advances: the granularity of time limits, and how often
+/// a running guest yields to the async runtime.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Error creating a [`WasmHost`].
+#[derive(Debug, thiserror::Error)]
+pub enum WasmHostError {
+    /// wasmtime refused the engine configuration.
+    #[error("cannot create the WebAssembly engine: {0}")]
+    Engine(String),
+    /// The compiled-handler cache folder cannot be created.
+    #[error("cannot create the compiled-handler cache folder {path}: {source}")]
+    CacheDir {
+        /// The folder.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+}
+
+/// Loads and runs WebAssembly step handlers. One engine, one compiled-artifact cache,
+/// one epoch ticker thread; handlers loaded from it share them.
+#[derive(Clone)]
+pub struct WasmHost {
+    shared: Arc<Shared>,
+}
+
+/// What the host and the handlers it loaded share.
+pub(crate) struct Shared {
+    pub(crate) engine: Engine,
+    pub(crate) linker: Linker<HostState>,
+    cache: ComponentCache,
+    _ticker: Ticker,
+}
+
+impl WasmHost {
+    /// A host whose compiled handlers are cached in `cache_dir` (created when missing;
+    /// it must be writable only by the runtime, since cached machine code is trusted).
+    pub fn new(cache_dir: PathBuf) -> Result<WasmHost, WasmHostError> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        config.wasm_component_model(true);
+        let engine = Engine::new(&config).map_err(|e| WasmHostError::Engine(format!("{e:#}")))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .and_then(|()| {
+                bindings::StepHandler::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)
+            })
+            .map_err(|e| WasmHostError::Engine(format!("{e:#}")))?;
+        let cache = ComponentCache::new(&engine, cache_dir.clone()).map_err(|source| {
+            WasmHostError::CacheDir {
+                path: cache_dir,
+                source,
+            }
+        })?;
+        let ticker = Ticker::start(engine.clone());
+        Ok(WasmHost {
+            shared: Arc::new(Shared {
+                engine,
+                linker,
+                cache,
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    /// Cache hits and misses since the host was created.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.shared.cache.stats()
+    }
+
+    /// The cache file a handler with this artifact sha256 is (or would be) stored in.
+    pub fn cache_entry(&self, sha256: &str) -> PathBuf {
+        self.shared.cache.entry_path(sha256)
+    }
+
+    async fn load_handler(&self, registration: &Registration) -> Result<WasmHandler, String> {
+        if registration.kind != HandlerKind::Wasm {
+            return Err(format!(
+                "it is a `{}` handler; this host loads `wasm` handlers",
+                registration.kind
+            ));
+        }
+        let shared = self.shared.clone();
+        let artifact = registration.artifact.clone();
+        let sha256 = registration.sha256.clone();
+        // Compiling is CPU-bound for a while; keep it off the async workers.
+        let component = tokio::task::spawn_blocking(move || {
+            shared.cache.load(&shared.engine, &artifact, &sha256)
+        })
+        .await
+        .map_err(|e| format!("the compile task failed: {e}"))??;
+        WasmHandler::new(self.shared.clone(), registration, &component).await
+    }
+}
+
+impl HandlerHost for WasmHost {
+    fn kind(&self) -> HandlerKind {
+        HandlerKind::Wasm
+    }
+
+    fn load<'a>(
+        &'a self,
+        registration: &'a Registration,
+    ) -> BoxFuture<'a, Result<Arc<dyn LoadedHandler>, LoadError>> {
+        Box::pin(async move {
+            match self.load_handler(registration).await {
+                Ok(handler) => Ok(Arc::new(handler) as Arc<dyn LoadedHandler>),
+                Err(reason) => Err(LoadError {
+                    id: registration.id.clone(),
+                    artifact: registration.artifact.display().to_string(),
+                    reason,
+                }),
+            }
+        })
+    }
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] until dropped.
+struct Ticker {
+    stop: Arc<AtomicBool>,
+}
+
+impl Ticker {
+    fn start(engine: Engine) -> Ticker {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let spawned = thread::Builder::new()
+            .name("handrail-wasm-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            });
+        if let Err(e) = spawned {
+            // Without a ticker, time limits still hold (the action's timer drops the
+            // guest), but a busy guest no longer yields to the async runtime.
+            tracing::error!("cannot start the epoch ticker thread: {e}");
+        }
+        Ticker { stop }
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}

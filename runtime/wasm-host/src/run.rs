@@ -1,0 +1,165 @@
+//! The `run` import: starts a program the registration grants, with an argument list
+//! (never a shell string), an empty environment plus the given pairs, the work folder as
+//! working directory, a time limit and the action's cancel token.
+//!
+//! The program runs in its own process group so a timeout or cancel kills everything it
+//! started. Its output is captured up to [`MAX_OUTPUT`] bytes per stream.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use handrail::CancelToken;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::Command;
+
+use crate::bindings::handrail::handler::types::{Arg, RunError, RunOutput};
+use crate::sandbox::Sandbox;
+use crate::stdio::CappedOutput;
+
+/// Most output kept per stream (stdout, stderr) of a program.
+pub const MAX_OUTPUT: usize = 1024 * 1024;
+
+/// How long to keep reading output after the program exited, for output still held by
+/// processes it left behind.
+const OUTPUT_GRACE: Duration = Duration::from_secs(2);
+
+/// What a `run` call may use: granted programs, the sandbox, the action's deadline and
+/// cancel token.
+pub(crate) struct RunScope {
+    pub(crate) granted: Arc<[PathBuf]>,
+    pub(crate) sandbox: Arc<Sandbox>,
+    pub(crate) deadline: Instant,
+    pub(crate) cancel: CancelToken,
+}
+
+/// One `run` request of the guest.
+pub(crate) struct RunRequest {
+    pub(crate) program: String,
+    pub(crate) args: Vec<Arg>,
+    pub(crate) env: Vec<(String, String)>,
+    pub(crate) timeout_ms: u64,
+}
+
+/// Kills the program's whole process group unless disarmed (normal exit).
+struct GroupGuard(Option<u32>);
+
+impl GroupGuard {
+    fn kill(&mut self) {
+        if let Some(pid) = self.0.take()
+            && let Ok(pgid) = libc::pid_t::try_from(pid)
+        {
+            // SAFETY: kill(2) with a negative pid signals the process group we created
+            // for the child; it has no memory-safety preconditions.
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+impl RunScope {
+    /// Runs the request to its end.
+    pub(crate) async fn run(&self, request: RunRequest) -> Result<RunOutput, RunError> {
+        if !self
+            .granted
+            .iter()
+            .any(|p| p.as_os_str() == request.program.as_str())
+        {
+            return Err(RunError::NotGranted(format!(
+                "`{}` is not among the programs this handler's registration grants (capabilities.run)",
+                request.program
+            )));
+        }
+        let args = request
+            .args
+            .into_iter()
+            .map(|arg| match arg {
+                Arg::Literal(s) => Ok(OsString::from(s)),
+                Arg::SandboxPath(p) => self
+                    .sandbox
+                    .host_path(&p)
+                    .map(PathBuf::into_os_string)
+                    .map_err(RunError::BadPath),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let remaining = self.deadline.saturating_duration_since(Instant::now());
+        let timeout = Duration::from_millis(request.timeout_ms).min(remaining);
+
+        let mut child = Command::new(&request.program)
+            .args(args)
+            .env_clear()
+            .envs(request.env)
+            .current_dir(self.sandbox.work_dir())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| RunError::SpawnFailed(format!("{}: {e}", request.program)))?;
+        let mut group = GroupGuard(child.id());
+        let stdout = CappedOutput::new(MAX_OUTPUT);
+        let stderr = CappedOutput::new(MAX_OUTPUT);
+        let readers = [
+            tokio::spawn(drain(child.stdout.take(), stdout.clone())),
+            tokio::spawn(drain(child.stderr.take(), stderr.clone())),
+        ];
+
+        let status = tokio::select! {
+            status = child.wait() => status.map_err(|e| RunError::SpawnFailed(e.to_string()))?,
+            () = tokio::time::sleep(timeout) => {
+                group.kill();
+                return Err(RunError::TimedOut);
+            }
+            () = self.cancel.cancelled() => {
+                group.kill();
+                return Err(RunError::Cancelled);
+            }
+        };
+        // The program is gone; what it started in the background may live on and keep
+        // its output open, so wait for the rest of the output only for a while.
+        group.0 = None;
+        let [out_reader, err_reader] = readers;
+        let (out_abort, err_abort) = (out_reader.abort_handle(), err_reader.abort_handle());
+        let all_read = tokio::time::timeout(OUTPUT_GRACE, async {
+            let _ = tokio::join!(out_reader, err_reader);
+        })
+        .await
+        .is_ok();
+        out_abort.abort();
+        err_abort.abort();
+        let (stdout, out_dropped) = stdout.contents();
+        let (stderr, err_dropped) = stderr.contents();
+        use std::os::unix::process::ExitStatusExt;
+        Ok(RunOutput {
+            exit_code: status.code(),
+            signal: status.signal(),
+            stdout,
+            stderr,
+            truncated: out_dropped > 0 || err_dropped > 0 || !all_read,
+        })
+    }
+}
+
+/// Reads a stream to its end into `into` (which keeps what fits under its cap).
+async fn drain(stream: Option<impl AsyncRead + Unpin>, into: CappedOutput) {
+    let Some(mut stream) = stream else {
+        return;
+    };
+    let mut chunk = vec![0u8; 16 * 1024];
+    while let Ok(n) = stream.read(&mut chunk).await {
+        if n == 0 {
+            break;
+        }
+        into.push(&chunk[..n]);
+    }
+}

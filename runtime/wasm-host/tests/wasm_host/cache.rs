@@ -1,0 +1,93 @@
+//! The compiled-artifact cache and load-time checks.
+
+use std::fs;
+
+use handrail::host::HandlerHost;
+use handrail::registry::HandlerKind;
+use handrail_test_guest_artifacts::HOSTILE;
+use handrail_wasm_host::{CacheStats, WasmHost};
+
+use crate::support::{Scratch, limits};
+
+const ID: &str = "test/hostile:1";
+
+#[tokio::test]
+async fn a_cold_load_compiles_once_and_a_warm_load_does_not_compile() {
+    let scratch = Scratch::new();
+    let cache = scratch.path("cache");
+    let registration = scratch.registration(ID, HOSTILE, &[], limits(64, 10));
+
+    let cold = WasmHost::new(cache.clone()).unwrap();
+    cold.load(&registration).await.unwrap();
+    assert_eq!(
+        cold.cache_stats(),
+        CacheStats {
+            compiles: 1,
+            ..CacheStats::default()
+        }
+    );
+    let entry = cold.cache_entry(&registration.sha256);
+    assert!(entry.is_file(), "{} was written", entry.display());
+    let written = fs::metadata(&entry).unwrap().modified().unwrap();
+    cold.load(&registration).await.unwrap();
+    assert_eq!(cold.cache_stats().memory_hits, 1);
+
+    // A new host (a restarted agent) deserialises the cached code.
+    let warm = WasmHost::new(cache.clone()).unwrap();
+    let handler = warm.load(&registration).await.unwrap();
+    assert_eq!(handler.description().id, ID);
+    assert_eq!(
+        warm.cache_stats(),
+        CacheStats {
+            disk_hits: 1,
+            ..CacheStats::default()
+        }
+    );
+    assert_eq!(fs::metadata(&entry).unwrap().modified().unwrap(), written);
+    assert_eq!(fs::read_dir(&cache).unwrap().count(), 1, "no stray files");
+}
+
+#[tokio::test]
+async fn a_damaged_cache_entry_is_recompiled() {
+    let scratch = Scratch::new();
+    let cache = scratch.path("cache");
+    let registration = scratch.registration(ID, HOSTILE, &[], limits(64, 10));
+    let host = WasmHost::new(cache.clone()).unwrap();
+    fs::write(host.cache_entry(&registration.sha256), b"not machine code").unwrap();
+    host.load(&registration).await.unwrap();
+    assert_eq!(host.cache_stats().compiles, 1);
+    let again = WasmHost::new(cache).unwrap();
+    again.load(&registration).await.unwrap();
+    assert_eq!(again.cache_stats().disk_hits, 1);
+}
+
+#[tokio::test]
+async fn bad_artifacts_are_refused_with_the_reason() {
+    let scratch = Scratch::new();
+    let host = WasmHost::new(scratch.path("cache")).unwrap();
+
+    let not_wasm = scratch.registration("test/junk:1", b"\0asm junk", &[], limits(64, 10));
+    let err = host.load(&not_wasm).await.err().unwrap().to_string();
+    assert!(
+        err.contains("test/junk:1") && err.contains("not a valid WebAssembly component"),
+        "{err}"
+    );
+
+    let mut changed = scratch.registration(ID, HOSTILE, &[], limits(64, 10));
+    fs::write(&changed.artifact, b"swapped after verification").unwrap();
+    changed.sha256 = changed.sha256.replace(|c: char| c.is_ascii_digit(), "0");
+    let err = host.load(&changed).await.err().unwrap().to_string();
+    assert!(err.contains("sha256"), "{err}");
+
+    let mut native = scratch.registration(ID, HOSTILE, &[], limits(64, 10));
+    native.kind = HandlerKind::Native;
+    let err = host.load(&native).await.err().unwrap().to_string();
+    assert!(err.contains("`native` handler"), "{err}");
+
+    let renamed = scratch.registration("test/renamed:1", HOSTILE, &[], limits(64, 10));
+    let err = host.load(&renamed).await.err().unwrap().to_string();
+    assert!(
+        err.contains("describes itself as `test/hostile:1`"),
+        "{err}"
+    );
+}

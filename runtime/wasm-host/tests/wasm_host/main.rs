@@ -1,0 +1,6 @@
+//! The WASM host with real wasmtime, real components and real files.
+
+mod cache;
+mod sandbox;
+mod script;
+mod support;
