@@ -164,17 +164,36 @@ impl Host for HostState {
             target: "handrail::handler",
             handler = %self.handler_id,
             program = %program,
+            args = ?args,
+            env = ?env.iter().map(|(k, _)| k).collect::<Vec<_>>(),
             "running a program for the handler"
         );
-        action
+        let ended = action
             .run
             .run(RunRequest {
-                program,
+                program: program.clone(),
                 args,
                 env,
                 timeout_ms,
             })
-            .await
+            .await;
+        match &ended {
+            Ok(out) => tracing::info!(
+                target: "handrail::handler",
+                handler = %self.handler_id,
+                program = %program,
+                exit_code = ?out.exit_code,
+                signal = ?out.signal,
+                "the program ended"
+            ),
+            Err(e) => tracing::warn!(
+                target: "handrail::handler",
+                handler = %self.handler_id,
+                program = %program,
+                "the program did not run to its end: {e:?}"
+            ),
+        }
+        ended
     }
 }
 

@@ -6,9 +6,14 @@ fn main() {
         "../../../../sdk/contract",
         "../../../../wit",
     ];
-    let hostile = handrail_guest_build::build("../guests/Cargo.toml", sources);
-    println!(
-        "cargo:rustc-env=HANDRAIL_HOSTILE_GUEST_WASM={}",
-        hostile.display()
-    );
+    for (variable, manifest) in [
+        ("HANDRAIL_HOSTILE_GUEST_WASM", "../guests/Cargo.toml"),
+        (
+            "HANDRAIL_FUTURE_CONTRACT_GUEST_WASM",
+            "../guest-future-contract/Cargo.toml",
+        ),
+    ] {
+        let wasm = handrail_guest_build::build(manifest, sources);
+        println!("cargo:rustc-env={variable}={}", wasm.display());
+    }
 }

@@ -4,7 +4,7 @@ use std::fs;
 
 use handrail::host::HandlerHost;
 use handrail::registry::HandlerKind;
-use handrail_test_guest_artifacts::HOSTILE;
+use handrail_test_guest_artifacts::{FUTURE_CONTRACT, HOSTILE};
 use handrail_wasm_host::{CacheStats, WasmHost};
 
 use crate::support::{Scratch, limits};
@@ -88,6 +88,18 @@ async fn bad_artifacts_are_refused_with_the_reason() {
     let err = host.load(&renamed).await.err().unwrap().to_string();
     assert!(
         err.contains("describes itself as `test/hostile:1`"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_handler_for_another_contract_major_is_refused() {
+    let scratch = Scratch::new();
+    let host = WasmHost::new(scratch.path("cache")).unwrap();
+    let future = scratch.registration("test/future:2", FUTURE_CONTRACT, &[], limits(64, 10));
+    let err = host.load(&future).await.err().unwrap().to_string();
+    assert!(
+        err.contains("test/future:2") && err.contains("handler contract 2.0"),
         "{err}"
     );
 }
