@@ -19,6 +19,11 @@
 //! | failure with extended code 0 | [`FAILURE_WITHOUT_CODE`] (0x30500206) |
 //! | anything else | the script's result, as written (reboot and restart requests included) |
 //!
+//! ADU keeps a step's payload files in the work folder and its scripts look for them
+//! there (`$workfolder/$firmware_file`), so before the script runs the payload files are
+//! hard-linked (or copied) from `/payload` into the work folder, with the same granted
+//! shell.
+//!
 //! Download does not run the script: the runtime has already fetched and verified the
 //! step's payload. Backup and restore are not supported (1001 / 1101), as in ADU.
 
@@ -55,6 +60,12 @@ pub const RESULT_FILE_UNREADABLE: ExtendedCode = extended(COMPONENT_SCRIPT, 0x20
 pub const FAILURE_WITHOUT_CODE: ExtendedCode = extended(COMPONENT_SCRIPT, 0x206);
 /// The host could not start the script.
 pub const SCRIPT_NOT_STARTED: ExtendedCode = extended(COMPONENT_SCRIPT, 0x207);
+/// The payload files could not be placed in the work folder.
+pub const PAYLOAD_NOT_STAGED: ExtendedCode = extended(COMPONENT_SCRIPT, 0x208);
+
+/// Links each payload file (`$2…`) into the work folder (`$1`), copying where a link
+/// cannot be made.
+const STAGE_PAYLOAD: &str = r#"dest=$1; shift; for f in "$@"; do ln -f "$f" "$dest/" 2>/dev/null || cp -f "$f" "$dest/" || exit 1; done"#;
 
 /// Largest script output kept in the log, per stream.
 const MAX_LOGGED_OUTPUT: usize = 16 * 1024;
@@ -109,8 +120,10 @@ fn perform(step: &StepContext, action: Action) -> ResultFile {
         ScriptArg::Literal(s) => Arg::Literal(s),
         ScriptArg::Path(p) => Arg::SandboxPath(p),
     }));
-    let env = [("PATH".to_owned(), SCRIPT_PATH.to_owned())];
-    let output = host::run(SHELL, &argv, &env, None);
+    if let Err(failure) = stage_payload(step) {
+        return failure;
+    }
+    let output = host::run(SHELL, &argv, &script_env(), None);
     let result_file = result_file_path(&step.work_folder, action);
     match output {
         Ok(output) => {
@@ -118,6 +131,35 @@ fn perform(step: &StepContext, action: Action) -> ResultFile {
             interpret(&output, std::fs::read(&result_file).ok().as_deref())
         }
         Err(e) => run_failure(e),
+    }
+}
+
+fn script_env() -> [(String, String); 1] {
+    [("PATH".to_owned(), SCRIPT_PATH.to_owned())]
+}
+
+/// Places the step's payload files in the work folder, where ADU's scripts expect them.
+fn stage_payload(step: &StepContext) -> Result<(), ResultFile> {
+    if step.files.is_empty() {
+        return Ok(());
+    }
+    let mut args = vec![
+        Arg::Literal("-c".into()),
+        Arg::Literal(STAGE_PAYLOAD.into()),
+        Arg::Literal("stage-payload".into()),
+        Arg::SandboxPath(step.work_folder.clone()),
+    ];
+    args.extend(step.files.iter().map(|f| Arg::SandboxPath(f.path.clone())));
+    match host::run(SHELL, &args, &script_env(), None) {
+        Ok(out) if out.exit_code == Some(0) => Ok(()),
+        Ok(out) => Err(ResultFile::failure(
+            PAYLOAD_NOT_STAGED,
+            format!(
+                "cannot place the payload files in the work folder: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        )),
+        Err(e) => Err(run_failure(e)),
     }
 }
 

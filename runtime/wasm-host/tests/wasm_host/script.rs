@@ -30,6 +30,7 @@ for a in "$@"; do
 done
 printf '%s\n' "$0" "$@" > "$work/args.txt"
 printf '%s\n' "$(pwd)" > "$work/pwd.txt"
+cat "$work/camera-firmware-1.1.json" > "$work/firmware-seen.txt"
 env > "$work/env.txt"
 if [ "$write" = yes ]; then
   printf '{"resultCode":%s,"extendedResultCode":0,"resultDetails":"from script"}' "$rc" > "$result"
@@ -71,7 +72,7 @@ async fn run_script(
     let handler = load(&registration).await;
     let files = vec![
         scratch.payload("install.sh", SCRIPT),
-        scratch.payload("camera-firmware-1.1.json", "{}"),
+        scratch.payload("camera-firmware-1.1.json", "{\"version\": \"1.1\"}"),
     ];
     let context = scratch.context(ID, properties, files, component);
     invoke(&handler, action, context, CancelToken::new())
@@ -140,6 +141,11 @@ async fn install_passes_adu_arguments_in_order_and_the_scripts_result_through() 
         ]
     );
     assert_eq!(lines(&scratch, "pwd.txt"), [work]);
+    assert_eq!(
+        lines(&scratch, "firmware-seen.txt"),
+        [r#"{"version": "1.1"}"#],
+        "payload files are in the work folder, as ADU scripts expect"
+    );
     let env = lines(&scratch, "env.txt");
     assert!(
         env.iter().any(|l| l.starts_with("PATH=")),
