@@ -18,11 +18,14 @@ use crate::bindings::StepHandlerPre;
 use crate::bindings::handrail::handler::types as wit;
 use crate::run::RunScope;
 use crate::sandbox::{PAYLOAD_DIR, Sandbox, WORK_DIR};
-use crate::state::{ActionScope, HostState};
+use crate::state::{ActionScope, HostState, truncate};
 use crate::stdio::CappedOutput;
 
 /// Most guest stdout (and, separately, stderr) kept per action.
 const GUEST_OUTPUT_CAP: usize = 64 * 1024;
+
+/// Longest trap description kept (the guest's stderr tail comes on top).
+const MAX_TRAP_MESSAGE_BYTES: usize = 8 * 1024;
 
 /// How long `describe` may take at load.
 const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -268,7 +271,8 @@ fn end_of_failure(
             "the handler asked for {asked} bytes of memory; its limit is {limit} bytes"
         ));
     }
-    let mut message = format!("{error:?}");
+    // The cause chain with the guest's backtrace; not `{:?}`, which adds the host's.
+    let mut message = truncate(&format!("{error:#}"), MAX_TRAP_MESSAGE_BYTES).into_owned();
     let (bytes, _) = stderr.contents();
     let text = String::from_utf8_lossy(&bytes);
     let text = text.trim_end();

@@ -49,7 +49,7 @@ use wasmtime::{Config, Engine};
 pub use cache::CacheStats;
 pub use run::MAX_OUTPUT as MAX_RUN_OUTPUT;
 pub use sandbox::{PAYLOAD_DIR, WORK_DIR};
-pub use state::{MAX_LOG_MESSAGE_BYTES, MAX_LOG_MESSAGES};
+pub use state::{MAX_GUEST_RESOURCES, MAX_LOG_MESSAGE_BYTES, MAX_LOG_MESSAGES};
 
 use cache::ComponentCache;
 use handler::WasmHandler;

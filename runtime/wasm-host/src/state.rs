@@ -16,6 +16,9 @@ use crate::run::{RunRequest, RunScope};
 pub const MAX_LOG_MESSAGES: u32 = 1000;
 /// Longest log message kept; longer ones are cut.
 pub const MAX_LOG_MESSAGE_BYTES: usize = 8 * 1024;
+/// Most WASI resources (open files, streams, pollables) a guest may hold at once. Open
+/// files are host file descriptors, which the agent needs too.
+pub const MAX_GUEST_RESOURCES: usize = 256;
 
 /// The data of one store.
 pub(crate) struct HostState {
@@ -41,9 +44,11 @@ impl HostState {
         handler_id: Arc<str>,
         action: Option<ActionScope>,
     ) -> Self {
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_GUEST_RESOURCES);
         HostState {
             wasi,
-            table: ResourceTable::new(),
+            table,
             limiter: MemoryLimiter::new(memory_limit),
             handler_id,
             logged: 0,

@@ -1,6 +1,5 @@
 //! The sandbox and the limits, against a guest that misbehaves on request.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -11,7 +10,7 @@ use handrail_contract::{Action, ResultFile, codes};
 use handrail_test_guest_artifacts::HOSTILE;
 use serde_json::{Value, json};
 
-use crate::support::{Scratch, invoke, is_inside, limits, load};
+use crate::support::{Scratch, invoke, limits, load};
 
 const ID: &str = "test/hostile:1";
 
@@ -380,6 +379,44 @@ async fn a_missing_work_folder_is_a_host_failure() {
     context.work_folder = scratch.path("no-such-folder").display().to_string();
     let (end, _) = invoke(&handler, Action::Install, context, CancelToken::new()).await;
     assert!(matches!(end, InvocationEnd::HostFailure(_)), "{end:?}");
-    assert!(is_inside(&scratch.path("work"), scratch.dir.path()));
-    assert!(!Path::new(&scratch.path("no-such-folder")).exists());
+}
+
+#[tokio::test]
+async fn a_symbolic_link_out_of_the_work_folder_leads_nowhere() {
+    let scratch = Scratch::new();
+    let handler = hostile(&scratch, &["/bin/ln", "/bin/cat"], 64, 10).await;
+    let (end, result, _) = install(
+        &scratch,
+        &handler,
+        json!({"behaviour": "symlink-escape"}),
+        CancelToken::new(),
+    )
+    .await;
+    assert_eq!(end, InvocationEnd::Returned);
+    let report = details(&result);
+    assert_eq!(report["madeLink"], true, "{report}");
+    assert_eq!(report["seen"], json!([]), "{report}");
+    let ran = report["run"].as_str().unwrap();
+    assert!(ran.starts_with("Err(RunError::BadPath("), "{ran}");
+}
+
+#[tokio::test]
+async fn a_guest_cannot_hoard_host_file_descriptors() {
+    let scratch = Scratch::new();
+    let handler = hostile(&scratch, &[], 64, 10).await;
+    let (end, _, _) = install(
+        &scratch,
+        &handler,
+        json!({"behaviour": "fd-hog"}),
+        CancelToken::new(),
+    )
+    .await;
+    // Past MAX_GUEST_RESOURCES the guest is stopped, before the agent runs out.
+    match end {
+        InvocationEnd::Trapped(why) => {
+            assert!(why.contains("resource table"), "{why}");
+            assert!(why.len() < 16 * 1024, "{} bytes", why.len());
+        }
+        other => panic!("expected Trapped, got {other:?}"),
+    }
 }

@@ -2,7 +2,7 @@
 //! of real components, step contexts with host paths, and running one action.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use handrail::CancelToken;
@@ -164,9 +164,4 @@ pub fn limits(memory_mib: u64, timeout_secs: u64) -> Limits {
         memory_mib,
         timeout_secs,
     }
-}
-
-/// True when `path` is inside `dir`.
-pub fn is_inside(path: &Path, dir: &Path) -> bool {
-    path.starts_with(dir)
 }

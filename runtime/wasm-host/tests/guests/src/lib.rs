@@ -15,6 +15,8 @@
 //! | `wait-for-cancel` | polls `is-cancelled` until it is set, then reports -1 |
 //! | `progress` | reports progress 1/2 and 2/2 and logs a line |
 //! | `log-flood` | logs 5000 lines and writes 1 MiB to stdout |
+//! | `symlink-escape` | has `/bin/ln` link `/work/etc` to `/etc`, reads through it, and asks the host to run `cat` on it |
+//! | `fd-hog` | opens its payload file again and again, keeping every handle |
 
 use std::time::Duration;
 
@@ -66,6 +68,17 @@ impl Handler for Hostile {
                     println!("{line}");
                 }
                 ok("flooded")
+            }
+            "symlink-escape" => symlink_escape(),
+            "fd-hog" => {
+                let mut held = Vec::new();
+                while held.len() < 100_000 {
+                    match std::fs::File::open("/payload/a.txt") {
+                        Ok(f) => held.push(f),
+                        Err(_) => break,
+                    }
+                }
+                ok(&held.len().to_string())
             }
             other => ResultFile::failure(
                 extended(codes::COMPONENT_CUSTOM, 1),
@@ -207,5 +220,36 @@ fn run(step: &StepContext) -> ResultFile {
         }),
         Err(e) => serde_json::json!({ "error": format!("{e:?}") }),
     };
+    ok(&report.to_string())
+}
+
+fn symlink_escape() -> ResultFile {
+    let mut seen = Vec::new();
+    // Guests cannot make symbolic links with stable std; a granted program can.
+    let made = host::run(
+        "/bin/ln",
+        &[
+            Arg::Literal("-s".into()),
+            Arg::Literal("/etc".into()),
+            Arg::SandboxPath("/work/etc".into()),
+        ],
+        &[],
+        None,
+    )
+    .is_ok_and(|out| out.exit_code == Some(0));
+    if let Ok(text) = std::fs::read_to_string("/work/etc/passwd") {
+        seen.push(format!("read /work/etc/passwd ({} bytes)", text.len()));
+    }
+    let ran = host::run(
+        "/bin/cat",
+        &[Arg::SandboxPath("/work/etc/passwd".into())],
+        &[],
+        None,
+    );
+    let report = serde_json::json!({
+        "madeLink": made,
+        "seen": seen,
+        "run": format!("{ran:?}"),
+    });
     ok(&report.to_string())
 }
