@@ -1,7 +1,14 @@
 //! Builds the built-in handler components from their sources in `handlers/`.
 
 fn main() {
-    let sources = &["../../sdk/rust", "../../sdk/contract", "../../wit"];
+    // The guest's dependencies: the SDK, the contract, the WIT world and the lock file
+    // that pins the rest.
+    let sources = &[
+        "../../sdk/rust",
+        "../../sdk/contract",
+        "../../wit",
+        "../../Cargo.lock",
+    ];
     let script = handrail_guest_build::build("../script/Cargo.toml", sources);
     println!(
         "cargo:rustc-env=HANDRAIL_SCRIPT_HANDLER_WASM={}",

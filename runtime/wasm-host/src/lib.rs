@@ -9,15 +9,19 @@
 //! - a WASI view of exactly the step's payload files (read-only, `/payload`) and the
 //!   action's work folder (read-write, `/work`): no network, no environment, no
 //!   arguments; the step context is rewritten to those paths;
-//! - the registration's memory limit (over it → [`InvocationEnd::OutOfMemory`]) and time
-//!   limit (epoch interruption; over it → [`InvocationEnd::TimedOut`]), and the
-//!   deployment's cancel token (→ [`InvocationEnd::Cancelled`]); a trap is
-//!   [`InvocationEnd::Trapped`];
+//! - the registration's memory limit (over it → [`OutOfMemory`]) and time limit (epoch
+//!   interruption; over it → [`TimedOut`]), and the deployment's cancel token
+//!   (→ [`Cancelled`]); a trap is [`Trapped`];
 //! - the `host` imports: `log` (to `tracing`, capped), `progress`, `is-cancelled`, and
 //!   `run` for the programs the registration grants (`capabilities.run`).
 //!
 //! Guest stdout and stderr are captured (capped) and written to the log at the end of
 //! the action.
+//!
+//! [`OutOfMemory`]: handrail::host::InvocationEnd::OutOfMemory
+//! [`TimedOut`]: handrail::host::InvocationEnd::TimedOut
+//! [`Cancelled`]: handrail::host::InvocationEnd::Cancelled
+//! [`Trapped`]: handrail::host::InvocationEnd::Trapped
 //!
 //! ```no_run
 //! # async fn example(registration: handrail::registry::Registration) -> Result<(), Box<dyn std::error::Error>> {

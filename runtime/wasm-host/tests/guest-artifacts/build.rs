@@ -5,6 +5,7 @@ fn main() {
         "../../../../sdk/rust",
         "../../../../sdk/contract",
         "../../../../wit",
+        "../../../../Cargo.lock",
     ];
     for (variable, manifest) in [
         ("HANDRAIL_HOSTILE_GUEST_WASM", "../guests/Cargo.toml"),
