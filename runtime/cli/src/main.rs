@@ -1,1 +1,328 @@
-fn main() {}
+//! `handrail`: deploy, resume and inspect over-the-air updates from the command line.
+//!
+//! Exit codes (stable, for scripts and service managers):
+//!
+//! | code | meaning |
+//! |---|---|
+//! | 0 | success (deployment succeeded, manifest valid, command done) |
+//! | 1 | the deployment failed (the report names the step, action and codes) |
+//! | 2 | bad input: usage error, invalid manifest, refused payload or registration |
+//! | 3 | suspended: the device must reboot, then run `handrail resume` |
+//! | 4 | suspended: the agent must restart, then run `handrail resume` |
+//! | 5 | the deployment was cancelled |
+//! | 6 | busy: another process owns the state directory, or a deployment is pending |
+//! | 10 | internal error (state could not be read or written) |
+
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use handrail::bundled::BundledHandler;
+use handrail::components::FileEnumerator;
+use handrail::contract::codes::Interruption;
+use handrail::registry::{HandlerKind, Limits, Registry};
+use handrail::state::StateView;
+use handrail::{AdmitOptions, DeploymentStatus, Report, Runtime, RuntimeError};
+
+/// Exit code for a failed deployment.
+const EXIT_FAILED: u8 = 1;
+/// Exit code for bad input.
+const EXIT_BAD_INPUT: u8 = 2;
+/// Exit code when a reboot is required.
+const EXIT_REBOOT: u8 = 3;
+/// Exit code when an agent restart is required.
+const EXIT_RESTART: u8 = 4;
+/// Exit code for a cancelled deployment.
+const EXIT_CANCELLED: u8 = 5;
+/// Exit code when the state directory is busy.
+const EXIT_BUSY: u8 = 6;
+/// Exit code for internal errors.
+const EXIT_INTERNAL: u8 = 10;
+
+/// Runs over-the-air update steps through sandboxed handlers.
+#[derive(Parser)]
+#[command(name = "handrail", version, about, long_about = None)]
+struct Cli {
+    /// State directory (journal, history, handler registrations, cache).
+    #[arg(long, global = true, env = "HANDRAIL_STATE_DIR", default_value_os_t = default_state_dir())]
+    state_dir: PathBuf,
+
+    /// Machine-readable output: JSON lines of events, then the JSON result.
+    #[arg(long, global = true)]
+    json: bool,
+
+    /// Compiled-handler cache (default: `<state-dir>/cache`); may be shared by several
+    /// state directories.
+    #[arg(long, global = true, env = "HANDRAIL_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+
+    /// Device components for component-aware child updates, as
+    /// `{"components": [...]}` (default: `<state-dir>/components.json` when present).
+    #[arg(long, global = true, env = "HANDRAIL_COMPONENTS")]
+    components: Option<PathBuf>,
+
+    /// More log output (-v info, -vv debug, -vvv trace); `HANDRAIL_LOG` overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Admit an update manifest and run its steps.
+    Deploy {
+        /// The update manifest (or the delivered envelope).
+        manifest: PathBuf,
+        /// Folder holding the update's payload files (and child manifests).
+        #[arg(long)]
+        payloads: PathBuf,
+        /// Deployment id (default: the envelope's workflow id, else a fresh one).
+        #[arg(long)]
+        id: Option<String>,
+        /// Refuse payload files the manifest gives no size and sha256 for.
+        #[arg(long)]
+        require_hashes: bool,
+    },
+    /// Continue the deployment left suspended (reboot, restart) or interrupted (crash).
+    Resume,
+    /// Parse and validate a manifest without running anything.
+    Validate {
+        /// The update manifest (or the delivered envelope).
+        manifest: PathBuf,
+    },
+    /// Show the deployment in progress and the installed-criteria records.
+    Status,
+    /// Show finished deployments, newest last.
+    History {
+        /// Show only the last N entries.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// Manage handler registrations.
+    Handlers {
+        #[command(subcommand)]
+        command: HandlersCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum HandlersCommand {
+    /// List registered handlers.
+    List,
+}
+
+/// `/var/lib/handrail` for root; `$XDG_STATE_HOME/handrail` or
+/// `~/.local/state/handrail` otherwise.
+fn default_state_dir() -> PathBuf {
+    if is_root() {
+        return PathBuf::from("/var/lib/handrail");
+    }
+    if let Some(dir) = std::env::var_os("XDG_STATE_HOME") {
+        return PathBuf::from(dir).join("handrail");
+    }
+    match std::env::var_os("HOME") {
+        Some(home) => PathBuf::from(home).join(".local/state/handrail"),
+        None => PathBuf::from("/var/lib/handrail"),
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HANDRAIL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_INTERNAL);
+        }
+    };
+    let out = output::Output::new(cli.json);
+    match rt.block_on(run(&cli, &out)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            let code = exit_code_of(&e);
+            out.error(&e);
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn exit_code_of(e: &anyhow::Error) -> u8 {
+    match e.downcast_ref::<RuntimeError>() {
+        Some(RuntimeError::Admit(_) | RuntimeError::Registry(_)) => EXIT_BAD_INPUT,
+        Some(RuntimeError::Busy { .. }) => EXIT_BUSY,
+        Some(RuntimeError::State(handrail::state::StateError::Locked { .. })) => EXIT_BUSY,
+        Some(_) => EXIT_INTERNAL,
+        None if e.downcast_ref::<handrail::AdmitError>().is_some() => EXIT_BAD_INPUT,
+        None if e.downcast_ref::<std::io::Error>().is_some() => EXIT_BAD_INPUT,
+        None => EXIT_INTERNAL,
+    }
+}
+
+/// Opens the runtime with the built-in handlers, the WebAssembly host and the component
+/// enumerator.
+fn open(cli: &Cli) -> anyhow::Result<Runtime> {
+    let cache_dir = cli.cache_dir.clone();
+    let bundled = handrail_builtin_handlers::builtin_handlers()
+        .into_iter()
+        .map(|h| BundledHandler {
+            id: h.id.to_owned(),
+            kind: HandlerKind::Wasm,
+            artifact: h.wasm,
+            capabilities: h.capabilities,
+            limits: Limits::default(),
+        })
+        .collect();
+    let mut builder = Runtime::builder(&cli.state_dir)
+        .bundled(bundled)
+        .host_with(move |state| {
+            handrail_wasm_host::WasmHost::new(cache_dir.unwrap_or_else(|| state.cache_dir()))
+        });
+    let components = cli
+        .components
+        .clone()
+        .or_else(|| Some(cli.state_dir.join("components.json")).filter(|p| p.exists()));
+    if let Some(path) = components {
+        builder = builder.enumerator(FileEnumerator::new(&path));
+    }
+    Ok(builder.open()?)
+}
+
+async fn run(cli: &Cli, out: &output::Output) -> anyhow::Result<u8> {
+    match &cli.command {
+        Command::Deploy {
+            manifest,
+            payloads,
+            id,
+            require_hashes,
+        } => {
+            let bytes = read_input(manifest)?;
+            let runtime = open(cli)?;
+            let options = AdmitOptions {
+                deployment_id: id.clone(),
+                require_file_hashes: *require_hashes,
+            };
+            let deployment = runtime.deploy(&bytes, payloads, options).await?;
+            let report = out.follow(deployment).await?;
+            Ok(exit_for(&report))
+        }
+        Command::Resume => {
+            let runtime = open(cli)?;
+            match runtime.resume()? {
+                Some(deployment) => {
+                    let report = out.follow(deployment).await?;
+                    Ok(exit_for(&report))
+                }
+                None => {
+                    out.message("nothing to resume");
+                    Ok(0)
+                }
+            }
+        }
+        Command::Validate { manifest } => {
+            let bytes = read_input(manifest)?;
+            let registry = registry_for_reading(cli)?;
+            let document =
+                handrail::admit::validate(&bytes, &registry, &manifest.display().to_string())?;
+            out.valid(manifest, document.manifest());
+            Ok(0)
+        }
+        Command::Status => {
+            let view = StateView::new(&cli.state_dir);
+            let current = view.current().map_err(RuntimeError::from)?;
+            let installed = view.installed().load().map_err(RuntimeError::from)?;
+            out.status(current.as_ref(), &installed);
+            Ok(0)
+        }
+        Command::History { limit } => {
+            let view = StateView::new(&cli.state_dir);
+            let mut entries = view.history().load().map_err(RuntimeError::from)?;
+            if let Some(n) = limit {
+                let skip = entries.len().saturating_sub(*n);
+                entries.drain(..skip);
+            }
+            out.history(&entries);
+            Ok(0)
+        }
+        Command::Handlers {
+            command: HandlersCommand::List,
+        } => {
+            out.handlers(&registry_for_reading(cli)?);
+            Ok(0)
+        }
+    }
+}
+
+/// The registry, with the built-in handlers installed when the state directory is free;
+/// read as it is while another process owns it.
+fn registry_for_reading(cli: &Cli) -> anyhow::Result<Registry> {
+    match open(cli) {
+        Ok(runtime) => Ok(runtime.registry().clone()),
+        Err(e)
+            if matches!(
+                e.downcast_ref::<RuntimeError>(),
+                Some(RuntimeError::State(
+                    handrail::state::StateError::Locked { .. }
+                ))
+            ) =>
+        {
+            Ok(
+                Registry::load_dir(&StateView::new(&cli.state_dir).handlers_dir())
+                    .map_err(RuntimeError::from)?,
+            )
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn read_input(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| {
+        anyhow::Error::new(std::io::Error::new(
+            e.kind(),
+            format!("cannot read {}: {e}", path.display()),
+        ))
+    })
+}
+
+fn exit_for(report: &Report) -> u8 {
+    match report.status {
+        DeploymentStatus::Succeeded => 0,
+        DeploymentStatus::Failed => EXIT_FAILED,
+        DeploymentStatus::Cancelled => EXIT_CANCELLED,
+        DeploymentStatus::Suspended => match report.interruption {
+            Some(Interruption::ImmediateAgentRestart | Interruption::DeferredAgentRestart) => {
+                EXIT_RESTART
+            }
+            _ => EXIT_REBOOT,
+        },
+        DeploymentStatus::InProgress => EXIT_INTERNAL,
+    }
+}

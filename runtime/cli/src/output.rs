@@ -1,0 +1,278 @@
+//! How the CLI shows things: progress bars and plain text for people, JSON for machines.
+//!
+//! With `--json`, `deploy` and `resume` print one JSON object per event (one per line)
+//! and end with `{"event":"report", …}`; other commands print one JSON document. Errors go
+//! to stderr as text, or as `{"error": "…"}` on stdout with `--json`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use handrail::manifest::UpdateManifest;
+use handrail::registry::Registry;
+use handrail::report::StepOutcome;
+use handrail::state::{HistoryEntry, InstalledCriteria};
+use handrail::{Deployment, Event, Report};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::json;
+
+pub struct Output {
+    json: bool,
+}
+
+impl Output {
+    pub fn new(json: bool) -> Self {
+        Output { json }
+    }
+
+    fn print_json(&self, value: &serde_json::Value) {
+        println!("{value}");
+    }
+
+    pub fn message(&self, text: &str) {
+        if self.json {
+            self.print_json(&json!({ "message": text }));
+        } else {
+            println!("{text}");
+        }
+    }
+
+    pub fn error(&self, e: &anyhow::Error) {
+        let text = format!("{e:#}");
+        if self.json {
+            self.print_json(&json!({ "error": text }));
+        } else {
+            eprintln!("error: {text}");
+        }
+    }
+
+    /// Follows a deployment to its end, showing progress; Ctrl-C or SIGTERM cancels it.
+    pub async fn follow(&self, mut deployment: Deployment) -> anyhow::Result<Report> {
+        let cancel = deployment.cancel_token();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut int), Ok(mut term)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) else {
+                return;
+            };
+            tokio::select! {
+                _ = int.recv() => {},
+                _ = term.recv() => {},
+            }
+            cancel.cancel();
+        });
+        let bar = if self.json {
+            ProgressBar::hidden()
+        } else {
+            let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} [{pos}/{len}] {wide_msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        };
+        let mut labels: Vec<String> = Vec::new();
+        while let Some(event) = deployment.next_event().await {
+            if self.json {
+                self.print_json(&serde_json::to_value(&event)?);
+                continue;
+            }
+            match &event {
+                Event::StepStarted { step, total, label } => {
+                    bar.set_length(*total as u64);
+                    bar.set_position(*step as u64);
+                    if labels.len() <= *step {
+                        labels.resize(*step + 1, String::new());
+                    }
+                    labels[*step] = label.clone();
+                    bar.set_message(label.clone());
+                }
+                Event::ActionStarted { step, action } => {
+                    let label = labels.get(*step).cloned().unwrap_or_default();
+                    bar.set_message(format!("{label}: {action}"));
+                }
+                Event::Progress { step, done, total } => {
+                    let label = labels.get(*step).cloned().unwrap_or_default();
+                    bar.set_message(format!("{label}: {done}/{total}"));
+                }
+                Event::ActionFinished {
+                    step,
+                    action,
+                    result,
+                } => {
+                    let label = labels.get(*step).cloned().unwrap_or_default();
+                    bar.println(format!(
+                        "  {label}: {action} → {}{}",
+                        result.result_code,
+                        if result.is_success() {
+                            String::new()
+                        } else {
+                            format!(" ({}) {}", result.extended(), result.result_details)
+                        }
+                    ));
+                }
+                Event::StepFinished { step, outcome } => {
+                    let label = labels.get(*step).cloned().unwrap_or_default();
+                    bar.println(format!("{} {label}: {outcome}", mark(*outcome)));
+                    bar.set_position(*step as u64 + 1);
+                }
+                Event::Suspended { interruption } => {
+                    bar.println(format!("⏸ suspended: {interruption:?} required"));
+                }
+            }
+        }
+        bar.finish_and_clear();
+        let report = deployment.finish().await?;
+        self.report(&report);
+        Ok(report)
+    }
+
+    pub fn report(&self, report: &Report) {
+        if self.json {
+            let mut v = serde_json::to_value(report).unwrap_or_default();
+            if let Some(o) = v.as_object_mut() {
+                o.insert("event".into(), "report".into());
+            }
+            self.print_json(&v);
+            return;
+        }
+        println!(
+            "deployment {} of {}: {}",
+            report.deployment, report.update_id, report.status
+        );
+        if let Some(i) = report.interruption {
+            println!(
+                "  waiting for: {i:?}; run `handrail resume` once the {} has happened",
+                if i.is_reboot() {
+                    "reboot"
+                } else {
+                    "agent restart"
+                }
+            );
+        }
+        if let Some(f) = &report.failure {
+            println!(
+                "  failed at {} ({}): resultCode {}, extendedResultCode {} — {}",
+                f.label, f.action, f.result_code, f.extended_result_code_hex, f.result_details
+            );
+        }
+    }
+
+    pub fn valid(&self, path: &Path, manifest: &UpdateManifest) {
+        if self.json {
+            self.print_json(&json!({
+                "valid": true,
+                "file": path.display().to_string(),
+                "updateId": manifest.update_id.to_string(),
+                "steps": manifest.steps.len(),
+            }));
+        } else {
+            println!(
+                "{}: valid update manifest for {} ({} steps)",
+                path.display(),
+                manifest.update_id,
+                manifest.steps.len()
+            );
+        }
+    }
+
+    pub fn status(&self, current: Option<&Report>, installed: &[InstalledCriteria]) {
+        if self.json {
+            self.print_json(&json!({ "current": current, "installed": installed }));
+            return;
+        }
+        match current {
+            None => println!("no deployment in progress"),
+            Some(r) => {
+                println!(
+                    "deployment {} of {}: {}",
+                    r.deployment, r.update_id, r.status
+                );
+                for s in &r.steps {
+                    println!("  {} {}: {}", mark(s.outcome), s.label, s.outcome);
+                }
+            }
+        }
+        println!("installed criteria: {}", installed.len());
+        for i in installed {
+            println!(
+                "  {} ({} for {}{}) at {}",
+                i.installed_criteria,
+                i.handler,
+                i.update_id,
+                i.component
+                    .as_ref()
+                    .map(|c| format!(", component {c}"))
+                    .unwrap_or_default(),
+                i.at
+            );
+        }
+    }
+
+    pub fn history(&self, entries: &[HistoryEntry]) {
+        if self.json {
+            self.print_json(&serde_json::to_value(entries).unwrap_or_default());
+            return;
+        }
+        if entries.is_empty() {
+            println!("no deployments yet");
+        }
+        for e in entries {
+            let r = &e.report;
+            println!(
+                "#{} {} {} {} ({} → {})",
+                e.sequence,
+                r.deployment,
+                r.update_id,
+                r.status,
+                r.started_at,
+                r.finished_at.as_deref().unwrap_or("-")
+            );
+            if let Some(f) = &r.failure {
+                println!(
+                    "    failed at {} ({}): {} {} {}",
+                    f.label, f.action, f.result_code, f.extended_result_code_hex, f.result_details
+                );
+            }
+        }
+    }
+
+    pub fn handlers(&self, registry: &Registry) {
+        if self.json {
+            let list: Vec<_> = registry.iter().collect();
+            self.print_json(&serde_json::to_value(list).unwrap_or_default());
+            return;
+        }
+        if registry.iter().next().is_none() {
+            println!("no handlers registered");
+        }
+        for r in registry.iter() {
+            println!(
+                "{}  {}  {}  run: [{}]  memory {} MiB, timeout {} s",
+                r.id,
+                r.kind,
+                r.artifact.display(),
+                r.capabilities
+                    .run
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                r.limits.memory_mib,
+                r.limits.timeout_secs
+            );
+        }
+    }
+}
+
+fn mark(outcome: StepOutcome) -> &'static str {
+    match outcome {
+        StepOutcome::Succeeded => "✔",
+        StepOutcome::AlreadyInstalled | StepOutcome::NoMatchingComponents => "↷",
+        StepOutcome::Failed => "✘",
+        StepOutcome::Cancelled => "⊘",
+        StepOutcome::Pending => "·",
+    }
+}

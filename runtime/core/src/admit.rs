@@ -1,0 +1,476 @@
+//! Admission: from manifest bytes and a payload folder to a [`Plan`], or a clear refusal.
+//!
+//! Admission parses and validates the manifest (and the child manifest of every reference
+//! step), checks every payload file's size and sha256 against the manifest while staging
+//! it into the deployment folder, selects components for child updates, and numbers the
+//! step runs. Nothing runs and nothing is left behind when it refuses: the deployment
+//! folder is removed and the error names the field, step or file at fault.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use handrail_contract::{PayloadFile, UpdateId};
+use sha2::{Digest, Sha256};
+
+use crate::components::{ComponentEnumerator, EnumeratorError};
+use crate::durable;
+use crate::manifest::{
+    self, FileEntry, ManifestError, ManifestErrors, ReferenceTarget, Step, UpdateManifest,
+    ValidationContext,
+};
+use crate::plan::{Plan, PlannedStep};
+use crate::registry::Registry;
+
+/// Why a deployment was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AdmitError {
+    /// The manifest could not be parsed.
+    #[error("manifest: {0}")]
+    Parse(#[from] ManifestError),
+    /// The manifest (or a child manifest) is not valid.
+    #[error("{context}:\n{errors}")]
+    Invalid {
+        /// Which manifest.
+        context: String,
+        /// Every problem found.
+        errors: ManifestErrors,
+    },
+    /// A reference step's child manifest could not be found or read.
+    #[error("instructions.steps[{step}]: {message}")]
+    Child {
+        /// Index of the reference step.
+        step: usize,
+        /// What went wrong.
+        message: String,
+    },
+    /// A payload file is missing or does not match the manifest.
+    #[error("payload file `{file}` (instructions.steps[{step}]): {message}")]
+    Payload {
+        /// The step naming the file (in its own update).
+        step: usize,
+        /// The file name.
+        file: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The deployment id is not usable.
+    #[error("deployment id `{0}`: use 1–128 characters from A–Z, a–z, 0–9, `.`, `_`, `-`")]
+    BadDeploymentId(String),
+    /// Components could not be enumerated.
+    #[error(transparent)]
+    Enumerator(#[from] EnumeratorError),
+    /// The deployment folder could not be written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+}
+
+/// Options of one deployment.
+#[derive(Debug, Clone, Default)]
+pub struct AdmitOptions {
+    /// Deployment id; defaults to the envelope's workflow id, else a fresh one.
+    pub deployment_id: Option<String>,
+    /// Refuse payload files the manifest gives no size and sha256 for.
+    pub require_file_hashes: bool,
+}
+
+/// Parses and validates a manifest (or envelope) against the registered handlers;
+/// `context` names the manifest in errors (e.g. its file name).
+pub fn validate(
+    bytes: &[u8],
+    registry: &Registry,
+    context: &str,
+) -> Result<manifest::Document, AdmitError> {
+    let document = manifest::parse_document(bytes)?;
+    let is_known = |id: &str| registry.contains(id);
+    document
+        .manifest()
+        .validate(&ValidationContext {
+            is_handler_known: &is_known,
+            level: 0,
+        })
+        .map_err(|errors| AdmitError::Invalid {
+            context: context.to_owned(),
+            errors,
+        })?;
+    Ok(document)
+}
+
+/// What admission needs from the runtime.
+pub(crate) struct Admission<'a> {
+    pub registry: &'a Registry,
+    pub enumerator: Option<&'a dyn ComponentEnumerator>,
+    pub deployments_dir: &'a Path,
+    pub options: &'a AdmitOptions,
+}
+
+/// True when `id` can name a deployment (and its folder).
+pub fn is_valid_deployment_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && !id.starts_with('.')
+}
+
+fn fresh_id(update: &UpdateId) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let clean: String = format!("{}-{}", update.name, update.version)
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(80)
+        .collect();
+    format!("{clean}-{nanos:x}")
+}
+
+impl Admission<'_> {
+    /// Admits a deployment: returns its plan with payloads staged, or refuses.
+    pub fn admit(&self, manifest_bytes: &[u8], payload_dir: &Path) -> Result<Plan, AdmitError> {
+        let document = validate(manifest_bytes, self.registry, "update manifest")?;
+        let top = document.manifest();
+        let deployment = match self
+            .options
+            .deployment_id
+            .clone()
+            .or_else(|| document.workflow_id().map(str::to_owned))
+        {
+            Some(id) if is_valid_deployment_id(&id) => id,
+            Some(id) => return Err(AdmitError::BadDeploymentId(id)),
+            None => fresh_id(&top.update_id),
+        };
+        let deployment_dir = self.deployments_dir.join(&deployment);
+        if deployment_dir.exists() {
+            return Err(AdmitError::Io {
+                path: deployment_dir,
+                source: std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    "a deployment with this id is already staged",
+                ),
+            });
+        }
+        let mut stager = Stager {
+            payload_dir,
+            staged_dir: deployment_dir.join("payload"),
+            staged: BTreeMap::new(),
+            require_hashes: self.options.require_file_hashes,
+        };
+        let planned = self.plan_steps(top, payload_dir, &mut stager);
+        let steps = match planned {
+            Ok(steps) => steps,
+            Err(e) => {
+                let _ = fs::remove_dir_all(&deployment_dir);
+                return Err(e);
+            }
+        };
+        Ok(Plan {
+            workflow_id: document
+                .workflow_id()
+                .map(str::to_owned)
+                .unwrap_or_else(|| deployment.clone()),
+            deployment,
+            update_id: top.update_id.clone(),
+            deployment_dir,
+            steps,
+        })
+    }
+
+    fn validate(&self, m: &UpdateManifest, level: u8, context: &str) -> Result<(), AdmitError> {
+        let is_known = |id: &str| self.registry.contains(id);
+        m.validate(&ValidationContext {
+            is_handler_known: &is_known,
+            level,
+        })
+        .map_err(|errors| AdmitError::Invalid {
+            context: context.to_owned(),
+            errors,
+        })
+    }
+
+    fn plan_steps(
+        &self,
+        top: &UpdateManifest,
+        payload_dir: &Path,
+        stager: &mut Stager<'_>,
+    ) -> Result<Vec<PlannedStep>, AdmitError> {
+        let mut steps = Vec::new();
+        for (index, step) in top.steps.iter().enumerate() {
+            match step {
+                Step::Inline(inline) => {
+                    let files = stager.stage_step(index, &inline.files, &top.files)?;
+                    steps.push(PlannedStep {
+                        number: steps.len(),
+                        level: 0,
+                        parent_step: None,
+                        update_id: top.update_id.clone(),
+                        step_index: index as u32,
+                        handler: inline.handler.clone(),
+                        description: inline.description.clone(),
+                        files,
+                        handler_properties: inline.handler_properties.clone(),
+                        installed_criteria: inline.installed_criteria.clone(),
+                        component: None,
+                        no_matching_components: false,
+                    });
+                }
+                Step::Reference(reference) => {
+                    let child = self.load_child(index, &reference.target, top, payload_dir)?;
+                    self.validate(
+                        &child,
+                        1,
+                        &format!(
+                            "instructions.steps[{index}]: child update {}",
+                            child.update_id
+                        ),
+                    )?;
+                    let components = match self.enumerator {
+                        Some(e) => Some(e.select(&child.compatibility)?),
+                        None => None,
+                    };
+                    let runs: Vec<Option<_>> = match &components {
+                        None => vec![None],
+                        Some(list) if list.is_empty() => vec![None],
+                        Some(list) => list.iter().cloned().map(Some).collect(),
+                    };
+                    let none_matched = components.as_ref().is_some_and(|l| l.is_empty());
+                    for component in runs {
+                        for (child_index, child_step) in child.steps.iter().enumerate() {
+                            let Step::Inline(inline) = child_step else {
+                                // Validation at level 1 refuses nested reference steps.
+                                continue;
+                            };
+                            let files =
+                                stager.stage_step(child_index, &inline.files, &child.files)?;
+                            steps.push(PlannedStep {
+                                number: steps.len(),
+                                level: 1,
+                                parent_step: Some(index as u32),
+                                update_id: child.update_id.clone(),
+                                step_index: child_index as u32,
+                                handler: inline.handler.clone(),
+                                description: inline.description.clone(),
+                                files,
+                                handler_properties: inline.handler_properties.clone(),
+                                installed_criteria: inline.installed_criteria.clone(),
+                                component: component.clone(),
+                                no_matching_components: none_matched,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        Ok(steps)
+    }
+
+    /// Finds, verifies and parses the child manifest a reference step names.
+    fn load_child(
+        &self,
+        index: usize,
+        target: &ReferenceTarget,
+        parent: &UpdateManifest,
+        payload_dir: &Path,
+    ) -> Result<UpdateManifest, AdmitError> {
+        let child_err = |message: String| AdmitError::Child {
+            step: index,
+            message,
+        };
+        let bytes = match target {
+            ReferenceTarget::DetachedManifest { file_id, file_name } => {
+                let path = payload_dir.join(file_name);
+                let bytes = fs::read(&path).map_err(|e| {
+                    child_err(format!(
+                        "detached manifest `{file_name}` (file {file_id}) cannot be read from {}: {e}",
+                        payload_dir.display()
+                    ))
+                })?;
+                if let Some(entry) = parent.files.get(file_id) {
+                    let actual: [u8; 32] = Sha256::digest(&bytes).into();
+                    if actual != entry.sha256 || bytes.len() as u64 != entry.size_in_bytes {
+                        return Err(child_err(format!(
+                            "detached manifest `{file_name}` does not match the parent's files.{file_id} (size {} vs {}, sha256 {} vs {})",
+                            bytes.len(),
+                            entry.size_in_bytes,
+                            b64(&actual),
+                            b64(&entry.sha256)
+                        )));
+                    }
+                }
+                bytes
+            }
+            ReferenceTarget::UpdateId(id) => {
+                find_child_by_id(payload_dir, id).map_err(child_err)?
+            }
+        };
+        manifest::parse_manifest(&bytes).map_err(|e| child_err(format!("child manifest: {e}")))
+    }
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Looks for the child manifest of `id` in the payload folder: first the import-manifest
+/// name ADU uses (`provider.name.version.importmanifest.json`), then any `.json` file
+/// whose `updateId` matches.
+fn find_child_by_id(payload_dir: &Path, id: &UpdateId) -> Result<Vec<u8>, String> {
+    let conventional = payload_dir.join(format!(
+        "{}.{}.{}.importmanifest.json",
+        id.provider, id.name, id.version
+    ));
+    if let Ok(bytes) = fs::read(&conventional) {
+        return Ok(bytes);
+    }
+    let entries = fs::read_dir(payload_dir)
+        .map_err(|e| format!("cannot list payload folder {}: {e}", payload_dir.display()))?;
+    let mut candidates: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    candidates.sort();
+    for path in &candidates {
+        let Ok(meta) = fs::metadata(path) else {
+            continue;
+        };
+        if meta.len() > manifest::MAX_MANIFEST_BYTES as u64 {
+            continue;
+        }
+        let Ok(bytes) = fs::read(path) else { continue };
+        if let Ok(m) = manifest::parse_manifest(&bytes)
+            && m.update_id == *id
+        {
+            return Ok(bytes);
+        }
+    }
+    Err(format!(
+        "child update {id} not found: looked for {} and for a .json manifest with that updateId in {}",
+        conventional.display(),
+        payload_dir.display()
+    ))
+}
+
+/// Copies (or hard-links) payload files into the deployment folder, verifying each.
+struct Stager<'a> {
+    payload_dir: &'a Path,
+    staged_dir: PathBuf,
+    staged: BTreeMap<String, (Option<[u8; 32]>, PayloadFile)>,
+    require_hashes: bool,
+}
+
+impl Stager<'_> {
+    fn stage_step(
+        &mut self,
+        step: usize,
+        names: &[String],
+        files: &BTreeMap<String, FileEntry>,
+    ) -> Result<Vec<PayloadFile>, AdmitError> {
+        names
+            .iter()
+            .map(|name| {
+                let entry = files.values().find(|f| &f.file_name == name);
+                self.stage(step, name, entry)
+            })
+            .collect()
+    }
+
+    fn stage(
+        &mut self,
+        step: usize,
+        name: &str,
+        entry: Option<&FileEntry>,
+    ) -> Result<PayloadFile, AdmitError> {
+        let err = |message: String| AdmitError::Payload {
+            step,
+            file: name.to_owned(),
+            message,
+        };
+        let expected = entry.map(|e| e.sha256);
+        if let Some((prior, staged)) = self.staged.get(name) {
+            if prior.is_some() && expected.is_some() && *prior != expected {
+                return Err(err(
+                    "two updates of this deployment name a file with this name but different sha256"
+                        .into(),
+                ));
+            }
+            return Ok(staged.clone());
+        }
+        if entry.is_none() && self.require_hashes {
+            return Err(err(
+                "the manifest gives no size and sha256 for it (its `files` has no entry with this fileName) and unverified payloads are refused".into(),
+            ));
+        }
+        let src = self.payload_dir.join(name);
+        let meta = fs::symlink_metadata(&src)
+            .map_err(|e| err(format!("cannot read {}: {e}", src.display())))?;
+        if !meta.is_file() {
+            return Err(err(format!("{} is not a regular file", src.display())));
+        }
+        if let Some(e) = entry
+            && meta.len() != e.size_in_bytes
+        {
+            return Err(err(format!(
+                "size is {} bytes but the manifest says {}",
+                meta.len(),
+                e.size_in_bytes
+            )));
+        }
+        durable::create_dir_all(&self.staged_dir).map_err(|source| AdmitError::Io {
+            path: self.staged_dir.clone(),
+            source,
+        })?;
+        let dst = self.staged_dir.join(name);
+        let actual = copy_hashing(&src, &dst)
+            .map_err(|e| err(format!("cannot stage it into {}: {e}", dst.display())))?;
+        if let Some(e) = entry
+            && actual != e.sha256
+        {
+            let _ = fs::remove_file(&dst);
+            return Err(err(format!(
+                "sha256 is {} but the manifest says {}",
+                b64(&actual),
+                b64(&e.sha256)
+            )));
+        }
+        let file = PayloadFile {
+            name: name.to_owned(),
+            path: dst.display().to_string(),
+            size: meta.len(),
+        };
+        self.staged
+            .insert(name.to_owned(), (expected, file.clone()));
+        Ok(file)
+    }
+}
+
+/// Copies `src` to `dst` (fsync'ed) and returns the sha256 of the bytes written.
+fn copy_hashing(src: &Path, dst: &Path) -> std::io::Result<[u8; 32]> {
+    let mut input = fs::File::open(src)?;
+    let mut output = fs::File::create(dst)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = input.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        output.write_all(&buf[..n])?;
+    }
+    output.sync_all()?;
+    Ok(hasher.finalize().into())
+}

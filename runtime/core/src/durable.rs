@@ -1,0 +1,224 @@
+//! Durable writes: the only way Handrail changes its state on disk.
+//!
+//! Two primitives, both fsync'ed before they return:
+//! - [`write_atomic`]: replace a whole file (temporary file in the same folder, write,
+//!   fsync, rename over the target, fsync the folder), so a reader sees the old or the new
+//!   content, never a mix;
+//! - [`AppendLog`]: append one newline-terminated record to a log and fsync it; a torn
+//!   last record (a crash mid-append) is dropped on [`AppendLog::open`].
+//!
+//! Every durable write is also a numbered *journal point*. Setting
+//! `HANDRAIL_CRASH_AFTER_WRITE=N` makes the process kill itself with SIGKILL right after
+//! its Nth durable write; the crash-matrix tests use it to stop a deployment at every
+//! point and prove that `resume` ends where an uninterrupted run does.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Environment variable naming the durable write after which the process kills itself.
+pub const CRASH_AFTER_WRITE_ENV: &str = "HANDRAIL_CRASH_AFTER_WRITE";
+
+static WRITES: AtomicU64 = AtomicU64::new(0);
+
+fn crash_after() -> Option<u64> {
+    static AT: OnceLock<Option<u64>> = OnceLock::new();
+    *AT.get_or_init(|| {
+        std::env::var(CRASH_AFTER_WRITE_ENV)
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+    })
+}
+
+/// Counts one durable write and, when the crash hook asks for it, dies here.
+fn journal_point() {
+    let n = WRITES.fetch_add(1, Ordering::SeqCst) + 1;
+    if crash_after() == Some(n) {
+        // SIGKILL, not abort: no destructor, no flush, exactly what a power cut leaves.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+    }
+}
+
+/// How many durable writes this process has made.
+pub fn writes_so_far() -> u64 {
+    WRITES.load(Ordering::SeqCst)
+}
+
+/// fsyncs a folder so a rename or creation inside it survives a power cut.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Creates a folder (and parents) and makes its entry durable.
+pub fn create_dir_all(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    fs::create_dir_all(dir)?;
+    if let Some(parent) = dir.parent() {
+        sync_dir(parent)?;
+    }
+    Ok(())
+}
+
+/// Replaces `path` with `bytes` atomically and durably.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    sync_dir(dir)?;
+    journal_point();
+    Ok(())
+}
+
+/// Removes a file durably (a missing file is fine).
+pub fn remove_file(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    sync_dir(path.parent().unwrap_or(Path::new(".")))?;
+    journal_point();
+    Ok(())
+}
+
+/// The prefix of a buffer up to and including its last newline.
+trait CompleteLines {
+    fn rsplit_once_newline(&self) -> &[u8];
+}
+
+impl CompleteLines for Vec<u8> {
+    fn rsplit_once_newline(&self) -> &[u8] {
+        match self.iter().rposition(|b| *b == b'\n') {
+            Some(i) => &self[..=i],
+            None => &[],
+        }
+    }
+}
+
+/// An append-only log of newline-terminated records, each fsync'ed as it is appended.
+#[derive(Debug)]
+pub struct AppendLog {
+    path: PathBuf,
+    file: File,
+}
+
+impl AppendLog {
+    /// Opens (creating if needed) the log, drops a torn last record, and returns the
+    /// complete records in order.
+    pub fn open(path: &Path) -> io::Result<(AppendLog, Vec<String>)> {
+        let existed = path.exists();
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)?;
+        if !existed {
+            file.sync_all()?;
+            sync_dir(path.parent().unwrap_or(Path::new(".")))?;
+        }
+        let mut records = Vec::new();
+        let mut good_len = 0u64;
+        {
+            let mut reader = BufReader::new(&mut file);
+            reader.seek(SeekFrom::Start(0))?;
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                let n = reader.read_until(b'\n', &mut line)?;
+                if n == 0 || line.last() != Some(&b'\n') {
+                    break;
+                }
+                good_len += n as u64;
+                line.pop();
+                records.push(String::from_utf8_lossy(&line).into_owned());
+            }
+        }
+        if file.metadata()?.len() != good_len {
+            file.set_len(good_len)?;
+            file.sync_all()?;
+        }
+        Ok((
+            AppendLog {
+                path: path.to_owned(),
+                file,
+            },
+            records,
+        ))
+    }
+
+    /// Reads the complete records of a log without changing it (a torn last record is
+    /// skipped, not truncated).
+    pub fn read(path: &Path) -> io::Result<Vec<String>> {
+        let bytes = fs::read(path)?;
+        let complete = bytes.rsplit_once_newline();
+        Ok(complete
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| String::from_utf8_lossy(l).into_owned())
+            .collect())
+    }
+
+    /// Appends one record (must not contain a newline) and fsyncs it.
+    pub fn append(&mut self, record: &str) -> io::Result<()> {
+        debug_assert!(!record.contains('\n'));
+        let mut buf = Vec::with_capacity(record.len() + 1);
+        buf.extend_from_slice(record.as_bytes());
+        buf.push(b'\n');
+        self.file.write_all(&buf)?;
+        self.file.sync_data()?;
+        journal_point();
+        Ok(())
+    }
+
+    /// The log's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn torn_tail_is_dropped_and_appends_continue() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("log");
+        {
+            let (mut log, recs) = AppendLog::open(&p).unwrap();
+            assert!(recs.is_empty());
+            log.append("one").unwrap();
+            log.append("two").unwrap();
+        }
+        let mut f = OpenOptions::new().append(true).open(&p).unwrap();
+        f.write_all(b"{\"half").unwrap();
+        drop(f);
+        let (mut log, recs) = AppendLog::open(&p).unwrap();
+        assert_eq!(recs, ["one", "two"]);
+        log.append("three").unwrap();
+        let (_, recs) = AppendLog::open(&p).unwrap();
+        assert_eq!(recs, ["one", "two", "three"]);
+    }
+
+    #[test]
+    fn atomic_write_replaces_whole_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f.json");
+        write_atomic(&p, b"old").unwrap();
+        write_atomic(&p, b"new content").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"new content");
+        let leftovers = fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(leftovers, 1, "no temporary files left behind");
+        remove_file(&p).unwrap();
+        remove_file(&p).unwrap();
+        assert!(!p.exists());
+    }
+}

@@ -1,0 +1,538 @@
+//! The workflow engine: executes a plan step by step, journaling every transition first.
+//!
+//! For each planned step the engine asks [`sequence::next_move`] what to do, appends
+//! `action-started` to the journal, runs the action through the step's handler host,
+//! reads and validates the result file, appends `action-finished`, and repeats until the
+//! step has an outcome. A failed or cancelled step ends the deployment; a reboot or
+//! agent-restart request suspends it (immediate ones before the step's next action,
+//! deferred ones after the step). The engine starts from a [`Replay`], so a fresh
+//! deployment, a `resume` after a reboot and a recovery after a crash share one path.
+
+pub mod sequence;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use handrail_contract::codes::{self, Interruption, ext};
+use handrail_contract::{Action, MAX_RESULT_FILE_BYTES, ResultFile, StepContext};
+use serde::Serialize;
+use tokio::sync::{Mutex, mpsc};
+
+use crate::cancel::CancelToken;
+use crate::durable;
+use crate::host::{HandlerHost, Invocation, InvocationEnd, LoadedHandler};
+use crate::journal::{Journal, JournalError, Record, Replay};
+use crate::plan::PlannedStep;
+use crate::registry::Registry;
+use crate::report::{DeploymentStatus, Report, StepOutcome};
+use crate::state::{History, InstalledCriteria, InstalledRecords, StateError, now_rfc3339};
+use sequence::{Move, next_move, pending_interruption};
+
+/// Something that happened during a deployment, for progress displays.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum Event {
+    /// A step is about to run its first (or next) action.
+    StepStarted {
+        /// Plan position.
+        step: usize,
+        /// Number of planned steps.
+        total: usize,
+        /// Step label.
+        label: String,
+    },
+    /// An action started.
+    ActionStarted {
+        /// Plan position.
+        step: usize,
+        /// Action.
+        action: Action,
+    },
+    /// A handler reported progress.
+    Progress {
+        /// Plan position.
+        step: usize,
+        /// Units done.
+        done: u64,
+        /// Units in all.
+        total: u64,
+    },
+    /// An action finished.
+    ActionFinished {
+        /// Plan position.
+        step: usize,
+        /// Action.
+        action: Action,
+        /// Its validated result.
+        result: ResultFile,
+    },
+    /// A step reached its outcome.
+    StepFinished {
+        /// Plan position.
+        step: usize,
+        /// Outcome.
+        outcome: StepOutcome,
+    },
+    /// The run stopped for a reboot or agent restart.
+    Suspended {
+        /// What is needed.
+        interruption: Interruption,
+    },
+}
+
+/// Errors that stop the engine itself (the state on disk could not be kept).
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The journal could not be written.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// Other state could not be written.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The journal and the engine disagree (a damaged journal).
+    #[error("journal is inconsistent: {0}")]
+    Inconsistent(String),
+}
+
+/// Loads handlers on first use and keeps them for the deployment.
+pub struct HandlerSet {
+    registry: Registry,
+    hosts: Vec<Arc<dyn HandlerHost>>,
+    loaded: Mutex<HashMap<String, LoadOutcome>>,
+}
+
+/// A loaded handler, or the failure result every action of its steps reports.
+type LoadOutcome = Result<Arc<dyn LoadedHandler>, ResultFile>;
+
+impl HandlerSet {
+    /// A set over a registry and the hosts able to load its handlers.
+    pub fn new(registry: Registry, hosts: Vec<Arc<dyn HandlerHost>>) -> Self {
+        HandlerSet {
+            registry,
+            hosts,
+            loaded: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The registry.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The loaded handler for an id, or the failure result that explains why there is none.
+    pub async fn get(&self, id: &str) -> LoadOutcome {
+        let mut loaded = self.loaded.lock().await;
+        if let Some(h) = loaded.get(id) {
+            return h.clone();
+        }
+        let outcome = self.load(id).await;
+        loaded.insert(id.to_owned(), outcome.clone());
+        outcome
+    }
+
+    async fn load(&self, id: &str) -> LoadOutcome {
+        let Some(registration) = self.registry.get(id) else {
+            return Err(ResultFile::failure(
+                ext::HANDLER_NOT_REGISTERED,
+                format!("no handler is registered for `{id}`"),
+            ));
+        };
+        let Some(host) = self.hosts.iter().find(|h| h.kind() == registration.kind) else {
+            return Err(ResultFile::failure(
+                ext::LOAD_FAILED,
+                format!(
+                    "handler `{id}` is a {} handler and this runtime has no host for that kind",
+                    registration.kind
+                ),
+            ));
+        };
+        if let Err(e) = registration.verify_artifact() {
+            return Err(ResultFile::failure(ext::LOAD_FAILED, e.to_string()));
+        }
+        let handler = host
+            .load(registration)
+            .await
+            .map_err(|e| ResultFile::failure(ext::LOAD_FAILED, e.to_string()))?;
+        let description = handler.description();
+        if description.id != id {
+            return Err(ResultFile::failure(
+                ext::LOAD_FAILED,
+                format!(
+                    "the artifact registered for `{id}` says it implements `{}`",
+                    description.id
+                ),
+            ));
+        }
+        Ok(handler)
+    }
+}
+
+/// What the engine needs around a plan.
+pub(crate) struct Context {
+    pub handlers: Arc<HandlerSet>,
+    pub installed: InstalledRecords,
+    pub history: History,
+    pub events: Option<mpsc::UnboundedSender<Event>>,
+    pub cancel: CancelToken,
+}
+
+impl Context {
+    fn emit(&self, event: Event) {
+        if let Some(tx) = &self.events {
+            let _ = tx.send(event);
+        }
+    }
+}
+
+/// Appends a record and applies it to the replayed state.
+fn record(journal: &mut Journal, replay: &mut Replay, rec: Record) -> Result<(), EngineError> {
+    journal.append(&rec)?;
+    replay.apply(rec).map_err(EngineError::Inconsistent)
+}
+
+/// Runs (or continues) the deployment in `replay` until it finishes or suspends.
+pub(crate) async fn execute(
+    cx: &Context,
+    journal_path: &Path,
+    mut journal: Journal,
+    mut replay: Replay,
+) -> Result<Report, EngineError> {
+    if replay.finished.is_none() {
+        if replay.suspended.is_some() {
+            record(
+                &mut journal,
+                &mut replay,
+                Record::Resumed { at: now_rfc3339() },
+            )?;
+        }
+        if let Some(status) = run_steps(cx, &mut journal, &mut replay).await? {
+            if status == DeploymentStatus::Suspended {
+                return Ok(replay.report());
+            }
+            record(
+                &mut journal,
+                &mut replay,
+                Record::Finished {
+                    status,
+                    at: now_rfc3339(),
+                },
+            )?;
+        }
+    }
+    finalize(cx, journal_path, &replay)
+}
+
+/// Records a finished deployment in history and retires its journal and files.
+fn finalize(cx: &Context, journal_path: &Path, replay: &Replay) -> Result<Report, EngineError> {
+    let report = replay.report();
+    cx.history.append(&report)?;
+    let dir = &replay.plan.deployment_dir;
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(|source| StateError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+    }
+    durable::remove_file(journal_path).map_err(|source| StateError::Io {
+        path: journal_path.to_owned(),
+        source,
+    })?;
+    Ok(report)
+}
+
+/// Runs steps; returns the end state reached (`None` never: every path ends in one).
+async fn run_steps(
+    cx: &Context,
+    journal: &mut Journal,
+    replay: &mut Replay,
+) -> Result<Option<DeploymentStatus>, EngineError> {
+    let total = replay.plan.steps.len();
+    for i in 0..total {
+        if replay.steps[i].outcome.is_none() {
+            if replay.steps[i].events.is_empty() && cx.cancel.is_cancelled() {
+                return Ok(Some(DeploymentStatus::Cancelled));
+            }
+            cx.emit(Event::StepStarted {
+                step: i,
+                total,
+                label: replay.plan.steps[i].label(),
+            });
+            if let Some(status) = run_step(cx, journal, replay, i).await? {
+                return Ok(Some(status));
+            }
+        }
+        let outcome = replay.steps[i].outcome.unwrap_or(StepOutcome::Pending);
+        if let Some(interruption) = pending_interruption(&replay.steps[i].events) {
+            record(
+                journal,
+                replay,
+                Record::Suspended {
+                    step: i,
+                    interruption,
+                },
+            )?;
+            cx.emit(Event::Suspended { interruption });
+            return Ok(Some(DeploymentStatus::Suspended));
+        }
+        match outcome {
+            StepOutcome::Failed => return Ok(Some(DeploymentStatus::Failed)),
+            StepOutcome::Cancelled => return Ok(Some(DeploymentStatus::Cancelled)),
+            _ => {}
+        }
+    }
+    Ok(Some(DeploymentStatus::Succeeded))
+}
+
+/// Runs one step until it has an outcome, or until an immediate interruption suspends
+/// the deployment (then returns `Some(Suspended)`).
+async fn run_step(
+    cx: &Context,
+    journal: &mut Journal,
+    replay: &mut Replay,
+    i: usize,
+) -> Result<Option<DeploymentStatus>, EngineError> {
+    let step = replay.plan.steps[i].clone();
+    if step.no_matching_components {
+        record(
+            journal,
+            replay,
+            Record::StepFinished {
+                step: i,
+                outcome: StepOutcome::NoMatchingComponents,
+            },
+        )?;
+        cx.emit(Event::StepFinished {
+            step: i,
+            outcome: StepOutcome::NoMatchingComponents,
+        });
+        return Ok(None);
+    }
+    let handler = cx.handlers.get(&step.handler).await;
+    let supports = |a: Action| match &handler {
+        Ok(h) => h.description().supports(a),
+        // Unloadable: the first action reports why.
+        Err(_) => true,
+    };
+    loop {
+        let events = &replay.steps[i].events;
+        match next_move(events, &supports) {
+            Move::Finish(outcome) => {
+                if outcome == StepOutcome::Succeeded {
+                    record_installed(cx, &replay.plan.deployment, &step)?;
+                }
+                record(journal, replay, Record::StepFinished { step: i, outcome })?;
+                cx.emit(Event::StepFinished { step: i, outcome });
+                return Ok(None);
+            }
+            Move::Run(action) => {
+                if let Some(interruption) = pending_interruption(events)
+                    && interruption.is_immediate()
+                {
+                    record(
+                        journal,
+                        replay,
+                        Record::Suspended {
+                            step: i,
+                            interruption,
+                        },
+                    )?;
+                    cx.emit(Event::Suspended { interruption });
+                    return Ok(Some(DeploymentStatus::Suspended));
+                }
+                let cancelled_before =
+                    cx.cancel.is_cancelled() && !matches!(action, Action::Restore | Action::Cancel);
+                record(journal, replay, Record::ActionStarted { step: i, action })?;
+                cx.emit(Event::ActionStarted { step: i, action });
+                let result = if cancelled_before {
+                    ResultFile {
+                        result_code: codes::FAILURE_CANCELLED,
+                        extended_result_code: ext::CANCELLED.value(),
+                        result_details: format!("deployment cancelled before `{action}` started"),
+                    }
+                } else {
+                    match &handler {
+                        Ok(h) => {
+                            run_action(
+                                cx,
+                                h.as_ref(),
+                                &replay.plan.deployment_dir,
+                                &replay.plan.workflow_id,
+                                &step,
+                                action,
+                            )
+                            .await
+                        }
+                        Err(failure) => failure.clone(),
+                    }
+                };
+                cx.emit(Event::ActionFinished {
+                    step: i,
+                    action,
+                    result: result.clone(),
+                });
+                record(
+                    journal,
+                    replay,
+                    Record::ActionFinished {
+                        step: i,
+                        action,
+                        result,
+                    },
+                )?;
+            }
+        }
+    }
+}
+
+fn record_installed(cx: &Context, deployment: &str, step: &PlannedStep) -> Result<(), EngineError> {
+    let Some(criteria) = &step.installed_criteria else {
+        return Ok(());
+    };
+    cx.installed.record(InstalledCriteria {
+        installed_criteria: criteria.clone(),
+        handler: step.handler.clone(),
+        update_id: step.update_id.to_string(),
+        component: step.component.as_ref().map(|c| c.id.clone()),
+        deployment: deployment.to_owned(),
+        at: now_rfc3339(),
+    })?;
+    Ok(())
+}
+
+/// The host-path step context of one action.
+fn step_context(
+    workflow_id: &str,
+    step: &PlannedStep,
+    work: &Path,
+    result_file: &Path,
+) -> StepContext {
+    StepContext {
+        workflow_id: workflow_id.to_owned(),
+        update_id: step.update_id.clone(),
+        step_index: step.step_index,
+        level: step.level,
+        handler_id: step.handler.clone(),
+        handler_properties: step.handler_properties.clone(),
+        files: step.files.clone(),
+        work_folder: work.display().to_string(),
+        result_file: result_file.display().to_string(),
+        installed_criteria: step.installed_criteria.clone(),
+        component: step.component.clone(),
+    }
+}
+
+/// Runs one action and turns however it ended into a validated result.
+async fn run_action(
+    cx: &Context,
+    handler: &dyn LoadedHandler,
+    deployment_dir: &Path,
+    workflow_id: &str,
+    step: &PlannedStep,
+    action: Action,
+) -> ResultFile {
+    let work: PathBuf = deployment_dir.join("work").join(step.work_folder_name());
+    if let Err(e) = durable::create_dir_all(&work) {
+        return ResultFile::failure(
+            ext::HOST_FAILURE,
+            format!("cannot create work folder {}: {e}", work.display()),
+        );
+    }
+    let result_path = work.join(format!("result-{action}.json"));
+    if let Err(e) = std::fs::remove_file(&result_path)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        return ResultFile::failure(
+            ext::HOST_FAILURE,
+            format!(
+                "cannot clear stale result file {}: {e}",
+                result_path.display()
+            ),
+        );
+    }
+    let events = cx.events.clone();
+    let number = step.number;
+    let invocation = Invocation {
+        action,
+        context: step_context(workflow_id, step, &work, &result_path),
+        // The handler's own cancel action must not be cancelled by the same token.
+        cancel: if action == Action::Cancel {
+            CancelToken::new()
+        } else {
+            cx.cancel.clone()
+        },
+        progress: Arc::new(move |done, total| {
+            if let Some(tx) = &events {
+                let _ = tx.send(Event::Progress {
+                    step: number,
+                    done,
+                    total,
+                });
+            }
+        }),
+    };
+    match handler.invoke(invocation).await {
+        InvocationEnd::Returned => {
+            let bytes = read_capped(&result_path);
+            match bytes {
+                Ok(b) => ResultFile::interpret(action, b.as_deref()),
+                Err(e) => ResultFile::failure(
+                    ext::HOST_FAILURE,
+                    format!("cannot read result file {}: {e}", result_path.display()),
+                ),
+            }
+        }
+        InvocationEnd::Trapped(m) => ResultFile::failure(
+            ext::HANDLER_TRAPPED,
+            format!("handler trapped during `{action}`: {m}"),
+        ),
+        InvocationEnd::TimedOut => ResultFile::failure(
+            ext::TIMED_OUT,
+            format!("`{action}` ran past the handler's time limit and was stopped"),
+        ),
+        InvocationEnd::OutOfMemory(m) => ResultFile::failure(
+            ext::MEMORY_LIMIT,
+            format!("handler exceeded its memory limit during `{action}`: {m}"),
+        ),
+        InvocationEnd::Cancelled => ResultFile {
+            result_code: codes::FAILURE_CANCELLED,
+            extended_result_code: ext::CANCELLED.value(),
+            result_details: format!("`{action}` was cancelled while it ran"),
+        },
+        InvocationEnd::WorkerDied(m) => ResultFile::failure(
+            ext::WORKER_DIED,
+            format!("the handler's worker process died during `{action}`: {m}"),
+        ),
+        InvocationEnd::HostFailure(m) => ResultFile::failure(ext::HOST_FAILURE, m),
+    }
+}
+
+/// Reads a result file, at most one byte past the limit (so size is judged, not trusted).
+/// A symlink is not followed: a handler must not point the runtime at another file.
+fn read_capped(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path);
+    let file = match file {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(std::io::Error::other(
+                "the result file is a symbolic link; refused",
+            ));
+        }
+        Err(e) => return Err(e),
+    };
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other(
+            "the result file is not a regular file",
+        ));
+    }
+    let mut buf = Vec::new();
+    file.take(MAX_RESULT_FILE_BYTES as u64 + 1)
+        .read_to_end(&mut buf)?;
+    Ok(Some(buf))
+}

@@ -1,0 +1,321 @@
+//! The journal: an append-only, fsync'ed log of one deployment's transitions.
+//!
+//! Every transition is appended *before* it takes effect: the plan before the first
+//! action, `action-started` before a handler is called, `action-finished` with the
+//! validated result before the engine acts on it, and so on. [`Journal::open`] replays
+//! the log into a [`Replay`], from which the engine decides what to do next, so a crash
+//! at any instant resumes correctly.
+
+use std::path::Path;
+
+use handrail_contract::codes::Interruption;
+use handrail_contract::{Action, ResultFile};
+use serde::{Deserialize, Serialize};
+
+use crate::durable::AppendLog;
+use crate::plan::Plan;
+use crate::report::{
+    ActionRecord, DeploymentStatus, FailureReport, Report, StepOutcome, StepReport,
+};
+
+/// One journal record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum Record {
+    /// The deployment was admitted with this plan.
+    Admitted {
+        /// The plan.
+        plan: Plan,
+        /// When (RFC 3339).
+        at: String,
+    },
+    /// An action is about to be called.
+    ActionStarted {
+        /// Plan position.
+        step: usize,
+        /// Action.
+        action: Action,
+    },
+    /// An action ended with this validated result.
+    ActionFinished {
+        /// Plan position.
+        step: usize,
+        /// Action.
+        action: Action,
+        /// Result.
+        result: ResultFile,
+    },
+    /// A step reached its outcome.
+    StepFinished {
+        /// Plan position.
+        step: usize,
+        /// Outcome.
+        outcome: StepOutcome,
+    },
+    /// The run stopped for a reboot or agent restart.
+    Suspended {
+        /// Plan position of the step that asked.
+        step: usize,
+        /// What it asked for.
+        interruption: Interruption,
+    },
+    /// The run was resumed after a suspension.
+    Resumed {
+        /// When (RFC 3339).
+        at: String,
+    },
+    /// The deployment reached an end state.
+    Finished {
+        /// End state.
+        status: DeploymentStatus,
+        /// When (RFC 3339).
+        at: String,
+    },
+}
+
+/// What happened to one step, as far as the journal knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepEvent {
+    /// An action finished with this result.
+    Finished(ActionRecord),
+    /// An action was started and never finished (the process died during it).
+    Interrupted(Action),
+    /// The run was resumed after this step suspended it.
+    Resumed,
+}
+
+/// The replayed state of one step.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StepState {
+    /// Events in order.
+    pub events: Vec<StepEvent>,
+    /// The action started and not (yet) finished.
+    pub running: Option<Action>,
+    /// The step's outcome, once reached.
+    pub outcome: Option<StepOutcome>,
+}
+
+impl StepState {
+    /// The finished actions, in order.
+    pub fn actions(&self) -> impl Iterator<Item = &ActionRecord> {
+        self.events.iter().filter_map(|e| match e {
+            StepEvent::Finished(r) => Some(r),
+            _ => None,
+        })
+    }
+}
+
+/// A deployment's state rebuilt from its journal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Replay {
+    /// The plan.
+    pub plan: Plan,
+    /// When it was admitted.
+    pub started_at: String,
+    /// Per planned step.
+    pub steps: Vec<StepState>,
+    /// Set while suspended (cleared by `resumed`).
+    pub suspended: Option<(usize, Interruption)>,
+    /// Set once finished.
+    pub finished: Option<(DeploymentStatus, String)>,
+}
+
+/// Errors reading or writing the journal.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// I/O on the journal file.
+    #[error("journal {path}: {source}")]
+    Io {
+        /// The journal file.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// A complete record that cannot be understood: the journal was damaged.
+    #[error("journal {path}: record {index} is not valid: {message}")]
+    Corrupt {
+        /// The journal file.
+        path: String,
+        /// 0-based record number.
+        index: usize,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// An open journal.
+#[derive(Debug)]
+pub struct Journal {
+    log: AppendLog,
+}
+
+impl Journal {
+    /// Opens the journal for appending, replaying whatever it holds (`None` when empty).
+    pub fn open(path: &Path) -> Result<(Journal, Option<Replay>), JournalError> {
+        let (log, lines) = AppendLog::open(path).map_err(|source| JournalError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Ok((Journal { log }, replay(path, &lines)?))
+    }
+
+    /// Replays the journal without changing it.
+    pub fn read(path: &Path) -> Result<Option<Replay>, JournalError> {
+        let lines = AppendLog::read(path).map_err(|source| JournalError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        replay(path, &lines)
+    }
+
+    /// Appends a record durably.
+    pub fn append(&mut self, record: &Record) -> Result<(), JournalError> {
+        let line = serde_json::to_string(record).map_err(|e| JournalError::Corrupt {
+            path: self.log.path().display().to_string(),
+            index: 0,
+            message: e.to_string(),
+        })?;
+        self.log.append(&line).map_err(|source| JournalError::Io {
+            path: self.log.path().display().to_string(),
+            source,
+        })
+    }
+}
+
+/// Rebuilds a deployment's state from its journal records; a trailing action that was
+/// started and never finished becomes [`StepEvent::Interrupted`].
+fn replay(path: &Path, lines: &[String]) -> Result<Option<Replay>, JournalError> {
+    let corrupt = |index: usize, message: String| JournalError::Corrupt {
+        path: path.display().to_string(),
+        index,
+        message,
+    };
+    let mut replay: Option<Replay> = None;
+    for (index, line) in lines.iter().enumerate() {
+        let record: Record =
+            serde_json::from_str(line).map_err(|e| corrupt(index, e.to_string()))?;
+        match replay.as_mut() {
+            None => match record {
+                Record::Admitted { plan, at } => {
+                    replay = Some(Replay {
+                        steps: vec![StepState::default(); plan.steps.len()],
+                        plan,
+                        started_at: at,
+                        suspended: None,
+                        finished: None,
+                    })
+                }
+                _ => return Err(corrupt(index, "the first record is not `admitted`".into())),
+            },
+            Some(r) => r.apply(record).map_err(|m| corrupt(index, m))?,
+        }
+    }
+    if let Some(r) = replay.as_mut() {
+        for s in &mut r.steps {
+            if let Some(a) = s.running.take() {
+                s.events.push(StepEvent::Interrupted(a));
+            }
+        }
+    }
+    Ok(replay)
+}
+
+impl Replay {
+    /// Applies one record to the replayed state (also used live, after each append).
+    pub fn apply(&mut self, record: Record) -> Result<(), String> {
+        let n = self.steps.len();
+        let in_plan = |i: usize| {
+            if i < n {
+                Ok(())
+            } else {
+                Err(format!("step {i} is not in the plan of {n} steps"))
+            }
+        };
+        match record {
+            Record::Admitted { .. } => return Err("a second `admitted` record".into()),
+            Record::ActionStarted { step, action } => {
+                in_plan(step)?;
+                let s = &mut self.steps[step];
+                if let Some(prev) = s.running.replace(action) {
+                    s.events.push(StepEvent::Interrupted(prev));
+                }
+            }
+            Record::ActionFinished {
+                step,
+                action,
+                result,
+            } => {
+                in_plan(step)?;
+                let s = &mut self.steps[step];
+                s.running = None;
+                s.events
+                    .push(StepEvent::Finished(ActionRecord { action, result }));
+            }
+            Record::StepFinished { step, outcome } => {
+                in_plan(step)?;
+                self.steps[step].outcome = Some(outcome);
+            }
+            Record::Suspended { step, interruption } => {
+                in_plan(step)?;
+                self.suspended = Some((step, interruption));
+            }
+            Record::Resumed { .. } => {
+                if let Some((step, _)) = self.suspended.take() {
+                    self.steps[step].events.push(StepEvent::Resumed);
+                }
+            }
+            Record::Finished { status, at } => self.finished = Some((status, at)),
+        }
+        Ok(())
+    }
+
+    /// The report this state amounts to.
+    pub fn report(&self) -> Report {
+        let steps: Vec<StepReport> = self
+            .plan
+            .steps
+            .iter()
+            .zip(&self.steps)
+            .map(|(p, s)| StepReport {
+                number: p.number,
+                label: p.label(),
+                level: p.level,
+                handler: p.handler.clone(),
+                description: p.description.clone(),
+                outcome: s.outcome.unwrap_or(StepOutcome::Pending),
+                actions: s.actions().cloned().collect(),
+            })
+            .collect();
+        let failure = steps
+            .iter()
+            .find(|s| matches!(s.outcome, StepOutcome::Failed | StepOutcome::Cancelled))
+            .and_then(|s| {
+                // The failing action is the first failed one (a restore may follow it).
+                let failed = s.actions.iter().find(|a| !a.result.is_success())?;
+                Some(FailureReport {
+                    step: s.number,
+                    label: s.label.clone(),
+                    action: failed.action,
+                    result_code: failed.result.result_code,
+                    extended_result_code: failed.result.extended_result_code,
+                    extended_result_code_hex: failed.result.extended().to_string(),
+                    result_details: failed.result.result_details.clone(),
+                })
+            });
+        let (status, finished_at) = match &self.finished {
+            Some((status, at)) => (*status, Some(at.clone())),
+            None if self.suspended.is_some() => (DeploymentStatus::Suspended, None),
+            None => (DeploymentStatus::InProgress, None),
+        };
+        Report {
+            deployment: self.plan.deployment.clone(),
+            update_id: self.plan.update_id.to_string(),
+            status,
+            interruption: self.suspended.map(|(_, i)| i),
+            started_at: self.started_at.clone(),
+            finished_at,
+            steps,
+            failure,
+        }
+    }
+}

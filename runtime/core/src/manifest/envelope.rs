@@ -1,0 +1,184 @@
+//! The manifest as ADU delivers it: a workflow, the manifest as a JSON *string*, its
+//! signature and the download URL of each file.
+//!
+//! ```json
+//! {"workflow": {"action": 3, "id": "…", "retryTimestamp": "…"},
+//!  "updateManifest": "{\"updateId\": …}",
+//!  "updateManifestSignature": "eyJhbGciOi…",
+//!  "fileUrls": {"f1": "https://…"}}
+//! ```
+//!
+//! The manifest string is kept verbatim in [`Envelope::manifest_json`] because the
+//! signature covers those exact bytes; it is parsed with the same limits as a plain one.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use super::MAX_MANIFEST_BYTES;
+use super::error::{ManifestError, ManifestErrors, Problem, child};
+use super::json::Reader;
+use super::model::UpdateManifest;
+
+/// Root members whose presence marks a document as an envelope.
+pub(crate) const ENVELOPE_KEYS: [&str; 2] = ["updateManifest", "workflow"];
+
+/// Root members exempt from the per-string limit (bounded by the document limit instead).
+pub(crate) const LONG_STRING_KEYS: [&str; 2] = ["updateManifest", "updateManifestSignature"];
+
+/// The workflow part of an envelope: what to do with the update.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workflow {
+    /// `workflow.action`: [`Workflow::ACTION_PROCESS_DEPLOYMENT`] or
+    /// [`Workflow::ACTION_CANCEL`] (other values are kept as sent).
+    pub action: u32,
+    /// `workflow.id`: the service's deployment id.
+    pub id: String,
+    /// `workflow.retryTimestamp`: a new value asks for the same workflow to be retried.
+    pub retry_timestamp: Option<String>,
+}
+
+impl Workflow {
+    /// `workflow.action` asking the device to process the deployment.
+    pub const ACTION_PROCESS_DEPLOYMENT: u32 = 3;
+    /// `workflow.action` asking the device to cancel the deployment.
+    pub const ACTION_CANCEL: u32 = 255;
+
+    /// True when the action is [`Workflow::ACTION_CANCEL`].
+    pub fn is_cancel(&self) -> bool {
+        self.action == Self::ACTION_CANCEL
+    }
+}
+
+/// A manifest as delivered by the service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope {
+    /// `workflow`.
+    pub workflow: Workflow,
+    /// `updateManifest`, parsed.
+    pub manifest: UpdateManifest,
+    /// `updateManifest` exactly as delivered (the signature covers this string).
+    pub manifest_json: String,
+    /// `updateManifestSignature` (a JWS), when present.
+    pub signature: Option<String>,
+    /// `fileUrls`: download URL by fileId; empty when absent.
+    pub file_urls: BTreeMap<String, String>,
+}
+
+/// Builds an envelope from its root object, collecting every problem of the envelope and
+/// of the manifest it carries.
+pub(crate) fn envelope_from_object(root: &Map<String, Value>) -> Result<Envelope, ManifestError> {
+    let mut r = Reader::default();
+    let workflow = r
+        .required(root, "workflow", "")
+        .and_then(|v| read_workflow(&mut r, v));
+    let manifest_json = r.required_string(root, "updateManifest", "");
+    let signature = r.optional_string(root, "updateManifestSignature", "");
+    let file_urls = read_file_urls(&mut r, root);
+    let mut errors = r.errors;
+    let manifest = manifest_json
+        .as_deref()
+        .and_then(|json| read_embedded_manifest(json, &mut errors));
+    match (workflow, manifest, manifest_json) {
+        (Some(workflow), Some(manifest), Some(manifest_json)) if errors.is_empty() => {
+            Ok(Envelope {
+                workflow,
+                manifest,
+                manifest_json,
+                signature,
+                file_urls,
+            })
+        }
+        _ => Err(ManifestError::Invalid(errors)),
+    }
+}
+
+fn read_workflow(r: &mut Reader, value: &Value) -> Option<Workflow> {
+    let path = "workflow";
+    let object = r.object(value, path)?;
+    let action = r.required(object, "action", path).and_then(|v| {
+        let action_path = child(path, "action");
+        let n = r.unsigned(v, &action_path)?;
+        match u32::try_from(n) {
+            Ok(n) => Some(n),
+            Err(_) => {
+                r.report(
+                    action_path,
+                    Problem::WrongType {
+                        expected: "a 32-bit action number such as 3 or 255",
+                        found: "a larger number",
+                    },
+                );
+                None
+            }
+        }
+    });
+    let id = r.required_string(object, "id", path);
+    if id.as_deref() == Some("") {
+        r.report(child(path, "id"), Problem::Empty);
+    }
+    let retry_timestamp = r.optional_string(object, "retryTimestamp", path);
+    Some(Workflow {
+        action: action?,
+        id: id.filter(|id| !id.is_empty())?,
+        retry_timestamp,
+    })
+}
+
+fn read_file_urls(r: &mut Reader, root: &Map<String, Value>) -> BTreeMap<String, String> {
+    let path = "fileUrls";
+    let Some(object) = Reader::optional(root, path).and_then(|v| r.object(v, path)) else {
+        return BTreeMap::new();
+    };
+    object
+        .iter()
+        .filter_map(|(id, v)| Some((id.clone(), r.string(v, &child(path, id))?)))
+        .collect()
+}
+
+/// Parses the `updateManifest` string; problems of the document as a whole are reported
+/// against `updateManifest`, problems of its fields by their path inside the manifest.
+fn read_embedded_manifest(json: &str, errors: &mut ManifestErrors) -> Option<UpdateManifest> {
+    let path = "updateManifest";
+    if json.trim().is_empty() {
+        errors.report(path, Problem::Empty);
+        return None;
+    }
+    match super::parse_manifest_limited(json.as_bytes(), MAX_MANIFEST_BYTES) {
+        Ok(manifest) => Some(manifest),
+        Err(e) => {
+            let e = match e {
+                ManifestError::Syntax {
+                    line,
+                    column,
+                    message,
+                } => ManifestError::field(
+                    path,
+                    Problem::NotJson {
+                        line,
+                        column,
+                        message,
+                    },
+                ),
+                ManifestError::TooLarge { size, limit } => {
+                    ManifestError::field(path, Problem::TooLarge { size, limit })
+                }
+                ManifestError::TooDeep {
+                    line,
+                    column,
+                    limit,
+                } => ManifestError::field(
+                    path,
+                    Problem::TooDeep {
+                        line,
+                        column,
+                        limit,
+                    },
+                ),
+                other => other,
+            };
+            errors.absorb(e);
+            None
+        }
+    }
+}

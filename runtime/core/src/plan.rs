@@ -1,0 +1,82 @@
+//! The plan: the flat, numbered list of step runs a deployment executes.
+//!
+//! Admission turns a manifest (and its child manifests) into a [`Plan`]: inline steps of
+//! the top update at level 0, each reference step expanded into the child update's steps
+//! at level 1, once per selected component, in ADU's order (per component, per step).
+//! The plan is written to the journal before anything runs and is all that `resume`
+//! needs: it names every payload file by its staged host path.
+
+use std::path::PathBuf;
+
+use handrail_contract::{Component, PayloadFile, UpdateId};
+use serde::{Deserialize, Serialize};
+
+/// One run of one step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedStep {
+    /// Position in the plan.
+    pub number: usize,
+    /// 0 for the top update's steps, 1 for a child update's.
+    pub level: u8,
+    /// For level 1: the index of the reference step in the top update.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_step: Option<u32>,
+    /// The update the step belongs to.
+    pub update_id: UpdateId,
+    /// Index in its update's `instructions.steps`.
+    pub step_index: u32,
+    /// Handler id.
+    pub handler: String,
+    /// The step's description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Payload files with their staged host paths.
+    pub files: Vec<PayloadFile>,
+    /// `handlerProperties`.
+    pub handler_properties: serde_json::Map<String, serde_json::Value>,
+    /// Installed criteria.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installed_criteria: Option<String>,
+    /// The component this run is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub component: Option<Component>,
+    /// Set when the step is planned but must not run (no matching component).
+    #[serde(default)]
+    pub no_matching_components: bool,
+}
+
+impl PlannedStep {
+    /// A label for people: `step 1`, or `step 0 > contoso/cam/1.2 step 2 [cam-0]`.
+    pub fn label(&self) -> String {
+        let mut s = match self.parent_step {
+            Some(p) => format!("step {p} > {} step {}", self.update_id, self.step_index),
+            None => format!("step {}", self.step_index),
+        };
+        if let Some(c) = &self.component {
+            s.push_str(&format!(" [{}]", c.name));
+        }
+        s
+    }
+
+    /// Folder name of the step's work folder inside the deployment folder.
+    pub fn work_folder_name(&self) -> String {
+        format!("step-{:04}", self.number)
+    }
+}
+
+/// Everything a deployment will run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    /// Deployment id.
+    pub deployment: String,
+    /// Workflow id handed to handlers.
+    pub workflow_id: String,
+    /// The top update.
+    pub update_id: UpdateId,
+    /// Where staged payloads and work folders live.
+    pub deployment_dir: PathBuf,
+    /// The step runs, in order.
+    pub steps: Vec<PlannedStep>,
+}

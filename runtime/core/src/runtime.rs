@@ -1,0 +1,354 @@
+//! The embedding API: a [`Runtime`] owns a state directory and runs deployments.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use handrail::{Runtime, AdmitOptions};
+//! let runtime = Runtime::builder("/var/lib/handrail").open()?;
+//! // After a restart, finish what was in progress first.
+//! if let Some(d) = runtime.resume()? {
+//!     let report = d.finish().await?;
+//!     println!("resumed: {}", report.status);
+//! }
+//! let manifest = std::fs::read("update.json")?;
+//! let mut deployment = runtime
+//!     .deploy(&manifest, "payloads".as_ref(), AdmitOptions::default())
+//!     .await?;
+//! while let Some(event) = deployment.next_event().await {
+//!     println!("{event:?}");
+//! }
+//! let report = deployment.finish().await?;
+//! println!("{}", report.status);
+//! # Ok(()) }
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::admit::{Admission, AdmitError, AdmitOptions};
+use crate::bundled::BundledHandler;
+use crate::cancel::CancelToken;
+use crate::components::ComponentEnumerator;
+use crate::engine::{self, EngineError, Event, HandlerSet};
+use crate::host::HandlerHost;
+use crate::journal::{Journal, JournalError, Record, Replay};
+use crate::manifest::Document;
+use crate::registry::{Registry, RegistryError};
+use crate::report::Report;
+use crate::state::{HistoryEntry, InstalledCriteria, StateDir, StateError, StateView, now_rfc3339};
+
+/// Errors of the runtime outside a deployment's steps.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// State directory problem (including: owned by another process).
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// Registrations could not be loaded.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The journal could not be read or written.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// The deployment was refused.
+    #[error(transparent)]
+    Admit(#[from] AdmitError),
+    /// The engine stopped.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// A handler host could not be started.
+    #[error("handler host: {0}")]
+    Host(String),
+    /// A deployment is already in progress or suspended.
+    #[error(
+        "deployment `{deployment}` is {status}; run `handrail resume` to finish it before starting another"
+    )]
+    Busy {
+        /// Its id.
+        deployment: String,
+        /// Its status.
+        status: String,
+    },
+}
+
+/// Builds a [`Runtime`].
+pub struct RuntimeBuilder {
+    state_dir: PathBuf,
+    registry: Option<Registry>,
+    hosts: Vec<Arc<dyn HandlerHost>>,
+    enumerator: Option<Arc<dyn ComponentEnumerator>>,
+    bundled: Vec<BundledHandler>,
+    deferred_hosts: Vec<HostFactory>,
+}
+
+/// Builds a host once the state directory is locked.
+type HostFactory = Box<dyn FnOnce(&StateView) -> Result<Arc<dyn HandlerHost>, String>>;
+
+impl RuntimeBuilder {
+    /// Installs these bundled handlers into `<state>/handlers/` when the runtime opens
+    /// (see [`bundled`](crate::bundled)).
+    pub fn bundled(mut self, handlers: Vec<BundledHandler>) -> Self {
+        self.bundled = handlers;
+        self
+    }
+
+    /// Uses this registry instead of reading `<state>/handlers/`.
+    pub fn registry(mut self, registry: Registry) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
+    /// Adds a handler host (one per kind).
+    pub fn host(mut self, host: impl HandlerHost + 'static) -> Self {
+        self.hosts.push(Arc::new(host));
+        self
+    }
+
+    /// Adds a handler host built once the state directory is locked (for hosts that keep
+    /// files in it, such as a compiled-artifact cache): nothing is created in the state
+    /// directory before the lock is held.
+    pub fn host_with<H, E>(
+        mut self,
+        make: impl FnOnce(&StateView) -> Result<H, E> + 'static,
+    ) -> Self
+    where
+        H: HandlerHost + 'static,
+        E: std::fmt::Display,
+    {
+        self.deferred_hosts.push(Box::new(move |view| {
+            make(view)
+                .map(|h| Arc::new(h) as Arc<dyn HandlerHost>)
+                .map_err(|e| e.to_string())
+        }));
+        self
+    }
+
+    /// Sets the component enumerator used for child updates.
+    pub fn enumerator(mut self, enumerator: impl ComponentEnumerator + 'static) -> Self {
+        self.enumerator = Some(Arc::new(enumerator));
+        self
+    }
+
+    /// Locks the state directory and loads the registrations.
+    pub fn open(self) -> Result<Runtime, RuntimeError> {
+        let state = StateDir::open(&self.state_dir)?;
+        if !self.bundled.is_empty() {
+            let dir = state.handlers_dir();
+            crate::bundled::install(&dir, &self.bundled)
+                .map_err(|source| StateError::Io { path: dir, source })?;
+        }
+        let mut hosts = self.hosts;
+        for make in self.deferred_hosts {
+            hosts.push(make(&state).map_err(RuntimeError::Host)?);
+        }
+        let registry = match self.registry {
+            Some(r) => r,
+            None => Registry::load_dir(&state.handlers_dir())?,
+        };
+        Ok(Runtime {
+            inner: Arc::new(Inner {
+                handlers: Arc::new(HandlerSet::new(registry, hosts)),
+                enumerator: self.enumerator,
+                state,
+            }),
+        })
+    }
+}
+
+struct Inner {
+    state: StateDir,
+    handlers: Arc<HandlerSet>,
+    enumerator: Option<Arc<dyn ComponentEnumerator>>,
+}
+
+/// A running (or resumed) deployment.
+pub struct Deployment {
+    id: String,
+    events: mpsc::UnboundedReceiver<Event>,
+    cancel: CancelToken,
+    task: JoinHandle<Result<Report, EngineError>>,
+}
+
+impl Deployment {
+    /// The deployment id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The next progress event; `None` once the deployment has stopped.
+    pub async fn next_event(&mut self) -> Option<Event> {
+        self.events.recv().await
+    }
+
+    /// A token that cancels the deployment (the running action included).
+    pub fn cancel_token(&self) -> CancelToken {
+        self.cancel.clone()
+    }
+
+    /// Cancels the deployment.
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+
+    /// Waits for the deployment to finish or suspend and returns its report.
+    pub async fn finish(self) -> Result<Report, EngineError> {
+        match self.task.await {
+            Ok(r) => r,
+            Err(e) => Err(EngineError::Inconsistent(format!(
+                "engine task failed: {e}"
+            ))),
+        }
+    }
+}
+
+/// The Handrail runtime: one per state directory.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+impl Runtime {
+    /// Starts building a runtime over a state directory.
+    pub fn builder(state_dir: impl AsRef<Path>) -> RuntimeBuilder {
+        RuntimeBuilder {
+            state_dir: state_dir.as_ref().to_owned(),
+            registry: None,
+            hosts: Vec::new(),
+            enumerator: None,
+            bundled: Vec::new(),
+            deferred_hosts: Vec::new(),
+        }
+    }
+
+    /// The state directory.
+    pub fn state(&self) -> &StateDir {
+        &self.inner.state
+    }
+
+    /// The handler registrations.
+    pub fn registry(&self) -> &Registry {
+        self.inner.handlers.registry()
+    }
+
+    /// Parses and validates a manifest (or envelope) against the registered handlers.
+    pub fn validate(&self, bytes: &[u8]) -> Result<Document, AdmitError> {
+        crate::admit::validate(bytes, self.registry(), "update manifest")
+    }
+
+    /// The deployment in progress or suspended, as a report.
+    pub fn current(&self) -> Result<Option<Report>, RuntimeError> {
+        Ok(self.inner.state.current()?)
+    }
+
+    /// Finished deployments, oldest first.
+    pub fn history(&self) -> Result<Vec<HistoryEntry>, RuntimeError> {
+        Ok(self.inner.state.history().load()?)
+    }
+
+    /// Installed-criteria records.
+    pub fn installed(&self) -> Result<Vec<InstalledCriteria>, RuntimeError> {
+        Ok(self.inner.state.installed().load()?)
+    }
+
+    /// Admits a deployment and starts running it.
+    ///
+    /// Refused (with nothing changed) when the manifest or payloads are not acceptable, or
+    /// when another deployment is in progress or suspended.
+    pub async fn deploy(
+        &self,
+        manifest: &[u8],
+        payload_dir: &Path,
+        options: AdmitOptions,
+    ) -> Result<Deployment, RuntimeError> {
+        if let Some(report) = self.current()? {
+            return Err(RuntimeError::Busy {
+                deployment: report.deployment,
+                status: report.status.to_string(),
+            });
+        }
+        // No deployment is live, so anything staged is left over from a crash during an
+        // earlier admission.
+        let deployments = self.inner.state.root().join("deployments");
+        if deployments.exists() {
+            std::fs::remove_dir_all(&deployments).map_err(|source| StateError::Io {
+                path: deployments.clone(),
+                source,
+            })?;
+        }
+        let inner = self.inner.clone();
+        let manifest = manifest.to_vec();
+        let payload_dir = payload_dir.to_owned();
+        let plan = tokio::task::spawn_blocking(move || {
+            Admission {
+                registry: inner.handlers.registry(),
+                enumerator: inner.enumerator.as_deref(),
+                deployments_dir: &inner.state.root().join("deployments"),
+                options: &options,
+            }
+            .admit(&manifest, &payload_dir)
+        })
+        .await
+        .map_err(|e| EngineError::Inconsistent(format!("admission task failed: {e}")))??;
+        let path = self.inner.state.journal_path();
+        let (mut journal, existing) = Journal::open(&path)?;
+        if existing.is_some() {
+            return Err(EngineError::Inconsistent(
+                "a journal appeared while admitting; refusing to overwrite it".into(),
+            )
+            .into());
+        }
+        let admitted = Record::Admitted {
+            plan: plan.clone(),
+            at: now_rfc3339(),
+        };
+        journal.append(&admitted)?;
+        let (_, replay) = Journal::open(&path)?;
+        let replay = replay.ok_or_else(|| {
+            EngineError::Inconsistent("the admitted record did not reach the journal".into())
+        })?;
+        Ok(self.spawn(journal, replay))
+    }
+
+    /// Continues the deployment left in progress (crash) or suspended (reboot, restart).
+    /// `None` when there is nothing to resume.
+    pub fn resume(&self) -> Result<Option<Deployment>, RuntimeError> {
+        let path = self.inner.state.journal_path();
+        if !path.exists() {
+            return Ok(None);
+        }
+        let (journal, replay) = Journal::open(&path)?;
+        match replay {
+            Some(replay) => Ok(Some(self.spawn(journal, replay))),
+            None => {
+                // An empty journal: a crash between creating it and admitting.
+                crate::durable::remove_file(&path).map_err(|source| StateError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+                Ok(None)
+            }
+        }
+    }
+
+    fn spawn(&self, journal: Journal, replay: Replay) -> Deployment {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let cancel = CancelToken::new();
+        let id = replay.plan.deployment.clone();
+        let cx = engine::Context {
+            handlers: self.inner.handlers.clone(),
+            installed: self.inner.state.installed(),
+            history: self.inner.state.history(),
+            events: Some(tx),
+            cancel: cancel.clone(),
+        };
+        let path = self.inner.state.journal_path();
+        let task = tokio::spawn(async move { engine::execute(&cx, &path, journal, replay).await });
+        Deployment {
+            id,
+            events: rx,
+            cancel,
+            task,
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! The `handrail` command end to end: validation messages, exit codes, the state lock,
+//! status and history, reboot/resume, and the example manifests through the built-in
+//! WebAssembly script handler.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::Path;
+
+use common::{Device, script_manifest};
+
+const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../core/tests/manifests");
+
+#[test]
+fn validate_gives_a_distinct_clear_message_for_each_malformed_manifest() {
+    let device = Device::new();
+    let mut messages = BTreeSet::new();
+    let mut count = 0;
+    let mut files: Vec<_> = fs::read_dir(Path::new(CORPUS).join("invalid"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for path in files {
+        let run = device.run(&["validate", path.to_str().unwrap()]);
+        assert_eq!(run.code(), Some(2), "{}: {}", path.display(), run.stderr());
+        let message = run.stderr();
+        assert!(
+            message.starts_with("error: "),
+            "{}: {message}",
+            path.display()
+        );
+        assert!(
+            messages.insert(message.clone()),
+            "{} repeats: {message}",
+            path.display()
+        );
+        count += 1;
+    }
+    assert!(count >= 20, "only {count} malformed manifests");
+}
+
+#[test]
+fn validate_accepts_the_script_examples_and_names_unknown_handlers() {
+    let device = Device::new();
+    let parent = Path::new(CORPUS).join("valid/parent-reference-step.json");
+    let run = device.run(&["validate", parent.to_str().unwrap()]);
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    assert!(
+        run.stdout().contains("MSOE-Update-Demo"),
+        "{}",
+        run.stdout()
+    );
+    let json = device.run(&["--json", "validate", parent.to_str().unwrap()]);
+    assert_eq!(json.last_json()["valid"], true);
+
+    let unknown = device.manifest(
+        "unknown.json",
+        &serde_json::json!({
+            "updateId": {"provider": "p", "name": "n", "version": "1"},
+            "compatibility": [{"model": "m"}],
+            "instructions": {"steps": [{"handler": "contoso/nothing:1", "files": []}]},
+            "manifestVersion": "5.0"
+        }),
+    );
+    let run = device.run(&["validate", unknown.to_str().unwrap()]);
+    assert_eq!(run.code(), Some(2));
+    assert!(
+        run.stderr().contains("instructions.steps[0].handler")
+            && run.stderr().contains("contoso/nothing:1"),
+        "{}",
+        run.stderr()
+    );
+}
+
+#[test]
+fn a_script_deployment_succeeds_and_shows_in_history_and_status() {
+    let device = Device::new();
+    let manifest = device.manifest(
+        "update.json",
+        &script_manifest(&device, &["one", "two"], &[]),
+    );
+    let run = device.run(&[
+        "deploy",
+        manifest.to_str().unwrap(),
+        "--payloads",
+        device.payloads.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code(), Some(0), "{}\n{}", run.stdout(), run.stderr());
+    assert!(run.stdout().contains("succeeded"), "{}", run.stdout());
+    assert!(device.device.join("one").exists() && device.device.join("two").exists());
+
+    let status = device.run(&["status"]);
+    assert!(status.stdout().contains("no deployment in progress"));
+    assert!(status.stdout().contains("one") && status.stdout().contains("two"));
+    let history = device.run(&["--json", "history"]).last_json();
+    assert_eq!(history.as_array().unwrap().len(), 1);
+    assert_eq!(history[0]["report"]["status"], "succeeded");
+
+    // Deploying again: every step is already installed (900) and nothing is re-run.
+    let before = device.log().len();
+    let run = device.run(&[
+        "--json",
+        "deploy",
+        manifest.to_str().unwrap(),
+        "--payloads",
+        device.payloads.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code(), Some(0));
+    let report = run.last_json();
+    assert!(
+        report["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["outcome"] == "already-installed")
+    );
+    let after: Vec<String> = device.log()[before..].to_vec();
+    assert!(
+        after.iter().all(|l| l.ends_with("is-installed")),
+        "{after:?}"
+    );
+}
+
+#[test]
+fn reboot_exit_code_then_resume_continues_at_the_next_action() {
+    let device = Device::new();
+    let manifest = device.manifest(
+        "update.json",
+        &script_manifest(&device, &["fw", "after"], &["install=605", ""]),
+    );
+    let run = device.run(&[
+        "--json",
+        "deploy",
+        manifest.to_str().unwrap(),
+        "--payloads",
+        device.payloads.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        run.code(),
+        Some(3),
+        "reboot required: {}\n{}",
+        run.stdout(),
+        run.stderr()
+    );
+    assert_eq!(run.last_json()["interruption"], "immediate-reboot");
+    assert_eq!(device.log().last().map(String::as_str), Some("fw install"));
+
+    let busy = device.run(&[
+        "deploy",
+        manifest.to_str().unwrap(),
+        "--payloads",
+        device.payloads.to_str().unwrap(),
+    ]);
+    assert_eq!(busy.code(), Some(6), "{}", busy.stderr());
+    assert!(
+        busy.stderr().contains("handrail resume"),
+        "{}",
+        busy.stderr()
+    );
+
+    let before = device.log().len();
+    let resumed = device.run(&["resume"]);
+    assert_eq!(
+        resumed.code(),
+        Some(0),
+        "{}\n{}",
+        resumed.stdout(),
+        resumed.stderr()
+    );
+    assert_eq!(
+        device.log()[before],
+        "fw apply",
+        "continues at the next action"
+    );
+    assert!(!device.log()[before..].iter().any(|l| l == "fw install"));
+    assert!(device.device.join("after").exists());
+}
+
+#[test]
+fn a_second_process_is_refused_while_the_first_owns_the_state() {
+    let device = Device::new();
+    let manifest = device.manifest("update.json", &script_manifest(&device, &["slow"], &[]));
+    // Hold the state directory's lock the way a running `handrail` does (flock on the
+    // lock file).
+    fs::create_dir_all(&device.state).unwrap();
+    let lock = fs::File::create(device.state.join("lock")).unwrap();
+    lock.lock().unwrap();
+    let before: Vec<_> = fs::read_dir(&device.state)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let run = device.run(&[
+        "deploy",
+        manifest.to_str().unwrap(),
+        "--payloads",
+        device.payloads.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code(), Some(6), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("in use by another handrail process"),
+        "{}",
+        run.stderr()
+    );
+    let after: Vec<_> = fs::read_dir(&device.state)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(before, after, "the refused process changed nothing");
+    assert!(device.log().is_empty());
+}

@@ -1,0 +1,154 @@
+//! Helpers shared by the end-to-end tests: run the real `handrail` binary against a
+//! temporary state directory, device folder and payload folder.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The `handrail` binary under test.
+pub fn handrail_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_handrail"))
+}
+
+/// A temporary device: state directory, payload folder, device folder.
+pub struct Device {
+    pub tmp: tempfile::TempDir,
+    pub state: PathBuf,
+    pub payloads: PathBuf,
+    pub device: PathBuf,
+}
+
+/// How a `handrail` run ended.
+pub struct Run {
+    pub output: Output,
+}
+
+impl Run {
+    pub fn code(&self) -> Option<i32> {
+        self.output.status.code()
+    }
+    pub fn killed(&self) -> bool {
+        self.output.status.signal() == Some(SIGKILL)
+    }
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+    /// The last JSON line of stdout (`--json` output ends with the result).
+    pub fn last_json(&self) -> serde_json::Value {
+        let out = self.stdout();
+        let line = out
+            .lines()
+            .rev()
+            .find(|l| l.starts_with(['{', '[']))
+            .unwrap_or_else(|| panic!("no JSON on stdout: {out}\nstderr: {}", self.stderr()));
+        serde_json::from_str(line).unwrap()
+    }
+}
+
+/// The signal a crash-matrix run is killed with.
+const SIGKILL: i32 = 9;
+
+impl Device {
+    pub fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let state = tmp.path().join("state");
+        let payloads = tmp.path().join("payloads");
+        let device = tmp.path().join("device");
+        fs::create_dir_all(&payloads).unwrap();
+        fs::create_dir_all(&device).unwrap();
+        Device {
+            tmp,
+            state,
+            payloads,
+            device,
+        }
+    }
+
+    /// Copies a fixture file into the payload folder.
+    pub fn payload_fixture(&self, name: &str) {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/e2e/fixtures")
+            .join(name);
+        fs::copy(&src, self.payloads.join(name))
+            .unwrap_or_else(|e| panic!("{}: {e}", src.display()));
+    }
+
+    /// Writes a manifest file and returns its path.
+    pub fn manifest(&self, name: &str, value: &serde_json::Value) -> PathBuf {
+        let p = self.tmp.path().join(name);
+        fs::write(&p, serde_json::to_vec_pretty(value).unwrap()).unwrap();
+        p
+    }
+
+    /// Runs `handrail --state-dir <state> <args…>` with extra environment.
+    pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut cmd = Command::new(handrail_bin());
+        cmd.arg("--state-dir").arg(&self.state).args(args);
+        cmd.env_remove("HANDRAIL_CRASH_AFTER_WRITE");
+        // One compiled-handler cache for every test device: a cold compile per device
+        // would dominate the suite's time.
+        cmd.env(
+            "HANDRAIL_CACHE_DIR",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("handrail-cache"),
+        );
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Run {
+            output: cmd.output().unwrap(),
+        }
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.run_env(args, &[])
+    }
+
+    /// The device log written by `device-step.sh`.
+    pub fn log(&self) -> Vec<String> {
+        fs::read_to_string(self.device.join("log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// A manifest of `microsoft/script:1` steps running `device-step.sh`, one per criteria;
+/// `codes[i]` (e.g. `"install=605"`) overrides step i's answers.
+pub fn script_manifest(device: &Device, criteria: &[&str], codes: &[&str]) -> serde_json::Value {
+    device.payload_fixture("device-step.sh");
+    let steps: Vec<_> = criteria
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let mut args = format!("--device {}", device.device.display());
+            if let Some(code) = codes.get(i).filter(|c| !c.is_empty()) {
+                args.push_str(&format!(" --codes {code}"));
+            }
+            serde_json::json!({
+                "description": format!("step {i}"),
+                "handler": "microsoft/script:1",
+                "files": ["device-step.sh"],
+                "handlerProperties": {
+                    "scriptFileName": "device-step.sh",
+                    "arguments": args,
+                    "installedCriteria": c,
+                }
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "updateId": {"provider": "contoso", "name": "device-steps", "version": "1.0"},
+        "isDeployable": true,
+        "compatibility": [{"manufacturer": "contoso", "model": "e2e"}],
+        "instructions": {"steps": steps},
+        "manifestVersion": "5.0",
+        "createdDateTime": "2026-11-22T00:00:00Z"
+    })
+}
