@@ -80,6 +80,7 @@ pub fn install(handlers_dir: &Path, bundled: &[BundledHandler]) -> Result<(), st
             sha256: sum.clone(),
             capabilities: b.capabilities.clone(),
             limits: b.limits.clone(),
+            config: Default::default(),
             source: None,
         };
         let text = format!(

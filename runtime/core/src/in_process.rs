@@ -63,6 +63,7 @@ impl InProcessHost {
                 sha256: String::new(),
                 capabilities: Default::default(),
                 limits: Default::default(),
+                config: Default::default(),
                 source: None,
             })
             .collect()

@@ -17,6 +17,9 @@
 //! [limits]
 //! memory_mib = 128
 //! timeout_secs = 600
+//!
+//! [config]                           # handed to the handler with every action
+//! apt_options = ["-o", "Acquire::Retries=3"]
 //! ```
 //!
 //! A malformed file, a duplicate id or a missing artifact is refused with an error naming
@@ -117,6 +120,10 @@ pub struct Registration {
     /// Limits.
     #[serde(default)]
     pub limits: Limits,
+    /// The device owner's settings for the handler, handed to it with every action
+    /// (`StepContext::handler_config`).
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub config: serde_json::Map<String, serde_json::Value>,
     /// Where the registration came from (not part of the file).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -393,13 +400,14 @@ mod tests {
             dir.path(),
             "h.toml",
             &format!(
-                "id = \"contoso/cam:1\"\nkind = \"wasm\"\nartifact = \"h.wasm\"\nsha256 = \"{sum}\"\n[capabilities]\nrun = [\"/bin/sh\"]\n"
+                "id = \"contoso/cam:1\"\nkind = \"wasm\"\nartifact = \"h.wasm\"\nsha256 = \"{sum}\"\n[capabilities]\nrun = [\"/bin/sh\"]\n[config]\nmirror = \"file:/srv\"\n"
             ),
         );
         let reg = Registry::load_dir(dir.path()).unwrap();
         let r = reg.get("contoso/cam:1").unwrap();
         assert_eq!(r.capabilities.run, vec![PathBuf::from("/bin/sh")]);
         assert_eq!(r.limits, Limits::default());
+        assert_eq!(r.config["mirror"], "file:/srv");
         r.verify_artifact().unwrap();
         write(dir.path(), "h.wasm", "tampered bytes");
         let err = r.verify_artifact().unwrap_err().to_string();

@@ -313,6 +313,7 @@ fn to_wit(ctx: &StepContext) -> wit::StepContext {
         handler_id: ctx.handler_id.clone(),
         handler_properties_json: serde_json::Value::Object(ctx.handler_properties.clone())
             .to_string(),
+        handler_config_json: serde_json::Value::Object(ctx.handler_config.clone()).to_string(),
         files: ctx
             .files
             .iter()

@@ -199,6 +199,7 @@ mod tests {
             work_folder: work.display().to_string(),
             result_file: work.join("result.json").display().to_string(),
             installed_criteria: None,
+            handler_config: Default::default(),
             component: None,
         }
     }

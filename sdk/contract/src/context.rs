@@ -99,6 +99,11 @@ pub struct StepContext {
     pub handler_id: String,
     /// The step's `handlerProperties` object.
     pub handler_properties: serde_json::Map<String, serde_json::Value>,
+    /// The device owner's settings for this handler: the `[config]` table of its
+    /// registration (empty when there is none). Unlike `handler_properties`, which come
+    /// with the update, these are local to the device.
+    #[serde(default)]
+    pub handler_config: serde_json::Map<String, serde_json::Value>,
     /// The step's payload files, in the order the step lists them.
     pub files: Vec<PayloadFile>,
     /// The action's private work folder (read-write), as the handler sees it.

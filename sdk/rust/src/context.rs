@@ -114,6 +114,7 @@ pub(crate) fn from_wit(ctx: wit::StepContext) -> StepContext {
         level: ctx.level,
         handler_id: ctx.handler_id,
         handler_properties: json_object(&ctx.handler_properties_json),
+        handler_config: json_object(&ctx.handler_config_json),
         files: ctx
             .files
             .into_iter()

@@ -404,6 +404,7 @@ fn record_installed(cx: &Context, deployment: &str, step: &PlannedStep) -> Resul
 fn step_context(
     workflow_id: &str,
     step: &PlannedStep,
+    config: &serde_json::Map<String, serde_json::Value>,
     work: &Path,
     result_file: &Path,
 ) -> StepContext {
@@ -414,6 +415,7 @@ fn step_context(
         level: step.level,
         handler_id: step.handler.clone(),
         handler_properties: step.handler_properties.clone(),
+        handler_config: config.clone(),
         files: step.files.clone(),
         work_folder: work.display().to_string(),
         result_file: result_file.display().to_string(),
@@ -454,7 +456,17 @@ async fn run_action(
     let number = step.number;
     let invocation = Invocation {
         action,
-        context: step_context(workflow_id, step, &work, &result_path),
+        context: step_context(
+            workflow_id,
+            step,
+            &cx.handlers
+                .registry()
+                .get(&step.handler)
+                .map(|r| r.config.clone())
+                .unwrap_or_default(),
+            &work,
+            &result_path,
+        ),
         // The handler's own cancel action must not be cancelled by the same token.
         cancel: if action == Action::Cancel {
             CancelToken::new()

@@ -67,6 +67,7 @@ impl Scratch {
                 ..Capabilities::default()
             },
             limits,
+            config: Default::default(),
             source: None,
         }
     }
@@ -108,6 +109,7 @@ impl Scratch {
                 .and_then(|v| v.as_str())
                 .map(str::to_owned),
             handler_properties,
+            handler_config: Default::default(),
             files,
             work_folder: self.path("work").display().to_string(),
             result_file: self.path("work/result.json").display().to_string(),
