@@ -103,23 +103,26 @@ impl Output {
                     result,
                 } => {
                     let label = labels.get(*step).cloned().unwrap_or_default();
-                    bar.println(format!(
-                        "  {label}: {action} → {}{}",
-                        result.result_code,
-                        if result.is_success() {
-                            String::new()
-                        } else {
-                            format!(" ({}) {}", result.extended(), result.result_details)
-                        }
-                    ));
+                    say(
+                        &bar,
+                        format!(
+                            "  {label}: {action} → {}{}",
+                            result.result_code,
+                            if result.is_success() {
+                                String::new()
+                            } else {
+                                format!(" ({}) {}", result.extended(), result.result_details)
+                            }
+                        ),
+                    );
                 }
                 Event::StepFinished { step, outcome } => {
                     let label = labels.get(*step).cloned().unwrap_or_default();
-                    bar.println(format!("{} {label}: {outcome}", mark(*outcome)));
+                    say(&bar, format!("{} {label}: {outcome}", mark(*outcome)));
                     bar.set_position(*step as u64 + 1);
                 }
                 Event::Suspended { interruption } => {
-                    bar.println(format!("⏸ suspended: {interruption:?} required"));
+                    say(&bar, format!("⏸ suspended: {interruption:?} required"));
                 }
             }
         }
@@ -264,6 +267,15 @@ impl Output {
                 r.limits.timeout_secs
             );
         }
+    }
+}
+
+/// A line above the progress bar, or on stdout when there is no terminal to draw on.
+fn say(bar: &ProgressBar, line: String) {
+    if bar.is_hidden() {
+        println!("{line}");
+    } else {
+        bar.println(line);
     }
 }
 
