@@ -11,8 +11,8 @@
 //!
 //! [capabilities]                     # nothing is granted by default
 //! run = ["/bin/sh"]                  # programs the handler may ask the host to run
-//! read = []                          # extra host paths it may read
-//! write = []                         # extra host paths it may write
+//! read = []                          # host folders it may read (seen at the same path)
+//! write = []                         # host folders it may read and write
 //!
 //! [limits]
 //! memory_mib = 128
@@ -62,10 +62,11 @@ pub struct Capabilities {
     /// Programs (absolute paths) the handler may ask the host to run.
     #[serde(default)]
     pub run: Vec<PathBuf>,
-    /// Extra host paths the handler may read.
+    /// Host folders the handler may read; a sandboxing host shows each at its own path,
+    /// read-only.
     #[serde(default)]
     pub read: Vec<PathBuf>,
-    /// Extra host paths the handler may write.
+    /// Host folders the handler may read and write, shown at their own paths.
     #[serde(default)]
     pub write: Vec<PathBuf>,
 }

@@ -1,7 +1,7 @@
 //! One loaded WebAssembly handler: its pre-linked component, what it said about itself,
 //! and how each action runs (fresh store, sandbox, limits, cancel).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,7 @@ use crate::Shared;
 use crate::bindings::StepHandlerPre;
 use crate::bindings::handrail::handler::types as wit;
 use crate::run::RunScope;
-use crate::sandbox::{PAYLOAD_DIR, Sandbox, WORK_DIR};
+use crate::sandbox::{GrantedFolder, PAYLOAD_DIR, Sandbox, WORK_DIR};
 use crate::state::{ActionScope, HostState, truncate};
 use crate::stdio::CappedOutput;
 
@@ -37,6 +37,7 @@ pub(crate) struct WasmHandler {
     description: Description,
     id: Arc<str>,
     granted: Arc<[PathBuf]>,
+    folders: Arc<[GrantedFolder]>,
     memory_limit: usize,
     timeout: Duration,
 }
@@ -79,6 +80,7 @@ impl WasmHandler {
             },
             id: registration.id.as_str().into(),
             granted: registration.capabilities.run.clone().into(),
+            folders: GrantedFolder::of(registration)?.into(),
             memory_limit,
             timeout: Duration::from_secs(registration.limits.timeout_secs),
         };
@@ -173,6 +175,9 @@ impl WasmHandler {
         if let Err(e) = preopened {
             return InvocationEnd::HostFailure(format!("cannot open the sandbox folders: {e:#}"));
         }
+        if let Err(e) = self.mount_granted_folders(&mut wasi) {
+            return InvocationEnd::HostFailure(e);
+        }
         let scope = ActionScope {
             progress: invocation.progress.clone(),
             run: RunScope {
@@ -220,6 +225,21 @@ impl WasmHandler {
                 end_of_failure(e, oom, self.memory_limit, &stderr)
             }
         }
+    }
+
+    /// Shows each granted folder at its own path. A folder that does not exist (an
+    /// unmounted medium, say) is left out, so the guest finds it missing as a native
+    /// program would.
+    fn mount_granted_folders(&self, wasi: &mut WasiCtxBuilder) -> Result<(), String> {
+        for folder in self.folders.iter() {
+            if !Path::new(&folder.path).exists() {
+                tracing::warn!(handler = %self.id, folder = %folder.path, "a granted folder does not exist; the handler will not see it");
+                continue;
+            }
+            wasi.preopened_dir(&folder.path, &folder.path, folder.perms)
+                .map_err(|e| format!("cannot open the granted folder {}: {e:#}", folder.path))?;
+        }
+        Ok(())
     }
 
     fn log_output(&self, stream: &str, output: &CappedOutput) {

@@ -6,9 +6,11 @@
 //! [`CacheStats`]), pre-links it, and asks it to `describe` itself; the contract's major
 //! version must match. Every action then runs in a fresh store with:
 //!
-//! - a WASI view of exactly the step's payload files (read-only, `/payload`) and the
-//!   action's work folder (read-write, `/work`): no network, no environment, no
-//!   arguments; the step context is rewritten to those paths;
+//! - a WASI view of exactly the step's payload files (read-only, `/payload`), the
+//!   action's work folder (read-write, `/work`) and the host folders the registration
+//!   grants, at their own paths (`capabilities.read` read-only, `capabilities.write`
+//!   read-write): no network, no environment, no arguments; the step context is
+//!   rewritten to those paths;
 //! - the registration's memory limit (over it → [`OutOfMemory`]) and time limit (epoch
 //!   interruption; over it → [`TimedOut`]), and the deployment's cancel token
 //!   (→ [`Cancelled`]); a trap is [`Trapped`];

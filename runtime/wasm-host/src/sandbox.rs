@@ -1,5 +1,6 @@
 //! The file-system view of one action: the step's payload files read-only under
-//! `/payload`, the action's work folder read-write under `/work`, nothing else.
+//! `/payload`, the action's work folder read-write under `/work`, the host folders the
+//! registration grants ([`GrantedFolder`]) at their own paths, nothing else.
 //!
 //! The engine hands over a [`StepContext`] with host paths. [`Sandbox::prepare`] gathers
 //! the step's payload files into a private folder (hard links, or copies where a hard
@@ -11,8 +12,10 @@ use std::fs;
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
+use handrail::registry::Registration;
 use handrail_contract::StepContext;
 use tempfile::TempDir;
+use wasmtime_wasi::FsPerms;
 
 /// Where the payload files appear inside the sandbox.
 pub const PAYLOAD_DIR: &str = "/payload";
@@ -106,6 +109,62 @@ impl Sandbox {
             }
         }
         Ok(host)
+    }
+}
+
+/// A host folder the registration grants (`capabilities.read` or `capabilities.write`),
+/// shown to the guest at the same absolute path: read-only for `read`, read-write for
+/// `write`. Only folders can be granted: WASI opens a view of a folder, not of a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct GrantedFolder {
+    /// The folder, on the host and in the guest.
+    pub(crate) path: String,
+    /// What the guest may do in it.
+    pub(crate) perms: FsPerms,
+}
+
+impl GrantedFolder {
+    /// The folders `registration` grants, `write` grants last so that a folder granted
+    /// both ways is writable. Refused: a path that is not UTF-8 (the guest names
+    /// folders with strings), that is or lies inside `/payload` or `/work` (it would
+    /// hide, or be hidden by, the sandbox's own folders), or that exists and is not a
+    /// folder.
+    pub(crate) fn of(registration: &Registration) -> Result<Vec<GrantedFolder>, String> {
+        let capabilities = &registration.capabilities;
+        let read = capabilities
+            .read
+            .iter()
+            .map(|p| ("read", p, FsPerms::ReadOnly));
+        let write = capabilities
+            .write
+            .iter()
+            .map(|p| ("write", p, FsPerms::ReadWrite));
+        let mut folders: Vec<GrantedFolder> = Vec::new();
+        for (field, path, perms) in read.chain(write) {
+            let refuse = |why: &str| format!("capabilities.{field}: `{}` {why}", path.display());
+            let Some(text) = path.to_str() else {
+                return Err(refuse("is not valid UTF-8"));
+            };
+            if [PAYLOAD_DIR, WORK_DIR]
+                .iter()
+                .any(|own| path.starts_with(own))
+            {
+                return Err(refuse(&format!(
+                    "lies inside the sandbox's own {PAYLOAD_DIR} or {WORK_DIR}"
+                )));
+            }
+            if path.exists() && !path.is_dir() {
+                return Err(refuse("is not a folder; grant the folder that holds it"));
+            }
+            let text = text.trim_end_matches('/');
+            let text = if text.is_empty() { "/" } else { text };
+            folders.retain(|f| f.path != text);
+            folders.push(GrantedFolder {
+                path: text.to_owned(),
+                perms,
+            });
+        }
+        Ok(folders)
     }
 }
 
@@ -266,5 +325,62 @@ mod tests {
         let mut ctx = context(dir.path(), &[]);
         ctx.result_file = "/tmp/result.json".into();
         assert!(Sandbox::prepare(&ctx).unwrap_err().contains("result file"));
+    }
+
+    fn granting(read: &[&Path], write: &[&Path]) -> Registration {
+        Registration {
+            id: "a/b:1".into(),
+            kind: handrail::registry::HandlerKind::Wasm,
+            artifact: PathBuf::new(),
+            sha256: String::new(),
+            capabilities: handrail::registry::Capabilities {
+                run: Vec::new(),
+                read: read.iter().map(|p| p.to_path_buf()).collect(),
+                write: write.iter().map(|p| p.to_path_buf()).collect(),
+            },
+            limits: Default::default(),
+            config: Default::default(),
+            source: None,
+        }
+    }
+
+    #[test]
+    fn granted_folders_keep_their_path_and_write_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        let folders = GrantedFolder::of(&granting(&[&a, &b], &[&dir.path().join("b/")])).unwrap();
+        let text = |p: &Path| p.to_str().unwrap().to_owned();
+        assert_eq!(
+            folders,
+            [
+                GrantedFolder {
+                    path: text(&a),
+                    perms: FsPerms::ReadOnly
+                },
+                GrantedFolder {
+                    path: text(&b),
+                    perms: FsPerms::ReadWrite
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn granted_files_and_folders_inside_the_sandbox_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("device.conf");
+        fs::write(&file, "x").unwrap();
+        let err = GrantedFolder::of(&granting(&[&file], &[])).unwrap_err();
+        assert!(
+            err.starts_with("capabilities.read:") && err.contains("not a folder"),
+            "{err}"
+        );
+        for inside in ["/work", "/payload/x"] {
+            let err = GrantedFolder::of(&granting(&[], &[Path::new(inside)])).unwrap_err();
+            assert!(
+                err.starts_with("capabilities.write:") && err.contains("inside"),
+                "{err}"
+            );
+        }
     }
 }

@@ -86,9 +86,9 @@ impl ResultFile {
         if bytes.len() > MAX_RESULT_FILE_BYTES {
             return ResultFile::failure(
                 ext::RESULT_FILE_TOO_LARGE,
+                // Readers stop one byte past the limit, so the length is not the file's.
                 format!(
-                    "the result file for `{action}` is {} bytes; the limit is {MAX_RESULT_FILE_BYTES}",
-                    bytes.len()
+                    "the result file for `{action}` is larger than the limit of {MAX_RESULT_FILE_BYTES} bytes"
                 ),
             );
         }

@@ -7,15 +7,13 @@ use handrail::registry::HandlerKind;
 use handrail_test_guest_artifacts::{FUTURE_CONTRACT, HOSTILE};
 use handrail_wasm_host::{CacheStats, WasmHost};
 
-use crate::support::{Scratch, limits};
-
-const ID: &str = "test/hostile:1";
+use crate::support::{HOSTILE_ID, PLAIN, Scratch, limits};
 
 #[tokio::test]
 async fn a_cold_load_compiles_once_and_a_warm_load_does_not_compile() {
     let scratch = Scratch::new();
     let cache = scratch.path("cache");
-    let registration = scratch.registration(ID, HOSTILE, &[], limits(64, 10));
+    let registration = scratch.hostile(&PLAIN);
 
     let cold = WasmHost::new(cache.clone()).unwrap();
     cold.load(&registration).await.unwrap();
@@ -35,7 +33,7 @@ async fn a_cold_load_compiles_once_and_a_warm_load_does_not_compile() {
     // A new host (a restarted agent) deserialises the cached code.
     let warm = WasmHost::new(cache.clone()).unwrap();
     let handler = warm.load(&registration).await.unwrap();
-    assert_eq!(handler.description().id, ID);
+    assert_eq!(handler.description().id, HOSTILE_ID);
     assert_eq!(
         warm.cache_stats(),
         CacheStats {
@@ -51,7 +49,7 @@ async fn a_cold_load_compiles_once_and_a_warm_load_does_not_compile() {
 async fn a_damaged_cache_entry_is_recompiled() {
     let scratch = Scratch::new();
     let cache = scratch.path("cache");
-    let registration = scratch.registration(ID, HOSTILE, &[], limits(64, 10));
+    let registration = scratch.hostile(&PLAIN);
     let host = WasmHost::new(cache.clone()).unwrap();
     fs::write(host.cache_entry(&registration.sha256), b"not machine code").unwrap();
     host.load(&registration).await.unwrap();
@@ -73,13 +71,13 @@ async fn bad_artifacts_are_refused_with_the_reason() {
         "{err}"
     );
 
-    let mut changed = scratch.registration(ID, HOSTILE, &[], limits(64, 10));
+    let mut changed = scratch.hostile(&PLAIN);
     fs::write(&changed.artifact, b"swapped after verification").unwrap();
     changed.sha256 = changed.sha256.replace(|c: char| c.is_ascii_digit(), "0");
     let err = host.load(&changed).await.err().unwrap().to_string();
     assert!(err.contains("sha256"), "{err}");
 
-    let mut native = scratch.registration(ID, HOSTILE, &[], limits(64, 10));
+    let mut native = scratch.hostile(&PLAIN);
     native.kind = HandlerKind::Native;
     let err = host.load(&native).await.err().unwrap().to_string();
     assert!(err.contains("`native` handler"), "{err}");

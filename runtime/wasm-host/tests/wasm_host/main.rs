@@ -1,6 +1,7 @@
 //! The WASM host with real wasmtime, real components and real files.
 
 mod cache;
+mod pipeline;
 mod sandbox;
 mod script;
 mod support;

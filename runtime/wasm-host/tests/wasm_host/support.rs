@@ -1,5 +1,6 @@
 //! Shared set-up: a scratch folder with payload, work and cache folders, registrations
-//! of real components, step contexts with host paths, and running one action.
+//! of real components (the hostile guest as a [`Setup`] says), step contexts with host
+//! paths, and running one action.
 
 use std::fs;
 use std::path::PathBuf;
@@ -9,6 +10,7 @@ use handrail::CancelToken;
 use handrail::host::{HandlerHost, Invocation, InvocationEnd, LoadedHandler};
 use handrail::registry::{Capabilities, HandlerKind, Limits, Registration, sha256_file};
 use handrail_contract::{Action, Component, PayloadFile, ResultFile, StepContext, UpdateId};
+use handrail_test_guest_artifacts::HOSTILE;
 use handrail_wasm_host::WasmHost;
 use tempfile::TempDir;
 
@@ -158,6 +160,31 @@ pub async fn load(registration: &Registration) -> Arc<dyn LoadedHandler> {
         .load(registration)
         .await
         .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The hostile guest's handler id.
+pub const HOSTILE_ID: &str = "test/hostile:1";
+
+/// What the hostile guest is granted and allowed.
+pub struct Setup {
+    pub grants: &'static [&'static str],
+    pub memory_mib: u64,
+    pub timeout_secs: u64,
+}
+
+/// Nothing granted, 64 MiB, 10 s.
+pub const PLAIN: Setup = Setup {
+    grants: &[],
+    memory_mib: 64,
+    timeout_secs: 10,
+};
+
+impl Scratch {
+    /// The hostile guest's registration, as `setup` says.
+    pub fn hostile(&self, setup: &Setup) -> Registration {
+        let limits = limits(setup.memory_mib, setup.timeout_secs);
+        self.registration(HOSTILE_ID, HOSTILE, setup.grants, limits)
+    }
 }
 
 /// Limits for tests: small memory, short time.

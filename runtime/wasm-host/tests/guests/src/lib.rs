@@ -4,24 +4,57 @@
 //!
 //! | behaviour | what it does |
 //! |---|---|
-//! | `look-around` | tries to read files outside its sandbox, its environment and arguments; reports what it saw |
+//! | `ok` | nothing; succeeds |
+//! | `look-around` | tries every escape below, the network, its environment and arguments; reports what it saw |
+//! | `read-outside` | reads `/etc/passwd` and `/proc/self/environ`, lists `/` and `/etc` ([`READ_OUTSIDE_REFUSED`]) |
+//! | `dot-dot-escape` | reads and lists through `..` out of `/payload` and `/work` ([`DOT_DOT_REFUSED`]) |
+//! | `write-outside` | writes `handlerProperties.target`, `/tmp`, `/payload` (new and existing files) and above `/work` ([`WRITE_OUTSIDE_REFUSED`]) |
+//! | `symlink-escape` | has `/bin/ln` link `/work/etc` to `/etc`, reads through it, and asks the host to run `cat` on it ([`SYMLINK_REFUSED`]) |
+//! | `symlink-result` | has `/bin/ln` put a link to `/etc/passwd` where its result file goes, and writes no result |
+//! | `huge-result` | writes a result file of [`HUGE_RESULT_BYTES`] itself |
+//! | `not-utf8-result` | writes a result file that is not UTF-8 itself |
 //! | `echo-context` | reports the step context it was given and the payload files' contents |
+//! | `probe` | reads the paths in `handlerProperties.read`, writes those in `handlerProperties.write`; reports what worked |
 //! | `spin` | loops forever |
 //! | `sleep` | sleeps in a host call for an hour |
 //! | `memory-bomb` | allocates until something gives |
+//! | `deep-recursion` | recurses until something gives |
 //! | `panic` | panics |
-//! | `run-ungranted` | asks the host to run `/bin/cat /etc/passwd` |
+//! | `run-ungranted` | asks the host to run `/bin/cat /etc/passwd` ([`codes::ext::CAPABILITY_DENIED`] when refused) |
 //! | `run` | runs `handlerProperties.program` with `handlerProperties.args` (sandbox paths where they start with `/`) |
 //! | `wait-for-cancel` | polls `is-cancelled` until it is set, then reports -1 |
 //! | `progress` | reports progress 1/2 and 2/2 and logs a line |
 //! | `log-flood` | logs 5000 lines and writes 1 MiB to stdout |
-//! | `symlink-escape` | has `/bin/ln` link `/work/etc` to `/etc`, reads through it, and asks the host to run `cat` on it |
 //! | `fd-hog` | opens its payload file again and again, keeping every handle |
+//!
+//! The escapes (`read-outside`, `dot-dot-escape`, `write-outside`, `symlink-escape`) are
+//! contained silently: every attempt just fails inside the guest. So that a run says
+//! whether the sandbox held, each reports `{"seen": [...], "refused": [...]}`: what got
+//! through and what was refused, with the error the guest was given. Nothing got through
+//! is a failure with the behaviour's own extended code; anything that got through is a
+//! success, which a test treats as a broken sandbox.
 
+use std::io::Write;
 use std::time::Duration;
 
-use handrail_sdk::host::{self, Arg};
-use handrail_sdk::{Action, Handler, ResultFile, StepContext, codes, extended};
+use handrail_sdk::host::{self, Arg, RunError};
+use handrail_sdk::{Action, ExtendedCode, Handler, ResultFile, StepContext, codes, extended};
+
+/// `read-outside` read nothing outside its sandbox.
+pub const READ_OUTSIDE_REFUSED: ExtendedCode = extended(codes::COMPONENT_CUSTOM, 0x101);
+/// `dot-dot-escape` got nowhere through `..`.
+pub const DOT_DOT_REFUSED: ExtendedCode = extended(codes::COMPONENT_CUSTOM, 0x102);
+/// `write-outside` wrote nothing outside its work folder.
+pub const WRITE_OUTSIDE_REFUSED: ExtendedCode = extended(codes::COMPONENT_CUSTOM, 0x103);
+/// `symlink-escape` read nothing through the link it planted.
+pub const SYMLINK_REFUSED: ExtendedCode = extended(codes::COMPONENT_CUSTOM, 0x104);
+/// `symlink-escape` could not plant its link (the test proves nothing then).
+pub const SYMLINK_NOT_PLANTED: ExtendedCode = extended(codes::COMPONENT_CUSTOM, 0x105);
+/// The behaviour is not one this guest knows.
+pub const UNKNOWN_BEHAVIOUR: ExtendedCode = extended(codes::COMPONENT_CUSTOM, 0x1);
+
+/// Size of the result file `huge-result` writes: 100 MiB.
+pub const HUGE_RESULT_BYTES: usize = 100 * 1024 * 1024;
 
 /// The hostile handler.
 pub struct Hostile;
@@ -33,19 +66,25 @@ impl Handler for Hostile {
     fn install(step: &StepContext) -> ResultFile {
         let behaviour = step.property_str("behaviour").unwrap_or("");
         match behaviour {
-            "look-around" => look_around(),
+            "ok" => ok("behaved"),
+            "look-around" => look_around(step),
+            "read-outside" => read_outside(&mut Probe::default()).verdict(READ_OUTSIDE_REFUSED),
+            "dot-dot-escape" => dot_dot_escape(&mut Probe::default()).verdict(DOT_DOT_REFUSED),
+            "write-outside" => {
+                write_outside(&mut Probe::default(), step).verdict(WRITE_OUTSIDE_REFUSED)
+            }
+            "symlink-escape" => symlink_escape(),
             "echo-context" => echo_context(step),
+            "probe" => probe(step),
             "spin" => spin(),
             "sleep" => {
                 std::thread::sleep(Duration::from_secs(3600));
                 ok("woke up")
             }
             "memory-bomb" => memory_bomb(),
+            "deep-recursion" => ok(&recurse(0).to_string()),
             "panic" => panic!("the hostile handler panics on purpose"),
-            "run-ungranted" => {
-                let out = host::run("/bin/cat", &[Arg::Literal("/etc/passwd".into())], &[], None);
-                ok(&format!("{out:?}"))
-            }
+            "run-ungranted" => run_ungranted(),
             "run" => run(step),
             "wait-for-cancel" => {
                 while !host::is_cancelled() {
@@ -69,7 +108,6 @@ impl Handler for Hostile {
                 }
                 ok("flooded")
             }
-            "symlink-escape" => symlink_escape(),
             "fd-hog" => {
                 let mut held = Vec::new();
                 while held.len() < 100_000 {
@@ -80,10 +118,7 @@ impl Handler for Hostile {
                 }
                 ok(&held.len().to_string())
             }
-            other => ResultFile::failure(
-                extended(codes::COMPONENT_CUSTOM, 1),
-                format!("unknown behaviour `{other}`"),
-            ),
+            other => ResultFile::failure(UNKNOWN_BEHAVIOUR, format!("unknown behaviour `{other}`")),
         }
     }
 
@@ -92,40 +127,210 @@ impl Handler for Hostile {
     }
 }
 
-handrail_sdk::export!(Hostile);
+/// The SDK writes the result file from what an action returns. The behaviours that
+/// attack the result file itself write it (or plant a link in its place) and return,
+/// so this guest exports the handler interface itself rather than with `export!`.
+#[cfg(target_arch = "wasm32")]
+mod export {
+    use handrail_sdk::__private::{describe_wit, dispatch};
+    use handrail_sdk::Action;
+    use handrail_sdk::bindings::exports::handrail::handler::handler::Guest;
+    use handrail_sdk::bindings::handrail::handler::types::{Description, StepContext};
+
+    use super::Hostile;
+
+    struct Export;
+
+    impl Guest for Export {
+        fn describe() -> Description {
+            describe_wit::<Hostile>()
+        }
+        fn is_installed(ctx: StepContext) {
+            dispatch::<Hostile>(Action::IsInstalled, ctx)
+        }
+        fn download(ctx: StepContext) {
+            dispatch::<Hostile>(Action::Download, ctx)
+        }
+        fn backup(ctx: StepContext) {
+            dispatch::<Hostile>(Action::Backup, ctx)
+        }
+        fn install(ctx: StepContext) {
+            if !super::attack_result_file(&ctx.handler_properties_json, &ctx.result_file) {
+                dispatch::<Hostile>(Action::Install, ctx)
+            }
+        }
+        fn apply(ctx: StepContext) {
+            dispatch::<Hostile>(Action::Apply, ctx)
+        }
+        fn restore(ctx: StepContext) {
+            dispatch::<Hostile>(Action::Restore, ctx)
+        }
+        fn cancel(ctx: StepContext) {
+            dispatch::<Hostile>(Action::Cancel, ctx)
+        }
+    }
+
+    handrail_sdk::bindings::export_world!(Export with_types_in handrail_sdk::bindings);
+}
+
+/// Does what a result-file behaviour says and returns true, or returns false for the
+/// other behaviours (the SDK then runs `install` and writes its result).
+pub fn attack_result_file(properties_json: &str, result_file: &str) -> bool {
+    let properties: serde_json::Value = serde_json::from_str(properties_json).unwrap_or_default();
+    match properties["behaviour"].as_str() {
+        Some("huge-result") => {
+            // A well-formed result, only far too large: the size alone must refuse it.
+            let head = br#"{"resultCode":600,"extendedResultCode":0,"resultDetails":""#;
+            let tail = br#""}"#;
+            let written = std::fs::File::create(result_file).and_then(|mut f| {
+                f.write_all(head)?;
+                let chunk = vec![b'x'; 1024 * 1024];
+                let mut left = HUGE_RESULT_BYTES - head.len() - tail.len();
+                while left > 0 {
+                    let n = left.min(chunk.len());
+                    f.write_all(&chunk[..n])?;
+                    left -= n;
+                }
+                f.write_all(tail)
+            });
+            if let Err(e) = written {
+                host::error(&format!("cannot write the huge result file: {e}"));
+            }
+            true
+        }
+        Some("not-utf8-result") => {
+            let bytes = b"{\"resultCode\":600,\"resultDetails\":\"\xff\xfe\"}";
+            if let Err(e) = std::fs::write(result_file, bytes) {
+                host::error(&format!("cannot write the result file: {e}"));
+            }
+            true
+        }
+        Some("symlink-result") => {
+            let planted = host::run(
+                "/bin/ln",
+                &[
+                    Arg::Literal("-s".into()),
+                    Arg::Literal("/etc/passwd".into()),
+                    Arg::SandboxPath(result_file.to_owned()),
+                ],
+                &[],
+                None,
+            );
+            host::info(&format!("planted the result file link: {planted:?}"));
+            true
+        }
+        _ => false,
+    }
+}
 
 fn ok(details: &str) -> ResultFile {
     ResultFile::new(codes::INSTALL_SUCCESS, details)
 }
 
-fn look_around() -> ResultFile {
-    let mut seen = Vec::new();
-    for path in [
-        "/etc/passwd",
-        "/payload/../etc/passwd",
-        "/work/../etc/passwd",
-        "/work/../../etc/passwd",
-        "../etc/passwd",
-        "/proc/self/environ",
-    ] {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            seen.push(format!("read {path} ({} bytes)", text.len()));
+/// What a series of attempts got through (`seen`) and what was refused, with the error
+/// the guest was given.
+#[derive(Debug, Default)]
+struct Probe {
+    seen: Vec<String>,
+    refused: Vec<String>,
+}
+
+impl Probe {
+    fn read(&mut self, path: &str) -> &mut Self {
+        match std::fs::read(path) {
+            Ok(bytes) => self
+                .seen
+                .push(format!("read {path} ({} bytes)", bytes.len())),
+            Err(e) => self.refused.push(format!("read {path}: {e}")),
         }
+        self
     }
-    for dir in ["/", "/etc", "/payload/..", "/work/.."] {
-        if let Ok(entries) = std::fs::read_dir(dir) {
-            let names: Vec<String> = entries
-                .filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect();
-            if !names.is_empty() {
-                seen.push(format!("listed {dir}: {names:?}"));
+
+    fn list(&mut self, dir: &str) -> &mut Self {
+        match std::fs::read_dir(dir) {
+            Ok(entries) => {
+                let names: Vec<String> = entries
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect();
+                if names.is_empty() {
+                    self.refused.push(format!("list {dir}: empty"));
+                } else {
+                    self.seen.push(format!("listed {dir}: {names:?}"));
+                }
             }
+            Err(e) => self.refused.push(format!("list {dir}: {e}")),
+        }
+        self
+    }
+
+    /// Appends to `path`, creating it when missing.
+    fn write(&mut self, path: &str) -> &mut Self {
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(b"planted by the hostile handler\n"));
+        match written {
+            Ok(()) => self.seen.push(format!("wrote {path}")),
+            Err(e) => self.refused.push(format!("write {path}: {e}")),
+        }
+        self
+    }
+
+    fn report(&self) -> String {
+        serde_json::json!({ "seen": self.seen, "refused": self.refused }).to_string()
+    }
+
+    /// A failure with `contained` when nothing got through, else a success.
+    fn verdict(&self, contained: ExtendedCode) -> ResultFile {
+        if self.seen.is_empty() {
+            ResultFile::failure(contained, self.report())
+        } else {
+            ok(&self.report())
         }
     }
-    if std::fs::write("/payload/planted", "x").is_ok() {
-        seen.push("wrote into /payload".into());
+}
+
+fn read_outside(probe: &mut Probe) -> &mut Probe {
+    probe
+        .read("/etc/passwd")
+        .read("/proc/self/environ")
+        .list("/")
+        .list("/etc")
+}
+
+fn dot_dot_escape(probe: &mut Probe) -> &mut Probe {
+    probe
+        .read("/payload/../etc/passwd")
+        .read("/work/../etc/passwd")
+        .read("/work/../../etc/passwd")
+        .read("../etc/passwd")
+        .list("/payload/..")
+        .list("/work/..")
+}
+
+fn write_outside<'p>(probe: &'p mut Probe, step: &StepContext) -> &'p mut Probe {
+    if let Some(target) = step.property_str("target") {
+        probe.write(target);
     }
+    probe
+        .write("/tmp/handrail-hostile-planted")
+        .write("/payload/planted")
+        .write("/work/../planted")
+        .write("/planted");
+    for file in &step.files {
+        probe.write(&file.path);
+    }
+    probe
+}
+
+fn look_around(step: &StepContext) -> ResultFile {
+    let mut probe = Probe::default();
+    read_outside(&mut probe);
+    dot_dot_escape(&mut probe);
+    write_outside(&mut probe, step);
+    let mut seen = probe.seen;
     if std::net::TcpStream::connect("127.0.0.1:9").is_ok() {
         seen.push("opened a socket".into());
     }
@@ -138,6 +343,46 @@ fn look_around() -> ResultFile {
         seen.push(format!("arguments: {args:?}"));
     }
     ok(&serde_json::to_string(&seen).unwrap_or_default())
+}
+
+fn probe(step: &StepContext) -> ResultFile {
+    let list = |name: &str| -> Vec<String> {
+        step.handler_properties
+            .get(name)
+            .and_then(|v| v.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut probe = Probe::default();
+    for path in list("read") {
+        probe.read(&path);
+    }
+    for path in list("write") {
+        probe.write(&path);
+    }
+    ok(&probe.report())
+}
+
+fn run_ungranted() -> ResultFile {
+    match host::run("/bin/cat", &[Arg::Literal("/etc/passwd".into())], &[], None) {
+        Err(RunError::NotGranted(why)) => ResultFile::failure(codes::ext::CAPABILITY_DENIED, why),
+        other => ok(&format!("{other:?}")),
+    }
+}
+
+/// Recurses until the stack gives out; each frame keeps a value live across the call so
+/// the recursion cannot be turned into a loop.
+fn recurse(depth: u64) -> u64 {
+    let here = std::hint::black_box(depth);
+    if here == u64::MAX {
+        return here;
+    }
+    recurse(here + 1).wrapping_add(here)
 }
 
 fn echo_context(step: &StepContext) -> ResultFile {
@@ -224,9 +469,8 @@ fn run(step: &StepContext) -> ResultFile {
 }
 
 fn symlink_escape() -> ResultFile {
-    let mut seen = Vec::new();
     // Guests cannot make symbolic links with stable std; a granted program can.
-    let made = host::run(
+    let planted = host::run(
         "/bin/ln",
         &[
             Arg::Literal("-s".into()),
@@ -235,21 +479,28 @@ fn symlink_escape() -> ResultFile {
         ],
         &[],
         None,
-    )
-    .is_ok_and(|out| out.exit_code == Some(0));
-    if let Ok(text) = std::fs::read_to_string("/work/etc/passwd") {
-        seen.push(format!("read /work/etc/passwd ({} bytes)", text.len()));
+    );
+    if !planted.as_ref().is_ok_and(|out| out.exit_code == Some(0)) {
+        return ResultFile::failure(
+            SYMLINK_NOT_PLANTED,
+            format!("`ln -s /etc /work/etc` did not work: {planted:?}"),
+        );
     }
-    let ran = host::run(
+    let mut probe = Probe::default();
+    probe.read("/work/etc/passwd").list("/work/etc");
+    match host::run(
         "/bin/cat",
         &[Arg::SandboxPath("/work/etc/passwd".into())],
         &[],
         None,
-    );
-    let report = serde_json::json!({
-        "madeLink": made,
-        "seen": seen,
-        "run": format!("{ran:?}"),
-    });
-    ok(&report.to_string())
+    ) {
+        Ok(out) => probe.seen.push(format!(
+            "ran cat /work/etc/passwd: {} bytes",
+            out.stdout.len()
+        )),
+        Err(e) => probe
+            .refused
+            .push(format!("run cat /work/etc/passwd: {e:?}")),
+    }
+    probe.verdict(SYMLINK_REFUSED)
 }
