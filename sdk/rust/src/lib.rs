@@ -40,6 +40,7 @@
 mod context;
 mod handler;
 pub mod host;
+pub mod native;
 
 #[doc(hidden)]
 pub mod bindings {
