@@ -10,10 +10,10 @@ source scripts/setup.sh
 cargo build --locked -p handrail-cli
 handrail=target/debug/handrail
 demo=examples/demo
+export HANDRAIL_CONFIG="$demo/config.toml" HANDRAIL_COMPONENTS="$demo/components.json"
 "$handrail" validate "$demo/update.json"
 status=0
-"$handrail" deploy "$demo/update.json" --payloads "$demo/payloads" \
-    --components "$demo/components.json" || status=$?
+"$handrail" deploy "$demo/update.json" --payloads "$demo/payloads" || status=$?
 "$handrail" status
 "$handrail" history --limit 3
 exit "$status"

@@ -90,13 +90,12 @@ fn resume_after_sigkill_at_every_journal_point_matches_an_uninterrupted_run() {
         );
         if !crashed.killed() {
             assert_eq!(crashed.code(), Some(0), "{}", crashed.stderr());
+            // Most points fall inside the deployment (3 steps × several actions, two
+            // records each); only the bundled handlers' installation precedes it.
             assert!(
-                point > 20,
-                "a 3-step deployment makes more than 20 durable writes, saw {point}"
-            );
-            assert!(
-                before_admission <= 2,
-                "{before_admission} points before admission"
+                point - before_admission > 20,
+                "only {} of {point} points were inside the deployment",
+                point - before_admission
             );
             break;
         }

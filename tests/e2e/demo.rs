@@ -28,6 +28,7 @@ fn the_demo_deploys_per_camera_and_is_idempotent() {
     };
     let manifest = relocate("update.json");
     let components = relocate("components.json");
+    let config = Path::new(DEMO).join("config.toml");
     let args = [
         "--json",
         "deploy",
@@ -36,6 +37,8 @@ fn the_demo_deploys_per_camera_and_is_idempotent() {
         device.payloads.to_str().unwrap(),
         "--components",
         components.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
     ];
     let run = device.run(&args);
     assert_eq!(run.code(), Some(0), "{}\n{}", run.stdout(), run.stderr());

@@ -5,12 +5,13 @@
 //! | code | meaning |
 //! |---|---|
 //! | 0 | success (deployment succeeded, manifest valid, command done) |
-//! | 1 | the deployment failed (the report names the step, action and codes) |
+//! | 1 | the deployment failed, or failed and was rolled back (the report names the step, action and codes) |
 //! | 2 | bad input: usage error, invalid manifest, refused payload or registration |
 //! | 3 | suspended: the device must reboot, then run `handrail resume` |
 //! | 4 | suspended: the agent must restart, then run `handrail resume` |
 //! | 5 | the deployment was cancelled |
 //! | 6 | busy: another process owns the state directory, or a deployment is pending |
+//! | 7 | the deployment ran past its time limit |
 //! | 10 | internal error (state could not be read or written) |
 
 mod output;
@@ -21,6 +22,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use handrail::bundled::BundledHandler;
 use handrail::components::FileEnumerator;
+use handrail::config::{Config, FailurePolicy};
 use handrail::contract::codes::Interruption;
 use handrail::registry::{HandlerKind, Limits, Registry};
 use handrail::state::StateView;
@@ -38,6 +40,8 @@ const EXIT_RESTART: u8 = 4;
 const EXIT_CANCELLED: u8 = 5;
 /// Exit code when the state directory is busy.
 const EXIT_BUSY: u8 = 6;
+/// Exit code for a deployment stopped by its time limit.
+const EXIT_TIMED_OUT: u8 = 7;
 /// Exit code for internal errors.
 const EXIT_INTERNAL: u8 = 10;
 
@@ -52,6 +56,11 @@ struct Cli {
     /// Machine-readable output: JSON lines of events, then the JSON result.
     #[arg(long, global = true)]
     json: bool,
+
+    /// Configuration file (TOML: device identity, policies, hooks); default
+    /// `<state-dir>/config.toml` when present.
+    #[arg(long, global = true, env = "HANDRAIL_CONFIG")]
+    config: Option<PathBuf>,
 
     /// Compiled-handler cache (default: `<state-dir>/cache`); may be shared by several
     /// state directories.
@@ -86,6 +95,9 @@ enum Command {
         /// Refuse payload files the manifest gives no size and sha256 for.
         #[arg(long)]
         require_hashes: bool,
+        /// What a failed step does to earlier ones: rollback or stop (default: config).
+        #[arg(long)]
+        failure_policy: Option<FailurePolicy>,
     },
     /// Continue the deployment left suspended (reboot, restart) or interrupted (crash).
     Resume,
@@ -182,6 +194,7 @@ fn exit_code_of(e: &anyhow::Error) -> u8 {
         Some(RuntimeError::State(handrail::state::StateError::Locked { .. })) => EXIT_BUSY,
         Some(_) => EXIT_INTERNAL,
         None if e.downcast_ref::<handrail::AdmitError>().is_some() => EXIT_BAD_INPUT,
+        None if e.downcast_ref::<handrail::config::ConfigError>().is_some() => EXIT_BAD_INPUT,
         None if e.downcast_ref::<std::io::Error>().is_some() => EXIT_BAD_INPUT,
         None => EXIT_INTERNAL,
     }
@@ -201,11 +214,21 @@ fn open(cli: &Cli) -> anyhow::Result<Runtime> {
             limits: Limits::default(),
         })
         .collect();
+    let config_path = cli
+        .config
+        .clone()
+        .or_else(|| Some(cli.state_dir.join("config.toml")).filter(|p| p.exists()));
+    let config = match config_path {
+        Some(path) => Config::load(&path)?,
+        None => Config::default(),
+    };
     let mut builder = Runtime::builder(&cli.state_dir)
+        .config(config)
         .bundled(bundled)
         .host_with(move |state| {
             handrail_wasm_host::WasmHost::new(cache_dir.unwrap_or_else(|| state.cache_dir()))
-        });
+        })
+        .host_with(|_| handrail_native_host::NativeHost::beside_current_exe());
     let components = cli
         .components
         .clone()
@@ -223,12 +246,14 @@ async fn run(cli: &Cli, out: &output::Output) -> anyhow::Result<u8> {
             payloads,
             id,
             require_hashes,
+            failure_policy,
         } => {
             let bytes = read_input(manifest)?;
             let runtime = open(cli)?;
             let options = AdmitOptions {
                 deployment_id: id.clone(),
                 require_file_hashes: *require_hashes,
+                failure_policy: *failure_policy,
             };
             let deployment = runtime.deploy(&bytes, payloads, options).await?;
             let report = out.follow(deployment).await?;
@@ -315,7 +340,10 @@ fn read_input(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
 fn exit_for(report: &Report) -> u8 {
     match report.status {
         DeploymentStatus::Succeeded => 0,
-        DeploymentStatus::Failed => EXIT_FAILED,
+        DeploymentStatus::Failed | DeploymentStatus::RolledBack | DeploymentStatus::Rejected => {
+            EXIT_FAILED
+        }
+        DeploymentStatus::TimedOut => EXIT_TIMED_OUT,
         DeploymentStatus::Cancelled => EXIT_CANCELLED,
         DeploymentStatus::Suspended => match report.interruption {
             Some(Interruption::ImmediateAgentRestart | Interruption::DeferredAgentRestart) => {

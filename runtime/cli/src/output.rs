@@ -47,6 +47,12 @@ impl Output {
 
     /// Follows a deployment to its end, showing progress; Ctrl-C or SIGTERM cancels it.
     pub async fn follow(&self, mut deployment: Deployment) -> anyhow::Result<Report> {
+        if deployment.is_earlier_result() {
+            self.message(&format!(
+                "deployment {} already ran; this is its result (nothing was run again)",
+                deployment.id()
+            ));
+        }
         let cancel = deployment.cancel_token();
         tokio::spawn(async move {
             use tokio::signal::unix::{SignalKind, signal};
@@ -161,6 +167,12 @@ impl Output {
                 f.label, f.action, f.result_code, f.extended_result_code_hex, f.result_details
             );
         }
+        if let Some(e) = &report.error {
+            println!("  {e}");
+        }
+        if let Some(e) = &report.post_hook_error {
+            println!("  post-update hook: {e}");
+        }
     }
 
     pub fn valid(&self, path: &Path, manifest: &UpdateManifest) {
@@ -239,6 +251,9 @@ impl Output {
                     f.label, f.action, f.result_code, f.extended_result_code_hex, f.result_details
                 );
             }
+            if let Some(e) = &r.error {
+                println!("    {e}");
+            }
         }
     }
 
@@ -285,6 +300,7 @@ fn mark(outcome: StepOutcome) -> &'static str {
         StepOutcome::AlreadyInstalled | StepOutcome::NoMatchingComponents => "↷",
         StepOutcome::Failed => "✘",
         StepOutcome::Cancelled => "⊘",
+        StepOutcome::RolledBack => "↺",
         StepOutcome::Pending => "·",
     }
 }

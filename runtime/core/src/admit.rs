@@ -16,12 +16,14 @@ use handrail_contract::{PayloadFile, UpdateId};
 use sha2::{Digest, Sha256};
 
 use crate::components::{ComponentEnumerator, EnumeratorError};
+use crate::config::{Config, FailurePolicy};
 use crate::durable;
 use crate::manifest::{
     self, FileEntry, ManifestError, ManifestErrors, ReferenceTarget, Step, UpdateManifest,
     ValidationContext,
 };
 use crate::plan::{Plan, PlannedStep};
+use crate::preflight;
 use crate::registry::Registry;
 
 /// Why a deployment was refused.
@@ -59,6 +61,23 @@ pub enum AdmitError {
     /// The deployment id is not usable.
     #[error("deployment id `{0}`: use 1–128 characters from A–Z, a–z, 0–9, `.`, `_`, `-`")]
     BadDeploymentId(String),
+    /// The update is not for this device.
+    #[error("{0}")]
+    Incompatible(String),
+    /// Not enough free space to stage and install the payload.
+    #[error(
+        "not enough free space: the payload needs {needed} bytes × {factor} = {required} bytes free, but only {free} are"
+    )]
+    NoSpace {
+        /// Payload bytes so far.
+        needed: u64,
+        /// The configured factor.
+        factor: f64,
+        /// Bytes required.
+        required: u64,
+        /// Bytes free.
+        free: u64,
+    },
     /// Components could not be enumerated.
     #[error(transparent)]
     Enumerator(#[from] EnumeratorError),
@@ -77,8 +96,11 @@ pub enum AdmitError {
 pub struct AdmitOptions {
     /// Deployment id; defaults to the envelope's workflow id, else a fresh one.
     pub deployment_id: Option<String>,
-    /// Refuse payload files the manifest gives no size and sha256 for.
+    /// Refuse payload files the manifest gives no size and sha256 for (also refused when
+    /// the configuration says so).
     pub require_file_hashes: bool,
+    /// Overrides the configured failure policy for this deployment.
+    pub failure_policy: Option<FailurePolicy>,
 }
 
 /// Parses and validates a manifest (or envelope) against the registered handlers;
@@ -103,12 +125,30 @@ pub fn validate(
     Ok(document)
 }
 
+/// The id a deployment runs under: the one asked for, else the envelope's workflow id,
+/// else a fresh one.
+pub fn deployment_id(
+    options: &AdmitOptions,
+    document: &manifest::Document,
+) -> Result<String, AdmitError> {
+    match options
+        .deployment_id
+        .clone()
+        .or_else(|| document.workflow_id().map(str::to_owned))
+    {
+        Some(id) if is_valid_deployment_id(&id) => Ok(id),
+        Some(id) => Err(AdmitError::BadDeploymentId(id)),
+        None => Ok(fresh_id(&document.manifest().update_id)),
+    }
+}
+
 /// What admission needs from the runtime.
 pub(crate) struct Admission<'a> {
     pub registry: &'a Registry,
     pub enumerator: Option<&'a dyn ComponentEnumerator>,
     pub deployments_dir: &'a Path,
     pub options: &'a AdmitOptions,
+    pub config: &'a Config,
 }
 
 /// True when `id` can name a deployment (and its folder).
@@ -140,21 +180,31 @@ fn fresh_id(update: &UpdateId) -> String {
 }
 
 impl Admission<'_> {
-    /// Admits a deployment: returns its plan with payloads staged, or refuses.
-    pub fn admit(&self, manifest_bytes: &[u8], payload_dir: &Path) -> Result<Plan, AdmitError> {
-        let document = validate(manifest_bytes, self.registry, "update manifest")?;
+    /// Admits a validated deployment under the id `deployment`: checks compatibility,
+    /// stages and verifies payloads within the disk budget, expands child updates, and
+    /// returns the plan — or refuses, leaving nothing behind.
+    pub fn admit(
+        &self,
+        document: &manifest::Document,
+        deployment: &str,
+        payload_dir: &Path,
+    ) -> Result<Plan, AdmitError> {
         let top = document.manifest();
-        let deployment = match self
-            .options
-            .deployment_id
-            .clone()
-            .or_else(|| document.workflow_id().map(str::to_owned))
-        {
-            Some(id) if is_valid_deployment_id(&id) => id,
-            Some(id) => return Err(AdmitError::BadDeploymentId(id)),
-            None => fresh_id(&top.update_id),
-        };
-        let deployment_dir = self.deployments_dir.join(&deployment);
+        if self.config.has_device_identity() {
+            let device = self.config.device_properties();
+            if !preflight::compatible(&device, &top.compatibility) {
+                return Err(AdmitError::Incompatible(preflight::incompatibility(
+                    &device,
+                    &top.compatibility,
+                )));
+            }
+        } else {
+            tracing::warn!(
+                "the device's manufacturer and model are not configured: compatibility of {} not checked",
+                top.update_id
+            );
+        }
+        let deployment_dir = self.deployments_dir.join(deployment);
         if deployment_dir.exists() {
             return Err(AdmitError::Io {
                 path: deployment_dir,
@@ -164,11 +214,26 @@ impl Admission<'_> {
                 ),
             });
         }
+        let free = preflight::free_bytes(
+            self.deployments_dir
+                .parent()
+                .unwrap_or(self.deployments_dir),
+        )
+        .map_err(|source| AdmitError::Io {
+            path: self.deployments_dir.to_owned(),
+            source,
+        })?;
         let mut stager = Stager {
             payload_dir,
             staged_dir: deployment_dir.join("payload"),
             staged: BTreeMap::new(),
-            require_hashes: self.options.require_file_hashes,
+            require_hashes: self.options.require_file_hashes
+                || self.config.deployment.require_file_hashes,
+            budget: Budget {
+                free,
+                factor: self.config.deployment.disk_space_factor,
+                needed: 0,
+            },
         };
         let planned = self.plan_steps(top, payload_dir, &mut stager);
         let steps = match planned {
@@ -182,11 +247,15 @@ impl Admission<'_> {
             workflow_id: document
                 .workflow_id()
                 .map(str::to_owned)
-                .unwrap_or_else(|| deployment.clone()),
-            deployment,
+                .unwrap_or_else(|| deployment.to_owned()),
+            deployment: deployment.to_owned(),
             update_id: top.update_id.clone(),
             deployment_dir,
             steps,
+            failure_policy: self
+                .options
+                .failure_policy
+                .unwrap_or(self.config.deployment.failure_policy),
         })
     }
 
@@ -370,6 +439,31 @@ struct Stager<'a> {
     staged_dir: PathBuf,
     staged: BTreeMap<String, (Option<[u8; 32]>, PayloadFile)>,
     require_hashes: bool,
+    budget: Budget,
+}
+
+/// Free space against payload size × factor, charged file by file before staging.
+struct Budget {
+    free: u64,
+    factor: f64,
+    needed: u64,
+}
+
+impl Budget {
+    fn charge(&mut self, bytes: u64) -> Result<(), AdmitError> {
+        let needed = self.needed.saturating_add(bytes);
+        let required = (needed as f64 * self.factor).ceil() as u64;
+        if required > self.free {
+            return Err(AdmitError::NoSpace {
+                needed,
+                factor: self.factor,
+                required,
+                free: self.free,
+            });
+        }
+        self.needed = needed;
+        Ok(())
+    }
 }
 
 impl Stager<'_> {
@@ -429,6 +523,7 @@ impl Stager<'_> {
                 e.size_in_bytes
             )));
         }
+        self.budget.charge(meta.len())?;
         durable::create_dir_all(&self.staged_dir).map_err(|source| AdmitError::Io {
             path: self.staged_dir.clone(),
             source,

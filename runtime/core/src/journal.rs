@@ -13,6 +13,7 @@ use handrail_contract::{Action, ResultFile};
 use serde::{Deserialize, Serialize};
 
 use crate::durable::AppendLog;
+use crate::hooks::HookKind;
 use crate::plan::Plan;
 use crate::report::{
     ActionRecord, DeploymentStatus, FailureReport, Report, StepOutcome, StepReport,
@@ -63,6 +64,14 @@ pub enum Record {
     Resumed {
         /// When (RFC 3339).
         at: String,
+    },
+    /// A pre- or post-update hook ran.
+    Hook {
+        /// Which.
+        kind: HookKind,
+        /// Why it failed, if it did.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
     },
     /// The deployment reached an end state.
     Finished {
@@ -118,6 +127,10 @@ pub struct Replay {
     pub suspended: Option<(usize, Interruption)>,
     /// Set once finished.
     pub finished: Option<(DeploymentStatus, String)>,
+    /// The pre-update hook's outcome, once it ran.
+    pub pre_hook: Option<Result<(), String>>,
+    /// The post-update hook's outcome, once it ran.
+    pub post_hook: Option<Result<(), String>>,
 }
 
 /// Errors reading or writing the journal.
@@ -203,6 +216,8 @@ fn replay(path: &Path, lines: &[String]) -> Result<Option<Replay>, JournalError>
                         started_at: at,
                         suspended: None,
                         finished: None,
+                        pre_hook: None,
+                        post_hook: None,
                     })
                 }
                 _ => return Err(corrupt(index, "the first record is not `admitted`".into())),
@@ -264,6 +279,13 @@ impl Replay {
                     self.steps[step].events.push(StepEvent::Resumed);
                 }
             }
+            Record::Hook { kind, error } => {
+                let outcome = Some(error.map_or(Ok(()), Err));
+                match kind {
+                    HookKind::PreUpdate => self.pre_hook = outcome,
+                    HookKind::PostUpdate => self.post_hook = outcome,
+                }
+            }
             Record::Finished { status, at } => self.finished = Some((status, at)),
         }
         Ok(())
@@ -316,6 +338,8 @@ impl Replay {
             finished_at,
             steps,
             failure,
+            error: self.pre_hook.clone().and_then(Result::err),
+            post_hook_error: self.post_hook.clone().and_then(Result::err),
         }
     }
 }

@@ -9,6 +9,8 @@
 use std::path::PathBuf;
 
 use handrail_contract::{Component, PayloadFile, UpdateId};
+
+use crate::config::FailurePolicy;
 use serde::{Deserialize, Serialize};
 
 /// One run of one step.
@@ -79,4 +81,7 @@ pub struct Plan {
     pub deployment_dir: PathBuf,
     /// The step runs, in order.
     pub steps: Vec<PlannedStep>,
+    /// What a failed step does to earlier ones.
+    #[serde(default)]
+    pub failure_policy: FailurePolicy,
 }

@@ -21,6 +21,12 @@ pub enum DeploymentStatus {
     Failed,
     /// Cancelled by the operator or the embedding agent.
     Cancelled,
+    /// A step failed and every earlier step that backed up was restored.
+    RolledBack,
+    /// Ran past the deployment's time limit and was stopped.
+    TimedOut,
+    /// Refused at admission (invalid, incompatible, no room, pre-update hook); nothing ran.
+    Rejected,
 }
 
 impl DeploymentStatus {
@@ -28,7 +34,12 @@ impl DeploymentStatus {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            DeploymentStatus::Succeeded | DeploymentStatus::Failed | DeploymentStatus::Cancelled
+            DeploymentStatus::Succeeded
+                | DeploymentStatus::Failed
+                | DeploymentStatus::Cancelled
+                | DeploymentStatus::RolledBack
+                | DeploymentStatus::TimedOut
+                | DeploymentStatus::Rejected
         )
     }
 }
@@ -41,6 +52,9 @@ impl std::fmt::Display for DeploymentStatus {
             DeploymentStatus::Succeeded => "succeeded",
             DeploymentStatus::Failed => "failed",
             DeploymentStatus::Cancelled => "cancelled",
+            DeploymentStatus::RolledBack => "rolled back",
+            DeploymentStatus::TimedOut => "timed out",
+            DeploymentStatus::Rejected => "rejected",
         })
     }
 }
@@ -61,6 +75,8 @@ pub enum StepOutcome {
     Failed,
     /// Cancelled while it ran.
     Cancelled,
+    /// Succeeded, then restored because a later step failed.
+    RolledBack,
 }
 
 impl std::fmt::Display for StepOutcome {
@@ -72,6 +88,7 @@ impl std::fmt::Display for StepOutcome {
             StepOutcome::NoMatchingComponents => "no matching components",
             StepOutcome::Failed => "failed",
             StepOutcome::Cancelled => "cancelled",
+            StepOutcome::RolledBack => "rolled back",
         })
     }
 }
@@ -149,4 +166,29 @@ pub struct Report {
     /// The failure that stopped it, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<FailureReport>,
+    /// A failure outside the steps (refused admission, pre-update hook).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The post-update hook's failure, when it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_hook_error: Option<String>,
+}
+
+impl Report {
+    /// The report of a deployment refused before anything ran.
+    pub fn rejected(deployment: &str, update_id: &str, error: String) -> Report {
+        let now = crate::state::now_rfc3339();
+        Report {
+            deployment: deployment.to_owned(),
+            update_id: update_id.to_owned(),
+            status: DeploymentStatus::Rejected,
+            interruption: None,
+            started_at: now.clone(),
+            finished_at: Some(now),
+            steps: Vec::new(),
+            failure: None,
+            error: Some(error),
+            post_hook_error: None,
+        }
+    }
 }

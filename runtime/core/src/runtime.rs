@@ -23,6 +23,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -31,6 +32,7 @@ use crate::admit::{Admission, AdmitError, AdmitOptions};
 use crate::bundled::BundledHandler;
 use crate::cancel::CancelToken;
 use crate::components::ComponentEnumerator;
+use crate::config::Config;
 use crate::engine::{self, EngineError, Event, HandlerSet};
 use crate::host::HandlerHost;
 use crate::journal::{Journal, JournalError, Record, Replay};
@@ -80,6 +82,7 @@ pub struct RuntimeBuilder {
     enumerator: Option<Arc<dyn ComponentEnumerator>>,
     bundled: Vec<BundledHandler>,
     deferred_hosts: Vec<HostFactory>,
+    config: Config,
 }
 
 /// Builds a host once the state directory is locked.
@@ -124,6 +127,12 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Sets the configuration (device identity, policies, hooks).
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
     /// Sets the component enumerator used for child updates.
     pub fn enumerator(mut self, enumerator: impl ComponentEnumerator + 'static) -> Self {
         self.enumerator = Some(Arc::new(enumerator));
@@ -150,6 +159,7 @@ impl RuntimeBuilder {
             inner: Arc::new(Inner {
                 handlers: Arc::new(HandlerSet::new(registry, hosts)),
                 enumerator: self.enumerator,
+                config: self.config,
                 state,
             }),
         })
@@ -160,6 +170,7 @@ struct Inner {
     state: StateDir,
     handlers: Arc<HandlerSet>,
     enumerator: Option<Arc<dyn ComponentEnumerator>>,
+    config: Config,
 }
 
 /// A running (or resumed) deployment.
@@ -167,6 +178,7 @@ pub struct Deployment {
     id: String,
     events: mpsc::UnboundedReceiver<Event>,
     cancel: CancelToken,
+    earlier: bool,
     task: JoinHandle<Result<Report, EngineError>>,
 }
 
@@ -174,6 +186,24 @@ impl Deployment {
     /// The deployment id.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// A deployment that already ran under the same id: its earlier report.
+    fn earlier(report: Report) -> Deployment {
+        let (_, events) = mpsc::unbounded_channel();
+        Deployment {
+            id: report.deployment.clone(),
+            events,
+            cancel: CancelToken::new(),
+            earlier: true,
+            task: tokio::spawn(async move { Ok(report) }),
+        }
+    }
+
+    /// True when this deployment id had already run: nothing ran now, and
+    /// [`finish`](Self::finish) returns the earlier report.
+    pub fn is_earlier_result(&self) -> bool {
+        self.earlier
     }
 
     /// The next progress event; `None` once the deployment has stopped.
@@ -218,6 +248,7 @@ impl Runtime {
             enumerator: None,
             bundled: Vec::new(),
             deferred_hosts: Vec::new(),
+            config: Config::default(),
         }
     }
 
@@ -261,6 +292,12 @@ impl Runtime {
         payload_dir: &Path,
         options: AdmitOptions,
     ) -> Result<Deployment, RuntimeError> {
+        let document = crate::admit::validate(manifest, self.registry(), "update manifest")?;
+        let id = crate::admit::deployment_id(&options, &document)?;
+        // Idempotency: a deployment id that already ran returns its result, never a rerun.
+        if let Some(earlier) = self.inner.state.history().find(&id)? {
+            return Ok(Deployment::earlier(earlier.report));
+        }
         if let Some(report) = self.current()? {
             return Err(RuntimeError::Busy {
                 deployment: report.deployment,
@@ -277,19 +314,33 @@ impl Runtime {
             })?;
         }
         let inner = self.inner.clone();
-        let manifest = manifest.to_vec();
         let payload_dir = payload_dir.to_owned();
-        let plan = tokio::task::spawn_blocking(move || {
+        let update_id = document.manifest().update_id.to_string();
+        let deployment = id.clone();
+        let admitted = tokio::task::spawn_blocking(move || {
             Admission {
                 registry: inner.handlers.registry(),
                 enumerator: inner.enumerator.as_deref(),
                 deployments_dir: &inner.state.root().join("deployments"),
                 options: &options,
+                config: &inner.config,
             }
-            .admit(&manifest, &payload_dir)
+            .admit(&document, &deployment, &payload_dir)
         })
         .await
-        .map_err(|e| EngineError::Inconsistent(format!("admission task failed: {e}")))??;
+        .map_err(|e| EngineError::Inconsistent(format!("admission task failed: {e}")))?;
+        let plan = match admitted {
+            Ok(plan) => plan,
+            Err(refused) => {
+                // Recorded so `status`/`history` can say why the deployment never ran.
+                self.inner.state.history().append(&Report::rejected(
+                    &id,
+                    &update_id,
+                    refused.to_string(),
+                ))?;
+                return Err(refused.into());
+            }
+        };
         let path = self.inner.state.journal_path();
         let (mut journal, existing) = Journal::open(&path)?;
         if existing.is_some() {
@@ -335,19 +386,40 @@ impl Runtime {
         let (tx, rx) = mpsc::unbounded_channel();
         let cancel = CancelToken::new();
         let id = replay.plan.deployment.clone();
+        let timed_out = Arc::new(AtomicBool::new(false));
         let cx = engine::Context {
             handlers: self.inner.handlers.clone(),
             installed: self.inner.state.installed(),
             history: self.inner.state.history(),
             events: Some(tx),
             cancel: cancel.clone(),
+            hooks: self.inner.config.hooks.clone(),
+            timed_out: timed_out.clone(),
         };
+        let limit = self.inner.config.deployment.timeout_secs;
         let path = self.inner.state.journal_path();
-        let task = tokio::spawn(async move { engine::execute(&cx, &path, journal, replay).await });
+        let deadline_cancel = cancel.clone();
+        let task = tokio::spawn(async move {
+            // The deployment's time limit (counted from this run's start) cancels it and
+            // marks it timed out.
+            let timer = (limit > 0).then(|| {
+                tokio::spawn(async move {
+                    tokio::time::sleep(std::time::Duration::from_secs(limit)).await;
+                    timed_out.store(true, Ordering::SeqCst);
+                    deadline_cancel.cancel();
+                })
+            });
+            let result = engine::execute(&cx, &path, journal, replay).await;
+            if let Some(t) = timer {
+                t.abort();
+            }
+            result
+        });
         Deployment {
             id,
             events: rx,
             cancel,
+            earlier: false,
             task,
         }
     }

@@ -2,259 +2,15 @@
 //! driven through the in-process host with test handlers that keep their "device" in a
 //! temporary folder.
 
+mod common;
+
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
-use handrail::components::FileEnumerator;
+use common::*;
+use handrail::contract::Action;
 use handrail::contract::codes::{self, Interruption, ext};
-use handrail::contract::{Action, ResultFile, StepContext};
-use handrail::host::Description;
-use handrail::in_process::{InProcessHandler, InProcessHost};
-use handrail::registry::Registry;
-use handrail::{AdmitOptions, CancelToken, DeploymentStatus, Report, Runtime, StepOutcome};
-
-const VALID: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/manifests/valid");
-
-/// A handler that keeps installed criteria as files in a device folder and answers each
-/// action with the code named in `handlerProperties.codes.<action>` when present.
-struct DeviceHandler {
-    id: &'static str,
-    device: PathBuf,
-    actions: Vec<Action>,
-    calls: Arc<AtomicUsize>,
-}
-
-impl DeviceHandler {
-    fn new(id: &'static str, device: &Path) -> Self {
-        DeviceHandler {
-            id,
-            device: device.to_owned(),
-            actions: vec![
-                Action::IsInstalled,
-                Action::Download,
-                Action::Backup,
-                Action::Install,
-                Action::Apply,
-                Action::Restore,
-                Action::Cancel,
-            ],
-            calls: Arc::default(),
-        }
-    }
-
-    fn marker(&self, ctx: &StepContext) -> PathBuf {
-        let component = ctx
-            .component
-            .as_ref()
-            .map(|c| c.id.as_str())
-            .unwrap_or("host");
-        self.device.join(format!(
-            "{}@{component}",
-            ctx.installed_criteria.as_deref().unwrap_or("none")
-        ))
-    }
-}
-
-impl InProcessHandler for DeviceHandler {
-    fn describe(&self) -> Description {
-        Description {
-            id: self.id.into(),
-            actions: self.actions.clone(),
-            contract: (1, 0),
-        }
-    }
-
-    fn run(&self, action: Action, ctx: &StepContext, cancel: &CancelToken) -> Option<ResultFile> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.device.join("calls.log"))
-            .and_then(|mut f| {
-                use std::io::Write;
-                writeln!(
-                    f,
-                    "{} {} {action}",
-                    ctx.step_index,
-                    ctx.component
-                        .as_ref()
-                        .map(|c| c.name.as_str())
-                        .unwrap_or("-")
-                )
-            })
-            .unwrap();
-        // Every file the step names must be readable where the context says.
-        for f in &ctx.files {
-            assert_eq!(fs::metadata(&f.path).unwrap().len(), f.size, "{}", f.name);
-        }
-        if let Some(script) = ctx.property_str("scriptFileName")
-            && ctx.file(script).is_none()
-        {
-            return Some(ResultFile::failure(
-                handrail::contract::ExtendedCode::new(3, 5, 5),
-                format!("script file `{script}` is not among the step's payload files"),
-            ));
-        }
-        let scripted = ctx
-            .handler_properties
-            .get("codes")
-            .and_then(|c| c.get(action.as_str()))
-            .and_then(|c| c.as_i64());
-        if ctx.handler_properties.get("raw") == Some(&action.as_str().into()) {
-            fs::write(&ctx.result_file, b"{not json").unwrap();
-            return None;
-        }
-        if ctx.handler_properties.get("hang") == Some(&action.as_str().into()) {
-            while !cancel.is_cancelled() {
-                std::thread::sleep(std::time::Duration::from_millis(5));
-            }
-            return Some(ResultFile::new(codes::FAILURE_CANCELLED, "stopped"));
-        }
-        let code = match action {
-            Action::IsInstalled => {
-                if self.marker(ctx).exists() {
-                    codes::IS_INSTALLED_INSTALLED
-                } else {
-                    codes::IS_INSTALLED_NOT_INSTALLED
-                }
-            }
-            Action::Apply => {
-                let code = scripted.map_or(codes::APPLY_SUCCESS, |c| c as i32);
-                if codes::is_success(code) {
-                    fs::write(self.marker(ctx), b"").unwrap();
-                }
-                return Some(ResultFile::new(code, ""));
-            }
-            Action::Restore => {
-                fs::write(self.device.join("restored"), ctx.step_index.to_string()).unwrap();
-                codes::RESTORE_SUCCESS
-            }
-            a => a.success_code(),
-        };
-        Some(ResultFile::new(scripted.map_or(code, |c| c as i32), ""))
-    }
-}
-
-struct Fixture {
-    _tmp: tempfile::TempDir,
-    state: PathBuf,
-    device: PathBuf,
-    payloads: PathBuf,
-}
-
-impl Fixture {
-    fn new() -> Self {
-        let tmp = tempfile::tempdir().unwrap();
-        let state = tmp.path().join("state");
-        let device = tmp.path().join("device");
-        let payloads = tmp.path().join("payloads");
-        fs::create_dir_all(&device).unwrap();
-        fs::create_dir_all(&payloads).unwrap();
-        for f in [
-            "apt-manifest-1.0.json",
-            "apt-manifest-tree-1.0.json",
-            "contoso-camera-installscript.sh",
-            "camera-firmware-1.1.json",
-        ] {
-            fs::write(payloads.join(f), format!("payload {f}")).unwrap();
-        }
-        fs::copy(
-            Path::new(VALID).join("child-three-script-steps.json"),
-            payloads.join("contoso.virtual-camera.1.2.importmanifest.json"),
-        )
-        .unwrap();
-        fs::write(
-            tmp.path().join("components.json"),
-            r#"{"components":[
-                {"id":"cam-0","name":"camera-0","group":"cameras","manufacturer":"contoso","model":"virtual-camera","properties":{"path":"/dev/cam0"}},
-                {"id":"cam-1","name":"camera-1","group":"cameras","manufacturer":"contoso","model":"virtual-camera","properties":{"path":"/dev/cam1"}},
-                {"id":"mic-0","name":"mic","group":"audio","manufacturer":"contoso","model":"mic"}
-            ]}"#,
-        )
-        .unwrap();
-        Fixture {
-            _tmp: tmp,
-            state,
-            device,
-            payloads,
-        }
-    }
-
-    fn runtime_with(&self, handlers: Vec<DeviceHandler>) -> Runtime {
-        let mut host = InProcessHost::new();
-        for h in handlers {
-            host = host.with(h);
-        }
-        let mut registry = Registry::new();
-        for r in host.registrations() {
-            registry.insert(r).unwrap();
-        }
-        Runtime::builder(&self.state)
-            .registry(registry)
-            .host(host)
-            .enumerator(FileEnumerator::new(
-                &self.state.parent().unwrap().join("components.json"),
-            ))
-            .open()
-            .unwrap()
-    }
-
-    fn runtime(&self) -> Runtime {
-        self.runtime_with(vec![
-            DeviceHandler::new("microsoft/apt:1", &self.device),
-            DeviceHandler::new("microsoft/script:1", &self.device),
-        ])
-    }
-
-    fn calls(&self) -> Vec<String> {
-        fs::read_to_string(self.device.join("calls.log"))
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-}
-
-fn example(name: &str) -> Vec<u8> {
-    fs::read(Path::new(VALID).join(name)).unwrap()
-}
-
-async fn deploy(rt: &Runtime, manifest: &[u8], payloads: &Path) -> Report {
-    rt.deploy(manifest, payloads, AdmitOptions::default())
-        .await
-        .unwrap()
-        .finish()
-        .await
-        .unwrap()
-}
-
-async fn resume(rt: &Runtime) -> Report {
-    rt.resume()
-        .unwrap()
-        .expect("something to resume")
-        .finish()
-        .await
-        .unwrap()
-}
-
-/// A manifest of inline steps for one handler with per-step handler properties.
-fn inline_manifest(handler: &str, props: &[serde_json::Value]) -> Vec<u8> {
-    let steps: Vec<_> = props
-        .iter()
-        .map(|p| serde_json::json!({"handler": handler, "files": [], "handlerProperties": p}))
-        .collect();
-    serde_json::to_vec(&serde_json::json!({
-        "updateId": {"provider": "test", "name": "engine", "version": "1.0"},
-        "isDeployable": true,
-        "compatibility": [{"manufacturer": "du-device", "model": "e2e-test"}],
-        "instructions": {"steps": steps},
-        "manifestVersion": "5.0",
-        "createdDateTime": "2026-11-22T00:00:00Z"
-    }))
-    .unwrap()
-}
+use handrail::{AdmitOptions, DeploymentStatus, Runtime, StepOutcome};
 
 #[tokio::test]
 async fn one_inline_step_installs_then_is_skipped_as_installed() {
@@ -308,11 +64,12 @@ async fn parent_runs_child_per_camera_and_stops_at_the_missing_script() {
     let fx = Fixture::new();
     let rt = fx.runtime();
     let report = deploy(&rt, &example("parent-reference-step.json"), &fx.payloads).await;
-    assert_eq!(report.status, DeploymentStatus::Failed);
+    // Step 0 of the first camera backed up, so the default policy restores it.
+    assert_eq!(report.status, DeploymentStatus::RolledBack);
     // Two cameras match `group: cameras` (the microphone does not): 3 steps each.
     assert_eq!(report.steps.len(), 6);
     assert!(report.steps.iter().all(|s| s.level == 1));
-    assert_eq!(report.steps[0].outcome, StepOutcome::Succeeded);
+    assert_eq!(report.steps[0].outcome, StepOutcome::RolledBack);
     assert_eq!(report.steps[1].outcome, StepOutcome::Failed);
     assert!(
         report.steps[2..]
@@ -473,7 +230,8 @@ async fn failed_install_restores_and_stops_the_workflow() {
         ],
     );
     let report = deploy(&rt, &manifest, &fx.payloads).await;
-    assert_eq!(report.status, DeploymentStatus::Failed);
+    // The failed step restored itself: the device is back where it was.
+    assert_eq!(report.status, DeploymentStatus::RolledBack);
     let actions: Vec<Action> = report.steps[0].actions.iter().map(|a| a.action).collect();
     assert_eq!(actions.last(), Some(&Action::Restore));
     let failure = report.failure.unwrap();

@@ -8,11 +8,13 @@
 //! deferred ones after the step). The engine starts from a [`Replay`], so a fresh
 //! deployment, a `resume` after a reboot and a recovery after a crash share one path.
 
+mod around;
 pub mod sequence;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use handrail_contract::codes::{self, Interruption, ext};
 use handrail_contract::{Action, MAX_RESULT_FILE_BYTES, ResultFile, StepContext};
@@ -20,7 +22,9 @@ use serde::Serialize;
 use tokio::sync::{Mutex, mpsc};
 
 use crate::cancel::CancelToken;
+use crate::config::{FailurePolicy, HooksConfig};
 use crate::durable;
+use crate::hooks::HookKind;
 use crate::host::{HandlerHost, Invocation, InvocationEnd, LoadedHandler};
 use crate::journal::{Journal, JournalError, Record, Replay};
 use crate::plan::PlannedStep;
@@ -175,6 +179,9 @@ pub(crate) struct Context {
     pub history: History,
     pub events: Option<mpsc::UnboundedSender<Event>>,
     pub cancel: CancelToken,
+    pub hooks: HooksConfig,
+    /// Set when the deployment's time limit cancelled it.
+    pub timed_out: Arc<AtomicBool>,
 }
 
 impl Context {
@@ -206,19 +213,57 @@ pub(crate) async fn execute(
                 Record::Resumed { at: now_rfc3339() },
             )?;
         }
-        if let Some(status) = run_steps(cx, &mut journal, &mut replay).await? {
-            if status == DeploymentStatus::Suspended {
-                return Ok(replay.report());
-            }
+        if replay.pre_hook.is_none()
+            && let Some(outcome) = around::pre_update_hook(cx, &replay.plan).await
+        {
+            let error = outcome.err();
             record(
                 &mut journal,
                 &mut replay,
-                Record::Finished {
-                    status,
-                    at: now_rfc3339(),
+                Record::Hook {
+                    kind: HookKind::PreUpdate,
+                    error,
                 },
             )?;
         }
+        let mut status = match &replay.pre_hook {
+            Some(Err(_)) => DeploymentStatus::Failed,
+            _ => run_steps(cx, &mut journal, &mut replay).await?,
+        };
+        if status == DeploymentStatus::Suspended {
+            return Ok(replay.report());
+        }
+        if status == DeploymentStatus::Failed
+            && replay.plan.failure_policy == FailurePolicy::Rollback
+            && replay.pre_hook.as_ref().is_none_or(|r| r.is_ok())
+        {
+            status = around::roll_back(cx, &mut journal, &mut replay).await?;
+        }
+        if status == DeploymentStatus::Cancelled && cx.timed_out.load(Ordering::SeqCst) {
+            status = DeploymentStatus::TimedOut;
+        }
+        record(
+            &mut journal,
+            &mut replay,
+            Record::Finished {
+                status,
+                at: now_rfc3339(),
+            },
+        )?;
+    }
+    if replay.post_hook.is_none()
+        && let Some(status) = replay.finished.as_ref().map(|(s, _)| *s)
+        && let Some(outcome) = around::post_update_hook(cx, &replay.plan, status).await
+    {
+        let error = outcome.err();
+        record(
+            &mut journal,
+            &mut replay,
+            Record::Hook {
+                kind: HookKind::PostUpdate,
+                error,
+            },
+        )?;
     }
     finalize(cx, journal_path, &replay)
 }
@@ -241,17 +286,17 @@ fn finalize(cx: &Context, journal_path: &Path, replay: &Replay) -> Result<Report
     Ok(report)
 }
 
-/// Runs steps; returns the end state reached (`None` never: every path ends in one).
+/// Runs the steps in order; returns the end state reached (or `Suspended`).
 async fn run_steps(
     cx: &Context,
     journal: &mut Journal,
     replay: &mut Replay,
-) -> Result<Option<DeploymentStatus>, EngineError> {
+) -> Result<DeploymentStatus, EngineError> {
     let total = replay.plan.steps.len();
     for i in 0..total {
         if replay.steps[i].outcome.is_none() {
             if replay.steps[i].events.is_empty() && cx.cancel.is_cancelled() {
-                return Ok(Some(DeploymentStatus::Cancelled));
+                return Ok(DeploymentStatus::Cancelled);
             }
             cx.emit(Event::StepStarted {
                 step: i,
@@ -259,7 +304,7 @@ async fn run_steps(
                 label: replay.plan.steps[i].label(),
             });
             if let Some(status) = run_step(cx, journal, replay, i).await? {
-                return Ok(Some(status));
+                return Ok(status);
             }
         }
         let outcome = replay.steps[i].outcome.unwrap_or(StepOutcome::Pending);
@@ -273,15 +318,15 @@ async fn run_steps(
                 },
             )?;
             cx.emit(Event::Suspended { interruption });
-            return Ok(Some(DeploymentStatus::Suspended));
+            return Ok(DeploymentStatus::Suspended);
         }
         match outcome {
-            StepOutcome::Failed => return Ok(Some(DeploymentStatus::Failed)),
-            StepOutcome::Cancelled => return Ok(Some(DeploymentStatus::Cancelled)),
+            StepOutcome::Failed => return Ok(DeploymentStatus::Failed),
+            StepOutcome::Cancelled => return Ok(DeploymentStatus::Cancelled),
             _ => {}
         }
     }
-    Ok(Some(DeploymentStatus::Succeeded))
+    Ok(DeploymentStatus::Succeeded)
 }
 
 /// Runs one step until it has an outcome, or until an immediate interruption suspends
@@ -340,49 +385,63 @@ async fn run_step(
                     cx.emit(Event::Suspended { interruption });
                     return Ok(Some(DeploymentStatus::Suspended));
                 }
-                let cancelled_before =
-                    cx.cancel.is_cancelled() && !matches!(action, Action::Restore | Action::Cancel);
-                record(journal, replay, Record::ActionStarted { step: i, action })?;
-                cx.emit(Event::ActionStarted { step: i, action });
-                let result = if cancelled_before {
-                    ResultFile {
-                        result_code: codes::FAILURE_CANCELLED,
-                        extended_result_code: ext::CANCELLED.value(),
-                        result_details: format!("deployment cancelled before `{action}` started"),
-                    }
-                } else {
-                    match &handler {
-                        Ok(h) => {
-                            run_action(
-                                cx,
-                                h.as_ref(),
-                                &replay.plan.deployment_dir,
-                                &replay.plan.workflow_id,
-                                &step,
-                                action,
-                            )
-                            .await
-                        }
-                        Err(failure) => failure.clone(),
-                    }
-                };
-                cx.emit(Event::ActionFinished {
-                    step: i,
-                    action,
-                    result: result.clone(),
-                });
-                record(
-                    journal,
-                    replay,
-                    Record::ActionFinished {
-                        step: i,
-                        action,
-                        result,
-                    },
-                )?;
+                journaled_action(cx, journal, replay, i, &handler, action).await?;
             }
         }
     }
+}
+
+/// Runs one action of step `i`, journaling its start and its validated result.
+async fn journaled_action(
+    cx: &Context,
+    journal: &mut Journal,
+    replay: &mut Replay,
+    i: usize,
+    handler: &LoadOutcome,
+    action: Action,
+) -> Result<ResultFile, EngineError> {
+    let cancelled_before =
+        cx.cancel.is_cancelled() && !matches!(action, Action::Restore | Action::Cancel);
+    record(journal, replay, Record::ActionStarted { step: i, action })?;
+    cx.emit(Event::ActionStarted { step: i, action });
+    let step = &replay.plan.steps[i];
+    let result = if cancelled_before {
+        ResultFile {
+            result_code: codes::FAILURE_CANCELLED,
+            extended_result_code: ext::CANCELLED.value(),
+            result_details: format!("deployment cancelled before `{action}` started"),
+        }
+    } else {
+        match handler {
+            Ok(h) => {
+                run_action(
+                    cx,
+                    h.as_ref(),
+                    &replay.plan.deployment_dir,
+                    &replay.plan.workflow_id,
+                    step,
+                    action,
+                )
+                .await
+            }
+            Err(failure) => failure.clone(),
+        }
+    };
+    cx.emit(Event::ActionFinished {
+        step: i,
+        action,
+        result: result.clone(),
+    });
+    record(
+        journal,
+        replay,
+        Record::ActionFinished {
+            step: i,
+            action,
+            result: result.clone(),
+        },
+    )?;
+    Ok(result)
 }
 
 fn record_installed(cx: &Context, deployment: &str, step: &PlannedStep) -> Result<(), EngineError> {

@@ -54,7 +54,7 @@ fn finished(e: &StepEvent) -> Option<(Action, &ResultFile)> {
     }
 }
 
-fn backed_up(events: &[&StepEvent]) -> bool {
+pub(crate) fn backed_up(events: &[&StepEvent]) -> bool {
     events.iter().filter_map(|e| finished(e)).any(|(a, r)| {
         a == Action::Backup && r.is_success() && r.result_code != codes::BACKUP_SUCCESS_UNSUPPORTED
     })

@@ -73,13 +73,28 @@ impl History {
             .collect()
     }
 
+    /// The recorded entry of a deployment id, if any.
+    pub fn find(&self, deployment: &str) -> Result<Option<HistoryEntry>, StateError> {
+        let suffix = format!("-{deployment}.json");
+        let Some((_, path)) = self
+            .files()?
+            .into_iter()
+            .find(|(_, p)| p.to_string_lossy().ends_with(&suffix))
+        else {
+            return Ok(None);
+        };
+        let bytes = fs::read(&path).map_err(io_err(&path))?;
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| StateError::Corrupt {
+                path: path.clone(),
+                message: e.to_string(),
+            })
+    }
+
     /// True when a report for this deployment is already recorded.
     pub fn contains(&self, deployment: &str) -> Result<bool, StateError> {
-        let suffix = format!("-{deployment}.json");
-        Ok(self
-            .files()?
-            .iter()
-            .any(|(_, p)| p.to_string_lossy().ends_with(&suffix)))
+        Ok(self.find(deployment)?.is_some())
     }
 
     /// Appends a report (idempotent per deployment id) and trims the oldest entries.

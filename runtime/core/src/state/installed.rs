@@ -53,6 +53,34 @@ impl InstalledRecords {
         }
     }
 
+    /// Removes the record of a step that was rolled back (no-op when absent).
+    pub fn forget(
+        &self,
+        installed_criteria: &str,
+        handler: &str,
+        component: Option<&str>,
+    ) -> Result<(), StateError> {
+        let mut all = self.load()?;
+        let before = all.len();
+        all.retain(|e| {
+            !(e.installed_criteria == installed_criteria
+                && e.handler == handler
+                && e.component.as_deref() == component)
+        });
+        if all.len() == before {
+            return Ok(());
+        }
+        self.write(&all)
+    }
+
+    fn write(&self, all: &[InstalledCriteria]) -> Result<(), StateError> {
+        let bytes = serde_json::to_vec_pretty(all).map_err(|e| StateError::Corrupt {
+            path: self.path.clone(),
+            message: e.to_string(),
+        })?;
+        durable::write_atomic(&self.path, &bytes).map_err(io_err(&self.path))
+    }
+
     /// Adds or refreshes a record (same criteria, handler and component replace the old
     /// one) and writes the file durably.
     pub fn record(&self, entry: InstalledCriteria) -> Result<(), StateError> {
@@ -63,10 +91,6 @@ impl InstalledRecords {
                 && e.component == entry.component)
         });
         all.push(entry);
-        let bytes = serde_json::to_vec_pretty(&all).map_err(|e| StateError::Corrupt {
-            path: self.path.clone(),
-            message: e.to_string(),
-        })?;
-        durable::write_atomic(&self.path, &bytes).map_err(io_err(&self.path))
+        self.write(&all)
     }
 }

@@ -1,0 +1,255 @@
+//! Runtime configuration: the device's identity, deployment policy and hooks, from TOML.
+//!
+//! ```toml
+//! [device]                      # matched against a manifest's `compatibility`
+//! manufacturer = "contoso"
+//! model = "demo-device"
+//! group = "lab"                 # any further key is a device property too
+//! # architecture and os are detected (x86_64, linux); set them here to override
+//!
+//! [deployment]
+//! failure_policy = "rollback"   # rollback | stop: what a failed step does to earlier ones
+//! disk_space_factor = 3         # free space needed = payload size × this factor
+//! require_file_hashes = false   # refuse payload files the manifest gives no hash for
+//! timeout_secs = 0              # whole-deployment limit; 0 = none
+//!
+//! [hooks]                       # run around every deployment; root-owned, not group/other-writable
+//! pre_update = "/etc/handrail/hooks/pre-update"
+//! post_update = "/etc/handrail/hooks/post-update"
+//! required = false              # true: a missing hook fails the deployment
+//! timeout_secs = 120
+//! ```
+//!
+//! Every section and key is optional; an unknown key is an error naming it, so a typo
+//! never silently turns a policy off.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// What a failed step does to the steps before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailurePolicy {
+    /// Restore, in reverse order, every earlier step that backed up.
+    #[default]
+    Rollback,
+    /// Leave earlier steps as they are.
+    Stop,
+}
+
+impl std::str::FromStr for FailurePolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "rollback" => Ok(FailurePolicy::Rollback),
+            "stop" => Ok(FailurePolicy::Stop),
+            other => Err(format!(
+                "unknown failure policy `{other}` (expected rollback or stop)"
+            )),
+        }
+    }
+}
+
+/// The `[deployment]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeploymentConfig {
+    /// What a failed step does to earlier ones.
+    pub failure_policy: FailurePolicy,
+    /// Free space needed on the state directory's file system, as a multiple of the
+    /// deployment's payload size.
+    pub disk_space_factor: f64,
+    /// Refuse payload files without a size and sha256 in the manifest.
+    pub require_file_hashes: bool,
+    /// Whole-deployment time limit in seconds (0 = none).
+    pub timeout_secs: u64,
+}
+
+impl Default for DeploymentConfig {
+    fn default() -> Self {
+        DeploymentConfig {
+            failure_policy: FailurePolicy::Rollback,
+            disk_space_factor: 3.0,
+            require_file_hashes: false,
+            timeout_secs: 0,
+        }
+    }
+}
+
+/// The `[hooks]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HooksConfig {
+    /// Run before the first step of a deployment.
+    pub pre_update: Option<PathBuf>,
+    /// Run after a deployment ends (with its status).
+    pub post_update: Option<PathBuf>,
+    /// When true, a configured hook that does not exist fails the deployment.
+    pub required: bool,
+    /// Time limit of one hook run.
+    pub timeout_secs: u64,
+}
+
+impl Default for HooksConfig {
+    fn default() -> Self {
+        HooksConfig {
+            pre_update: None,
+            post_update: None,
+            required: false,
+            timeout_secs: 120,
+        }
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Device properties (strings) matched against manifests' compatibility.
+    pub device: BTreeMap<String, String>,
+    /// Deployment policy.
+    pub deployment: DeploymentConfig,
+    /// Pre/post update hooks.
+    pub hooks: HooksConfig,
+}
+
+/// A configuration file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ConfigError {
+    /// The file.
+    pub path: PathBuf,
+    /// What is wrong, naming the key.
+    pub message: String,
+}
+
+impl Config {
+    /// Parses configuration text; `path` names the file in errors.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let err = |message: String| ConfigError {
+            path: path.to_owned(),
+            message,
+        };
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let at = e
+                .span()
+                .map(|span| {
+                    let line = text[..span.start].matches('\n').count() + 1;
+                    format!("line {line}: ")
+                })
+                .unwrap_or_default();
+            err(format!("{at}{}", e.message()))
+        })?;
+        let factor = config.deployment.disk_space_factor;
+        if !(factor.is_finite() && factor >= 0.0) {
+            return Err(err(format!(
+                "deployment.disk_space_factor: {factor} is not a non-negative number"
+            )));
+        }
+        for (key, hook) in [
+            ("hooks.pre_update", &config.hooks.pre_update),
+            ("hooks.post_update", &config.hooks.post_update),
+        ] {
+            if let Some(p) = hook
+                && !p.is_absolute()
+            {
+                return Err(err(format!(
+                    "{key}: `{}` is not an absolute path",
+                    p.display()
+                )));
+            }
+        }
+        Ok(config)
+    }
+
+    /// Reads a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// The device's properties: the configured ones plus the detected `architecture` and
+    /// `os` (configured values win).
+    pub fn device_properties(&self) -> BTreeMap<String, String> {
+        let mut props = BTreeMap::new();
+        props.insert("architecture".to_owned(), std::env::consts::ARCH.to_owned());
+        props.insert("os".to_owned(), detect_os());
+        props.extend(self.device.clone());
+        props
+    }
+
+    /// True when the device's identity is configured (a manufacturer or a model), so
+    /// compatibility can be checked.
+    pub fn has_device_identity(&self) -> bool {
+        self.device.contains_key("manufacturer") || self.device.contains_key("model")
+    }
+}
+
+/// The OS id from `/etc/os-release` (e.g. `debian`), else the platform (`linux`).
+fn detect_os() -> String {
+    std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("ID="))
+                .map(|v| v.trim_matches('"').to_owned())
+        })
+        .unwrap_or_else(|| std::env::consts::OS.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_work_without_a_file() {
+        let c = Config::parse(Path::new("c.toml"), "").unwrap();
+        assert_eq!(c.deployment.failure_policy, FailurePolicy::Rollback);
+        assert_eq!(c.deployment.disk_space_factor, 3.0);
+        assert!(!c.has_device_identity());
+        let props = c.device_properties();
+        assert_eq!(props["architecture"], std::env::consts::ARCH);
+        assert!(props.contains_key("os"));
+    }
+
+    #[test]
+    fn device_and_policies_parse() {
+        let c = Config::parse(
+            Path::new("c.toml"),
+            "[device]\nmanufacturer = \"contoso\"\nmodel = \"m\"\narchitecture = \"armv7l\"\n[deployment]\nfailure_policy = \"stop\"\n[hooks]\npre_update = \"/etc/h/pre\"\n",
+        )
+        .unwrap();
+        assert!(c.has_device_identity());
+        assert_eq!(c.device_properties()["architecture"], "armv7l");
+        assert_eq!(c.deployment.failure_policy, FailurePolicy::Stop);
+        assert_eq!(c.hooks.pre_update.as_deref(), Some(Path::new("/etc/h/pre")));
+    }
+
+    #[test]
+    fn mistakes_name_the_key() {
+        for (text, want) in [
+            ("[deployment]\nfailure_policy = \"retry\"", "retry"),
+            ("[deployment]\nfailur_policy = \"stop\"", "failur_policy"),
+            (
+                "[hooks]\npre_update = \"relative/hook\"",
+                "hooks.pre_update",
+            ),
+            (
+                "[deployment]\ndisk_space_factor = -1.0",
+                "disk_space_factor",
+            ),
+            ("[device]\nmodel = 3", "line 2"),
+        ] {
+            let e = Config::parse(Path::new("c.toml"), text)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("c.toml") && e.contains(want), "{e} lacks {want}");
+        }
+    }
+}
