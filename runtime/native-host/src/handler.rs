@@ -186,6 +186,9 @@ impl NativeHandler {
                 Err(e) => return InvocationEnd::HostFailure(e),
             };
         self.log_output(action.as_str(), &finished);
+        if let Some((enforced, landlock)) = finished.confinement() {
+            tracing::debug!(handler = %self.id, %action, enforced, "worker confined: {landlock}");
+        }
         end_of(action, &finished)
     }
 

@@ -89,14 +89,19 @@ pub struct HandlerTableV1 {
 /// );
 /// ```
 pub fn describe_json<H: Handler>() -> CString {
-    let json = serde_json::json!({
-        "id": H::ID,
-        "actions": H::ACTIONS,
-        "contract": [CONTRACT_VERSION.0, CONTRACT_VERSION.1],
-    })
-    .to_string();
+    #[derive(serde::Serialize)]
+    struct Described {
+        id: &'static str,
+        actions: &'static [Action],
+        contract: (u16, u16),
+    }
+    let described = Described {
+        id: H::ID,
+        actions: H::ACTIONS,
+        contract: CONTRACT_VERSION,
+    };
     // Serialised JSON escapes control characters, so it holds no NUL byte.
-    CString::new(json).unwrap_or_default()
+    CString::new(serde_json::to_string(&described).unwrap_or_default()).unwrap_or_default()
 }
 
 /// Status an action returns when the context it was given is not a step context.
