@@ -14,4 +14,9 @@ fn main() {
         "cargo:rustc-env=HANDRAIL_SCRIPT_HANDLER_WASM={}",
         script.display()
     );
+    let apt = handrail_guest_build::build("../apt/Cargo.toml", sources);
+    println!(
+        "cargo:rustc-env=HANDRAIL_APT_HANDLER_WASM={}",
+        apt.display()
+    );
 }

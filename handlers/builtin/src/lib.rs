@@ -8,6 +8,8 @@
 //! let script = handlers.iter().find(|h| h.id == "microsoft/script:1").unwrap();
 //! assert!(script.wasm.starts_with(b"\0asm"));
 //! assert_eq!(script.capabilities.run, vec![std::path::PathBuf::from("/bin/sh")]);
+//! let apt = handlers.iter().find(|h| h.id == "microsoft/apt:1").unwrap();
+//! assert_eq!(apt.capabilities.run.len(), 2);
 //! ```
 
 use std::path::PathBuf;
@@ -28,15 +30,32 @@ pub struct BuiltinHandler {
 /// The `microsoft/script:1` component.
 pub const SCRIPT_HANDLER_WASM: &[u8] = include_bytes!(env!("HANDRAIL_SCRIPT_HANDLER_WASM"));
 
+/// The `microsoft/apt:1` component.
+pub const APT_HANDLER_WASM: &[u8] = include_bytes!(env!("HANDRAIL_APT_HANDLER_WASM"));
+
 /// Every built-in handler.
 pub fn builtin_handlers() -> Vec<BuiltinHandler> {
-    vec![BuiltinHandler {
-        id: "microsoft/script:1",
-        wasm: SCRIPT_HANDLER_WASM,
-        // Scripts are run as `/bin/sh <script> …`.
-        capabilities: Capabilities {
-            run: vec![PathBuf::from("/bin/sh")],
-            ..Capabilities::default()
+    vec![
+        BuiltinHandler {
+            id: "microsoft/script:1",
+            wasm: SCRIPT_HANDLER_WASM,
+            // Scripts are run as `/bin/sh <script> …`.
+            capabilities: Capabilities {
+                run: vec![PathBuf::from("/bin/sh")],
+                ..Capabilities::default()
+            },
         },
-    }]
+        BuiltinHandler {
+            id: "microsoft/apt:1",
+            wasm: APT_HANDLER_WASM,
+            // apt-get downloads, installs and removes; dpkg-query says what is installed.
+            capabilities: Capabilities {
+                run: vec![
+                    PathBuf::from("/usr/bin/apt-get"),
+                    PathBuf::from("/usr/bin/dpkg-query"),
+                ],
+                ..Capabilities::default()
+            },
+        },
+    ]
 }
