@@ -15,6 +15,7 @@
 //! | 10 | internal error (state could not be read or written) |
 
 mod output;
+mod self_update;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,6 +25,7 @@ use handrail::bundled::BundledHandler;
 use handrail::components::FileEnumerator;
 use handrail::config::{Config, FailurePolicy};
 use handrail::contract::codes::Interruption;
+use handrail::in_process::InProcessHost;
 use handrail::registry::{HandlerKind, Limits, Registry};
 use handrail::state::StateView;
 use handrail::{AdmitOptions, DeploymentStatus, Report, Runtime, RuntimeError};
@@ -114,6 +116,9 @@ enum Command {
         #[arg(long)]
         limit: Option<usize>,
     },
+    /// Check that this binary can serve the state directory (used after a self-update;
+    /// reads only, so it works while another process holds the lock).
+    Health,
     /// Manage handler registrations.
     Handlers {
         #[command(subcommand)]
@@ -218,12 +223,26 @@ fn open(cli: &Cli) -> anyhow::Result<Runtime> {
         .config
         .clone()
         .or_else(|| Some(cli.state_dir.join("config.toml")).filter(|p| p.exists()));
-    let config = match config_path {
-        Some(path) => Config::load(&path)?,
+    let config = match &config_path {
+        Some(path) => Config::load(path)?,
         None => Config::default(),
+    };
+    let self_update = self_update::SelfUpdate {
+        binary: match &config.self_update.binary {
+            Some(b) => b.clone(),
+            None => std::env::current_exe()?,
+        },
+        state_dir: cli.state_dir.clone(),
+        config: config_path.clone(),
+        pre_hook: config.self_update.pre_hook.clone(),
+        post_hook: config.self_update.post_hook.clone(),
+        health_timeout: std::time::Duration::from_secs(
+            config.self_update.health_timeout_secs.unwrap_or(30),
+        ),
     };
     let mut builder = Runtime::builder(&cli.state_dir)
         .config(config)
+        .in_process(InProcessHost::new().with(self_update))
         .bundled(bundled)
         .host_with(move |state| {
             handrail_wasm_host::WasmHost::new(cache_dir.unwrap_or_else(|| state.cache_dir()))
@@ -295,6 +314,21 @@ async fn run(cli: &Cli, out: &output::Output) -> anyhow::Result<u8> {
                 entries.drain(..skip);
             }
             out.history(&entries);
+            Ok(0)
+        }
+        Command::Health => {
+            if let Some(path) = &cli.config {
+                Config::load(path)?;
+            }
+            let view = StateView::new(&cli.state_dir);
+            view.current().map_err(RuntimeError::from)?;
+            view.history().load().map_err(RuntimeError::from)?;
+            Registry::load_dir(&view.handlers_dir()).map_err(RuntimeError::from)?;
+            anyhow::ensure!(
+                !handrail_builtin_handlers::builtin_handlers().is_empty(),
+                "this binary carries no built-in handlers"
+            );
+            out.message("healthy");
             Ok(0)
         }
         Command::Handlers {

@@ -114,6 +114,22 @@ pub struct Config {
     pub deployment: DeploymentConfig,
     /// Pre/post update hooks.
     pub hooks: HooksConfig,
+    /// Updating the runtime itself.
+    pub self_update: SelfUpdateConfig,
+}
+
+/// The `[self_update]` section.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SelfUpdateConfig {
+    /// The runtime binary to replace (default: the running executable).
+    pub binary: Option<PathBuf>,
+    /// Run before the new binary is switched in (stop companions, back up data).
+    pub pre_hook: Option<PathBuf>,
+    /// Run after the switch, with `succeeded` or `rolled-back`.
+    pub post_hook: Option<PathBuf>,
+    /// Time limit of the new binary's health check, in seconds (default 30).
+    pub health_timeout_secs: Option<u64>,
 }
 
 /// A configuration file that cannot be used.
@@ -152,6 +168,9 @@ impl Config {
         for (key, hook) in [
             ("hooks.pre_update", &config.hooks.pre_update),
             ("hooks.post_update", &config.hooks.post_update),
+            ("self_update.binary", &config.self_update.binary),
+            ("self_update.pre_hook", &config.self_update.pre_hook),
+            ("self_update.post_hook", &config.self_update.post_hook),
         ] {
             if let Some(p) = hook
                 && !p.is_absolute()

@@ -35,6 +35,7 @@ use crate::components::ComponentEnumerator;
 use crate::config::Config;
 use crate::engine::{self, EngineError, Event, HandlerSet};
 use crate::host::HandlerHost;
+use crate::in_process::InProcessHost;
 use crate::journal::{Journal, JournalError, Record, Replay};
 use crate::manifest::Document;
 use crate::registry::{Registry, RegistryError};
@@ -83,6 +84,7 @@ pub struct RuntimeBuilder {
     bundled: Vec<BundledHandler>,
     deferred_hosts: Vec<HostFactory>,
     config: Config,
+    linked: Vec<crate::registry::Registration>,
 }
 
 /// Builds a host once the state directory is locked.
@@ -127,6 +129,14 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Adds an in-process host and registers every handler it holds (kind `in-process`,
+    /// no artifact): handlers linked into the embedding program.
+    pub fn in_process(mut self, host: InProcessHost) -> Self {
+        self.linked.extend(host.registrations());
+        self.hosts.push(Arc::new(host));
+        self
+    }
+
     /// Sets the configuration (device identity, policies, hooks).
     pub fn config(mut self, config: Config) -> Self {
         self.config = config;
@@ -151,10 +161,13 @@ impl RuntimeBuilder {
         for make in self.deferred_hosts {
             hosts.push(make(&state).map_err(RuntimeError::Host)?);
         }
-        let registry = match self.registry {
+        let mut registry = match self.registry {
             Some(r) => r,
             None => Registry::load_dir(&state.handlers_dir())?,
         };
+        for registration in self.linked {
+            registry.insert(registration)?;
+        }
         Ok(Runtime {
             inner: Arc::new(Inner {
                 handlers: Arc::new(HandlerSet::new(registry, hosts)),
@@ -249,6 +262,7 @@ impl Runtime {
             bundled: Vec::new(),
             deferred_hosts: Vec::new(),
             config: Config::default(),
+            linked: Vec::new(),
         }
     }
 
