@@ -187,20 +187,22 @@ async fn writing_outside_the_work_folder_is_contained() {
     );
 }
 
+/// A fresh agent deploys `behaviour` as `setup` says: refused with `code`, and the
+/// details say `says`.
+async fn refused_saying(setup: &Setup, behaviour: &str, code: ExtendedCode, says: &str) {
+    let failure = Agent::new(setup)
+        .refused(json!({ "behaviour": behaviour }), code)
+        .await;
+    assert!(failure.result_details.contains(says), "{failure:#?}");
+}
+
 #[tokio::test]
 async fn an_infinite_loop_times_out() {
     let one_second = Setup {
         timeout_secs: 1,
         ..PLAIN
     };
-    let agent = Agent::new(&one_second);
-    let failure = agent
-        .refused(json!({"behaviour": "spin"}), ext::TIMED_OUT)
-        .await;
-    assert!(
-        failure.result_details.contains("time limit"),
-        "{failure:#?}"
-    );
+    refused_saying(&one_second, "spin", ext::TIMED_OUT, "time limit").await;
 }
 
 #[tokio::test]
@@ -209,50 +211,26 @@ async fn a_memory_bomb_hits_the_memory_limit() {
         memory_mib: 32,
         ..PLAIN
     };
-    let agent = Agent::new(&small);
-    let failure = agent
-        .refused(json!({"behaviour": "memory-bomb"}), ext::MEMORY_LIMIT)
-        .await;
-    assert!(
-        failure.result_details.contains("limit is 33554432 bytes"),
-        "{failure:#?}"
-    );
+    let says = "limit is 33554432 bytes";
+    refused_saying(&small, "memory-bomb", ext::MEMORY_LIMIT, says).await;
 }
 
 #[tokio::test]
 async fn deep_recursion_is_a_trap() {
-    let agent = Agent::new(&PLAIN);
-    let failure = agent
-        .refused(json!({"behaviour": "deep-recursion"}), ext::HANDLER_TRAPPED)
-        .await;
-    assert!(
-        failure.result_details.contains("call stack exhausted"),
-        "{failure:#?}"
-    );
+    let says = "call stack exhausted";
+    refused_saying(&PLAIN, "deep-recursion", ext::HANDLER_TRAPPED, says).await;
 }
 
 #[tokio::test]
 async fn a_100_mib_result_file_is_too_large() {
-    let agent = Agent::new(&PLAIN);
-    let failure = agent
-        .refused(
-            json!({"behaviour": "huge-result"}),
-            ext::RESULT_FILE_TOO_LARGE,
-        )
-        .await;
-    let limit = format!("larger than the limit of {MAX_RESULT_FILE_BYTES} bytes");
-    assert!(failure.result_details.contains(&limit), "{failure:#?}");
+    let says = format!("larger than the limit of {MAX_RESULT_FILE_BYTES} bytes");
+    refused_saying(&PLAIN, "huge-result", ext::RESULT_FILE_TOO_LARGE, &says).await;
 }
 
 #[tokio::test]
 async fn a_result_file_that_is_not_utf8_is_refused() {
-    let agent = Agent::new(&PLAIN);
-    agent
-        .refused(
-            json!({"behaviour": "not-utf8-result"}),
-            ext::RESULT_FILE_NOT_UTF8,
-        )
-        .await;
+    let says = "not valid UTF-8";
+    refused_saying(&PLAIN, "not-utf8-result", ext::RESULT_FILE_NOT_UTF8, says).await;
 }
 
 #[tokio::test]
@@ -261,29 +239,12 @@ async fn running_a_program_not_granted_is_denied() {
         grants: &["/bin/sh"],
         ..PLAIN
     };
-    let agent = Agent::new(&with_shell);
-    let failure = agent
-        .refused(
-            json!({"behaviour": "run-ungranted"}),
-            ext::CAPABILITY_DENIED,
-        )
-        .await;
-    assert!(
-        failure
-            .result_details
-            .contains("`/bin/cat` is not among the programs"),
-        "{failure:#?}"
-    );
+    let says = "`/bin/cat` is not among the programs";
+    refused_saying(&with_shell, "run-ungranted", ext::CAPABILITY_DENIED, says).await;
 }
 
 #[tokio::test]
 async fn a_panic_is_a_trap_with_its_message() {
-    let agent = Agent::new(&PLAIN);
-    let failure = agent
-        .refused(json!({"behaviour": "panic"}), ext::HANDLER_TRAPPED)
-        .await;
-    assert!(
-        failure.result_details.contains("panics on purpose"),
-        "{failure:#?}"
-    );
+    let says = "panics on purpose";
+    refused_saying(&PLAIN, "panic", ext::HANDLER_TRAPPED, says).await;
 }
