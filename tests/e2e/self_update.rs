@@ -51,6 +51,21 @@ fn self_update_manifest(device: &Device, new_binary: &[u8]) -> PathBuf {
     )
 }
 
+/// `deploy --json <manifest>` with the given binary.
+fn deploy(binary: &Path, device: &Device, manifest: &Path) -> std::process::Output {
+    run(
+        binary,
+        device,
+        &[
+            "--json",
+            "deploy",
+            manifest.to_str().unwrap(),
+            "--payloads",
+            device.payloads.to_str().unwrap(),
+        ],
+    )
+}
+
 /// Deploys an earlier, ordinary update so there is history that must survive.
 fn earlier_history(binary: &Path, device: &Device) {
     let manifest = device.manifest("first.json", &script_manifest(device, &["before"], &[]));
@@ -86,17 +101,7 @@ fn a_broken_new_binary_is_switched_back_automatically() {
     // Starts (answers --version) but cannot serve the state directory.
     let broken = b"#!/bin/sh\ncase \"$1\" in --version) echo handrail 2.0 ;; *) exit 1 ;; esac\n";
     let manifest = self_update_manifest(&device, broken);
-    let out = run(
-        &binary,
-        &device,
-        &[
-            "--json",
-            "deploy",
-            manifest.to_str().unwrap(),
-            "--payloads",
-            device.payloads.to_str().unwrap(),
-        ],
-    );
+    let out = deploy(&binary, &device, &manifest);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -136,17 +141,7 @@ fn a_good_new_binary_takes_over_and_the_history_survives() {
     let mut newer = fs::read(&binary).unwrap();
     newer.extend_from_slice(b"\0handrail 2.0");
     let manifest = self_update_manifest(&device, &newer);
-    let out = run(
-        &binary,
-        &device,
-        &[
-            "--json",
-            "deploy",
-            manifest.to_str().unwrap(),
-            "--payloads",
-            device.payloads.to_str().unwrap(),
-        ],
-    );
+    let out = deploy(&binary, &device, &manifest);
     assert_eq!(
         out.status.code(),
         Some(4),
@@ -173,17 +168,7 @@ fn a_good_new_binary_takes_over_and_the_history_survives() {
     );
     assert_eq!(history_len(&binary, &device), 2);
     // Deploying the same version again finds it installed.
-    let again = run(
-        &binary,
-        &device,
-        &[
-            "--json",
-            "deploy",
-            manifest.to_str().unwrap(),
-            "--payloads",
-            device.payloads.to_str().unwrap(),
-        ],
-    );
+    let again = deploy(&binary, &device, &manifest);
     assert!(again.status.success());
     assert!(String::from_utf8_lossy(&again.stdout).contains("already-installed"));
 }

@@ -309,16 +309,7 @@ async fn run_steps(
         }
         let outcome = replay.steps[i].outcome.unwrap_or(StepOutcome::Pending);
         if let Some(interruption) = pending_interruption(&replay.steps[i].events) {
-            record(
-                journal,
-                replay,
-                Record::Suspended {
-                    step: i,
-                    interruption,
-                },
-            )?;
-            cx.emit(Event::Suspended { interruption });
-            return Ok(DeploymentStatus::Suspended);
+            return suspend(cx, journal, replay, i, interruption);
         }
         match outcome {
             StepOutcome::Failed => return Ok(DeploymentStatus::Failed),
@@ -374,21 +365,32 @@ async fn run_step(
                 if let Some(interruption) = pending_interruption(events)
                     && interruption.is_immediate()
                 {
-                    record(
-                        journal,
-                        replay,
-                        Record::Suspended {
-                            step: i,
-                            interruption,
-                        },
-                    )?;
-                    cx.emit(Event::Suspended { interruption });
-                    return Ok(Some(DeploymentStatus::Suspended));
+                    return suspend(cx, journal, replay, i, interruption).map(Some);
                 }
                 journaled_action(cx, journal, replay, i, &handler, action).await?;
             }
         }
     }
+}
+
+/// Stops the run for the reboot or restart step `i` asked for.
+fn suspend(
+    cx: &Context,
+    journal: &mut Journal,
+    replay: &mut Replay,
+    i: usize,
+    interruption: Interruption,
+) -> Result<DeploymentStatus, EngineError> {
+    record(
+        journal,
+        replay,
+        Record::Suspended {
+            step: i,
+            interruption,
+        },
+    )?;
+    cx.emit(Event::Suspended { interruption });
+    Ok(DeploymentStatus::Suspended)
 }
 
 /// Runs one action of step `i`, journaling its start and its validated result.
