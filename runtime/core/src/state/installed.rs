@@ -1,6 +1,6 @@
 //! Installed-criteria records: which steps this device has installed, and when.
 //!
-//! Written (atomically) after a step succeeds, never for a step that failed. Handlers stay
+//! Appended (fsync'ed) after a step succeeds, never for a step that failed. Handlers stay
 //! the authority on whether a step is installed (their `is-installed` answer); these
 //! records are what `handrail status` shows and what an operator audits.
 
@@ -30,10 +30,34 @@ pub struct InstalledCriteria {
     pub at: String,
 }
 
-/// The installed-criteria file.
+/// One change to the records, as appended to the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+enum Change {
+    /// A step succeeded.
+    Add(InstalledCriteria),
+    /// A step was rolled back.
+    Forget {
+        #[serde(rename = "installedCriteria")]
+        installed_criteria: String,
+        handler: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        component: Option<String>,
+    },
+}
+
+/// Log size past which a write compacts it (rewrites only the live records).
+const COMPACT_OVER_BYTES: u64 = 256 * 1024;
+
+/// The installed-criteria log: one fsync'ed line per change, so recording a step costs
+/// one append however many records exist.
 #[derive(Debug, Clone)]
 pub struct InstalledRecords {
     path: PathBuf,
+}
+
+fn same_key(e: &InstalledCriteria, criteria: &str, handler: &str, component: Option<&str>) -> bool {
+    e.installed_criteria == criteria && e.handler == handler && e.component.as_deref() == component
 }
 
 impl InstalledRecords {
@@ -41,16 +65,73 @@ impl InstalledRecords {
         InstalledRecords { path }
     }
 
-    /// All records, oldest first.
+    /// All live records, oldest first (read without changing the log).
     pub fn load(&self) -> Result<Vec<InstalledCriteria>, StateError> {
-        match std::fs::read(&self.path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt {
+        let lines = match durable::AppendLog::read(&self.path) {
+            Ok(lines) => lines,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(&self.path)(e)),
+        };
+        let mut all: Vec<InstalledCriteria> = Vec::new();
+        for (index, line) in lines.iter().enumerate() {
+            let change: Change = serde_json::from_str(line).map_err(|e| StateError::Corrupt {
                 path: self.path.clone(),
-                message: e.to_string(),
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(io_err(&self.path)(e)),
+                message: format!("record {index}: {e}"),
+            })?;
+            match change {
+                Change::Add(entry) => {
+                    all.retain(|e| {
+                        !same_key(
+                            e,
+                            &entry.installed_criteria,
+                            &entry.handler,
+                            entry.component.as_deref(),
+                        )
+                    });
+                    all.push(entry);
+                }
+                Change::Forget {
+                    installed_criteria,
+                    handler,
+                    component,
+                } => all
+                    .retain(|e| !same_key(e, &installed_criteria, &handler, component.as_deref())),
+            }
         }
+        Ok(all)
+    }
+
+    fn append(&self, change: &Change) -> Result<(), StateError> {
+        let line = serde_json::to_string(change).map_err(|e| StateError::Corrupt {
+            path: self.path.clone(),
+            message: e.to_string(),
+        })?;
+        let (mut log, _) = durable::AppendLog::open(&self.path).map_err(io_err(&self.path))?;
+        log.append(&line).map_err(io_err(&self.path))?;
+        drop(log);
+        self.compact_if_large()
+    }
+
+    /// Rewrites the log with only the live records once it has grown large.
+    fn compact_if_large(&self) -> Result<(), StateError> {
+        let size = std::fs::metadata(&self.path)
+            .map_err(io_err(&self.path))?
+            .len();
+        if size <= COMPACT_OVER_BYTES {
+            return Ok(());
+        }
+        let live = self.load()?;
+        let mut text = String::new();
+        for entry in live {
+            let line =
+                serde_json::to_string(&Change::Add(entry)).map_err(|e| StateError::Corrupt {
+                    path: self.path.clone(),
+                    message: e.to_string(),
+                })?;
+            text.push_str(&line);
+            text.push('\n');
+        }
+        durable::write_atomic(&self.path, text.as_bytes()).map_err(io_err(&self.path))
     }
 
     /// Removes the record of a step that was rolled back (no-op when absent).
@@ -60,37 +141,63 @@ impl InstalledRecords {
         handler: &str,
         component: Option<&str>,
     ) -> Result<(), StateError> {
-        let mut all = self.load()?;
-        let before = all.len();
-        all.retain(|e| {
-            !(e.installed_criteria == installed_criteria
-                && e.handler == handler
-                && e.component.as_deref() == component)
-        });
-        if all.len() == before {
+        if !self
+            .load()?
+            .iter()
+            .any(|e| same_key(e, installed_criteria, handler, component))
+        {
             return Ok(());
         }
-        self.write(&all)
-    }
-
-    fn write(&self, all: &[InstalledCriteria]) -> Result<(), StateError> {
-        let bytes = serde_json::to_vec_pretty(all).map_err(|e| StateError::Corrupt {
-            path: self.path.clone(),
-            message: e.to_string(),
-        })?;
-        durable::write_atomic(&self.path, &bytes).map_err(io_err(&self.path))
+        self.append(&Change::Forget {
+            installed_criteria: installed_criteria.to_owned(),
+            handler: handler.to_owned(),
+            component: component.map(str::to_owned),
+        })
     }
 
     /// Adds or refreshes a record (same criteria, handler and component replace the old
-    /// one) and writes the file durably.
+    /// one) with one durable append.
     pub fn record(&self, entry: InstalledCriteria) -> Result<(), StateError> {
-        let mut all = self.load()?;
-        all.retain(|e| {
-            !(e.installed_criteria == entry.installed_criteria
-                && e.handler == entry.handler
-                && e.component == entry.component)
-        });
-        all.push(entry);
-        self.write(&all)
+        self.append(&Change::Add(entry))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(criteria: &str, component: Option<&str>) -> InstalledCriteria {
+        InstalledCriteria {
+            installed_criteria: criteria.into(),
+            handler: "a/b:1".into(),
+            update_id: "p/n/1".into(),
+            component: component.map(Into::into),
+            deployment: "d".into(),
+            at: "2026-11-22T00:00:00Z".into(),
+        }
+    }
+
+    #[test]
+    fn adds_replace_forgets_remove_and_a_large_log_compacts() {
+        let dir = tempfile::tempdir().unwrap();
+        let records = InstalledRecords::new(dir.path().join("installed.log"));
+        assert!(records.load().unwrap().is_empty());
+        records.record(entry("x", None)).unwrap();
+        records.record(entry("x", Some("cam-0"))).unwrap();
+        records.record(entry("x", None)).unwrap();
+        assert_eq!(records.load().unwrap().len(), 2);
+        records.forget("x", "a/b:1", Some("cam-0")).unwrap();
+        assert_eq!(records.load().unwrap(), [entry("x", None)]);
+        for _ in 0..2000 {
+            records.record(entry("y", None)).unwrap();
+        }
+        let size = std::fs::metadata(dir.path().join("installed.log"))
+            .unwrap()
+            .len();
+        assert!(size <= COMPACT_OVER_BYTES + 1024, "compacted: {size}");
+        assert_eq!(
+            records.load().unwrap(),
+            [entry("x", None), entry("y", None)]
+        );
     }
 }

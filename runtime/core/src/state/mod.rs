@@ -3,7 +3,7 @@
 //! ```text
 //! <state>/lock             held (flock) by the one process that owns the directory
 //! <state>/journal.log      append-only journal of the deployment in progress
-//! <state>/installed.json   installed-criteria records of steps that succeeded
+//! <state>/installed.log    installed-criteria records of steps that succeeded
 //! <state>/history/         one report per finished deployment (bounded)
 //! <state>/deployments/<id> staged payload files and work folders of a deployment
 //! <state>/handlers/        handler registrations and artifacts
@@ -153,7 +153,7 @@ impl StateView {
 
     /// Installed-criteria records.
     pub fn installed(&self) -> InstalledRecords {
-        InstalledRecords::new(self.root.join("installed.json"))
+        InstalledRecords::new(self.root.join("installed.log"))
     }
 
     /// Deployment history.
