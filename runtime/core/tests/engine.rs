@@ -120,6 +120,29 @@ async fn child_with_no_matching_component_is_skipped() {
             .iter()
             .all(|s| s.outcome == StepOutcome::NoMatchingComponents)
     );
+    // The report carries ADU's skipped codes as the step's download and install results.
+    for step in &report.steps {
+        let results: Vec<(Action, i32)> = step
+            .actions
+            .iter()
+            .map(|a| (a.action, a.result.result_code))
+            .collect();
+        assert_eq!(
+            results,
+            [
+                (
+                    Action::Download,
+                    codes::DOWNLOAD_SKIPPED_NO_MATCHING_COMPONENTS
+                ),
+                (
+                    Action::Install,
+                    codes::INSTALL_SKIPPED_NO_MATCHING_COMPONENTS
+                )
+            ],
+            "{}",
+            step.label
+        );
+    }
     assert!(fx.calls().is_empty());
 }
 

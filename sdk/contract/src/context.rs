@@ -78,6 +78,33 @@ impl Component {
             other => other.to_string(),
         })
     }
+
+    /// True when the component has every field of `selector` (one map of an update's
+    /// `compatibility`): `id`, `name`, `group`, `manufacturer`, `model` and `version`
+    /// name the component's own fields, any other key one of its properties. An empty
+    /// selector matches nothing.
+    ///
+    /// ```
+    /// use handrail_contract::Component;
+    /// let cam = Component { id: "c0".into(), group: "cameras".into(), ..Default::default() };
+    /// let sel = [("group".to_string(), "cameras".to_string())].into_iter().collect();
+    /// assert!(cam.matches(&sel));
+    /// ```
+    pub fn matches(&self, selector: &std::collections::BTreeMap<String, String>) -> bool {
+        !selector.is_empty()
+            && selector.iter().all(|(k, v)| {
+                let have = match k.as_str() {
+                    "id" => Some(self.id.clone()),
+                    "name" => Some(self.name.clone()),
+                    "group" => Some(self.group.clone()),
+                    "manufacturer" => Some(self.manufacturer.clone()),
+                    "model" => Some(self.model.clone()),
+                    "version" => self.version.clone(),
+                    other => self.property(other),
+                };
+                have.as_deref() == Some(v.as_str())
+            })
+    }
 }
 
 /// Everything a handler is told about the step one of its actions belongs to.

@@ -330,6 +330,42 @@ async fn run_step(
 ) -> Result<Option<DeploymentStatus>, EngineError> {
     let step = replay.plan.steps[i].clone();
     if step.no_matching_components {
+        // ADU's skipped results, so the report says why nothing ran. A resumed journal
+        // that already holds them keeps them once.
+        if replay.steps[i].events.is_empty() {
+            for (action, code) in [
+                (
+                    Action::Download,
+                    codes::DOWNLOAD_SKIPPED_NO_MATCHING_COMPONENTS,
+                ),
+                (
+                    Action::Install,
+                    codes::INSTALL_SKIPPED_NO_MATCHING_COMPONENTS,
+                ),
+            ] {
+                let result = ResultFile::new(
+                    code,
+                    format!(
+                        "no device component matches the compatibility of {}",
+                        step.update_id
+                    ),
+                );
+                cx.emit(Event::ActionFinished {
+                    step: i,
+                    action,
+                    result: result.clone(),
+                });
+                record(
+                    journal,
+                    replay,
+                    Record::ActionFinished {
+                        step: i,
+                        action,
+                        result,
+                    },
+                )?;
+            }
+        }
         record(
             journal,
             replay,
