@@ -268,7 +268,7 @@ impl LoadedHandler for WasmHandler {
 
 /// A WASI context with nothing in it but the given output streams: no files, no
 /// network, no environment, no arguments. Callers add the preopened folders.
-fn sandboxed_wasi(stdout: &CappedOutput, stderr: &CappedOutput) -> WasiCtxBuilder {
+pub(crate) fn sandboxed_wasi(stdout: &CappedOutput, stderr: &CappedOutput) -> WasiCtxBuilder {
     let mut wasi = WasiCtxBuilder::new();
     wasi.stdout(stdout.clone())
         .stderr(stderr.clone())

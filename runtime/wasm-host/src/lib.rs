@@ -20,6 +20,10 @@
 //! Guest stdout and stderr are captured (capped) and written to the log at the end of
 //! the action.
 //!
+//! The same host loads component-enumerator plugins
+//! (`handrail:handler/component-enumerator`, `wit/enumerator.wit`) with
+//! [`WasmHost::load_enumerator`], sandboxed the same way; see [`WasmEnumerator`].
+//!
 //! [`OutOfMemory`]: handrail::host::InvocationEnd::OutOfMemory
 //! [`TimedOut`]: handrail::host::InvocationEnd::TimedOut
 //! [`Cancelled`]: handrail::host::InvocationEnd::Cancelled
@@ -35,6 +39,7 @@
 //! ```
 
 mod cache;
+mod enumerator;
 mod handler;
 mod run;
 mod sandbox;
@@ -53,6 +58,7 @@ use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine};
 
 pub use cache::CacheStats;
+pub use enumerator::WasmEnumerator;
 pub use run::MAX_OUTPUT as MAX_RUN_OUTPUT;
 pub use sandbox::{PAYLOAD_DIR, WORK_DIR};
 pub use state::{MAX_GUEST_RESOURCES, MAX_LOG_MESSAGE_BYTES, MAX_LOG_MESSAGES};

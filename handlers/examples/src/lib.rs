@@ -1,0 +1,15 @@
+//! The example plugins, as WebAssembly components built from `handlers/` by this crate's
+//! build script. They are examples, not built-in handlers: a device registers them
+//! itself (see each crate's documentation), and the end-to-end tests do.
+//!
+//! ```
+//! assert!(handrail_example_handlers::VIRTUAL_CAMERA.starts_with(b"\0asm"));
+//! assert!(handrail_example_handlers::VIRTUAL_CAMERAS_ENUMERATOR.starts_with(b"\0asm"));
+//! ```
+
+/// The `contoso/virtual-camera:1` step handler (`handlers/virtual-camera`).
+pub const VIRTUAL_CAMERA: &[u8] = include_bytes!(env!("HANDRAIL_VIRTUAL_CAMERA_WASM"));
+
+/// The virtual-cameras component enumerator (`handlers/virtual-cameras-enumerator`).
+pub const VIRTUAL_CAMERAS_ENUMERATOR: &[u8] =
+    include_bytes!(env!("HANDRAIL_VIRTUAL_CAMERAS_ENUMERATOR_WASM"));
