@@ -19,4 +19,9 @@ fn main() {
         "cargo:rustc-env=HANDRAIL_APT_HANDLER_WASM={}",
         apt.display()
     );
+    let swupdate = handrail_guest_build::build("../swupdate/Cargo.toml", sources);
+    println!(
+        "cargo:rustc-env=HANDRAIL_SWUPDATE_HANDLER_WASM={}",
+        swupdate.display()
+    );
 }

@@ -33,6 +33,9 @@ pub const SCRIPT_HANDLER_WASM: &[u8] = include_bytes!(env!("HANDRAIL_SCRIPT_HAND
 /// The `microsoft/apt:1` component.
 pub const APT_HANDLER_WASM: &[u8] = include_bytes!(env!("HANDRAIL_APT_HANDLER_WASM"));
 
+/// The `microsoft/swupdate:2` component.
+pub const SWUPDATE_HANDLER_WASM: &[u8] = include_bytes!(env!("HANDRAIL_SWUPDATE_HANDLER_WASM"));
+
 /// Every built-in handler.
 pub fn builtin_handlers() -> Vec<BuiltinHandler> {
     vec![
@@ -54,6 +57,17 @@ pub fn builtin_handlers() -> Vec<BuiltinHandler> {
                     PathBuf::from("/usr/bin/apt-get"),
                     PathBuf::from("/usr/bin/dpkg-query"),
                 ],
+                ..Capabilities::default()
+            },
+        },
+        BuiltinHandler {
+            id: "microsoft/swupdate:2",
+            wasm: SWUPDATE_HANDLER_WASM,
+            // swupdate writes the inactive slot. The folders of the boot environment
+            // (write) and the version file (read) are the device's own: the device owner
+            // grants them in the registration with the `[config]` that names them.
+            capabilities: Capabilities {
+                run: vec![PathBuf::from("/usr/bin/swupdate")],
                 ..Capabilities::default()
             },
         },

@@ -1,0 +1,484 @@
+//! `microsoft/swupdate:2` against the real swupdate, through the whole runtime: the
+//! built-in component registered with the WebAssembly host, a signed `.swu` built by the
+//! test, its image written by swupdate into the inactive one of two slot image files,
+//! the boot slot switched in a boot environment file, and the reboot simulated by
+//! rewriting the files a booted system (or a falling-back bootloader) would change.
+//!
+//! The `.swu` is a cpio archive (`newc` with checksums, written here) of
+//! `sw-description`, its CMS signature (swupdate as Debian builds it only takes signed
+//! images; the key pair is made with `openssl`) and the image. Its two selections,
+//! `stable,copy1` and `stable,copy2`, write the image to slot a and slot b.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use handrail::contract::Action;
+use handrail::contract::codes;
+use handrail::registry::{Capabilities, HandlerKind, Limits, Registration, Registry, sha256_file};
+use handrail::{AdmitOptions, DeploymentStatus, Report, Runtime, StepOutcome};
+use handrail_wasm_host::WasmHost;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tempfile::TempDir;
+
+const ID: &str = "microsoft/swupdate:2";
+const SWUPDATE: &str = "/usr/bin/swupdate";
+const HWREVISION: &str = "handrail-test:1.0";
+const SLOT_SIZE: usize = 64 * 1024;
+/// What slot a holds before the update.
+const OLD_BYTE: u8 = b'o';
+
+/// swupdate listens on fixed sockets under /tmp while it runs: one run at a time.
+static SWUPDATE_RUNS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn can_run() -> bool {
+    let ok =
+        Path::new(SWUPDATE).exists() && Command::new("openssl").arg("version").output().is_ok();
+    if !ok {
+        eprintln!("skipping: needs {SWUPDATE} and openssl (scripts/setup.sh installs them)");
+    }
+    ok
+}
+
+/// Appends one `newc`-with-checksum (`070702`) cpio entry.
+fn cpio_entry(out: &mut Vec<u8>, ino: u32, name: &str, data: &[u8]) {
+    let check = data
+        .iter()
+        .fold(0u32, |sum, b| sum.wrapping_add(u32::from(*b)));
+    let fields = [
+        ino,
+        if data.is_empty() && name == "TRAILER!!!" {
+            0
+        } else {
+            0o100644
+        },
+        0,
+        0,
+        1,
+        0,
+        data.len() as u32,
+        0,
+        0,
+        0,
+        0,
+        name.len() as u32 + 1,
+        check,
+    ];
+    out.extend_from_slice(b"070702");
+    for field in fields {
+        out.extend_from_slice(format!("{field:08X}").as_bytes());
+    }
+    out.extend_from_slice(name.as_bytes());
+    out.push(0);
+    while !out.len().is_multiple_of(4) {
+        out.push(0);
+    }
+    out.extend_from_slice(data);
+    while !out.len().is_multiple_of(4) {
+        out.push(0);
+    }
+}
+
+fn openssl(args: &[&str], dir: &Path) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The device: two slot image files, the boot environment and the version file.
+struct Device {
+    dir: PathBuf,
+}
+
+impl Device {
+    fn slot(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("slot-{name}.img"))
+    }
+    fn boot_env(&self) -> PathBuf {
+        self.dir.join("bootenv")
+    }
+    fn version_file(&self) -> PathBuf {
+        self.dir.join("sw-version")
+    }
+    fn env(&self, key: &str) -> Option<String> {
+        let text = fs::read_to_string(self.boot_env()).unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_owned))
+    }
+    /// What the bootloader does when it boots `slot` (the test's stand-in for a reboot).
+    fn boot(&self, slot: &str, version: &str) {
+        let text = fs::read_to_string(self.boot_env()).unwrap();
+        let text: String = text
+            .lines()
+            .map(|l| {
+                if l.starts_with("boot_slot=") {
+                    format!("boot_slot={slot}\n")
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect();
+        fs::write(self.boot_env(), text).unwrap();
+        fs::write(self.version_file(), format!("{version}\n")).unwrap();
+    }
+}
+
+struct Fixture {
+    dir: TempDir,
+    runtime: Runtime,
+    device: Device,
+    deployed: usize,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let device = Device {
+            dir: dir.path().join("device"),
+        };
+        fs::create_dir_all(&device.dir).unwrap();
+        fs::write(device.slot("a"), vec![OLD_BYTE; SLOT_SIZE]).unwrap();
+        fs::write(device.slot("b"), vec![0u8; SLOT_SIZE]).unwrap();
+        fs::write(
+            device.boot_env(),
+            "boot_slot=a\nupgrade_available=0\nustate=0\n",
+        )
+        .unwrap();
+        fs::write(device.version_file(), "1.0\n").unwrap();
+        let keys = dir.path().join("keys");
+        fs::create_dir_all(&keys).unwrap();
+        openssl(
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "key.pem",
+                "-out",
+                "cert.pem",
+                "-days",
+                "30",
+                "-subj",
+                "/CN=handrail-test",
+                "-addext",
+                "extendedKeyUsage=emailProtection",
+                "-addext",
+                "keyUsage=digitalSignature",
+            ],
+            &keys,
+        );
+        let config = json!({
+            "slots": {"a": device.slot("a"), "b": device.slot("b")},
+            "boot_env": device.boot_env(),
+            "version_file": device.version_file(),
+            "public_key": keys.join("cert.pem"),
+            "hwrevision": HWREVISION,
+        });
+        let Value::Object(config) = config else {
+            unreachable!()
+        };
+        let builtin = handrail_builtin_handlers::builtin_handlers()
+            .into_iter()
+            .find(|h| h.id == ID)
+            .expect("the built-in swupdate handler");
+        assert_eq!(builtin.capabilities.run, [PathBuf::from(SWUPDATE)]);
+        let artifact = dir.path().join("swupdate.wasm");
+        fs::write(&artifact, builtin.wasm).unwrap();
+        let mut registry = Registry::new();
+        registry
+            .insert(Registration {
+                id: ID.to_owned(),
+                kind: HandlerKind::Wasm,
+                sha256: sha256_file(&artifact).unwrap(),
+                artifact,
+                capabilities: Capabilities {
+                    write: vec![device.dir.clone()],
+                    ..builtin.capabilities
+                },
+                limits: Limits::default(),
+                config,
+                source: None,
+            })
+            .unwrap();
+        fs::create_dir_all(dir.path().join("payloads")).unwrap();
+        let host = WasmHost::new(dir.path().join("wasm-cache")).unwrap();
+        let runtime = Runtime::builder(dir.path().join("state"))
+            .registry(registry)
+            .host(host)
+            .open()
+            .unwrap();
+        Fixture {
+            dir,
+            runtime,
+            device,
+            deployed: 0,
+        }
+    }
+
+    /// Builds `name` (a signed `.swu` of `image`, version `version`, for `hwrevision`).
+    fn swu(&self, name: &str, version: &str, image: &[u8], hwrevision: &str) {
+        let keys = self.dir.path().join("keys");
+        let sha = handrail::registry::hex(&Sha256::digest(image));
+        let (_board, revision) = hwrevision.split_once(':').unwrap();
+        let copy = |slot: &str| {
+            format!(
+                "{{ images: ( {{ filename = \"rootfs.img\"; type = \"raw\"; device = \"{}\"; sha256 = \"{sha}\"; }} ); }}",
+                self.device.slot(slot).display()
+            )
+        };
+        let description = format!(
+            "software =\n{{\n  version = \"{version}\";\n  hardware-compatibility = [ \"{revision}\" ];\n  stable = {{\n    copy1 = {};\n    copy2 = {};\n  }};\n}}\n",
+            copy("a"),
+            copy("b")
+        );
+        fs::write(keys.join("sw-description"), &description).unwrap();
+        openssl(
+            &[
+                "cms",
+                "-sign",
+                "-in",
+                "sw-description",
+                "-out",
+                "sw-description.sig",
+                "-signer",
+                "cert.pem",
+                "-inkey",
+                "key.pem",
+                "-outform",
+                "DER",
+                "-nosmimecap",
+                "-binary",
+            ],
+            &keys,
+        );
+        let signature = fs::read(keys.join("sw-description.sig")).unwrap();
+        let mut archive = Vec::new();
+        cpio_entry(&mut archive, 1, "sw-description", description.as_bytes());
+        cpio_entry(&mut archive, 2, "sw-description.sig", &signature);
+        cpio_entry(&mut archive, 3, "rootfs.img", image);
+        cpio_entry(&mut archive, 0, "TRAILER!!!", b"");
+        // Like cpio(1), pad to whole 512-byte blocks: swupdate reads the padding after
+        // the trailer.
+        archive.resize(archive.len().next_multiple_of(512), 0);
+        fs::write(self.dir.path().join("payloads").join(name), archive).unwrap();
+    }
+
+    async fn deploy(&mut self, criteria: &str, properties: Value, files: &[&str]) -> Report {
+        self.deployed += 1;
+        let mut properties = properties;
+        properties["installedCriteria"] = json!(criteria);
+        let manifest = json!({
+            "updateId": {"provider": "handrail-test", "name": "swupdate", "version": format!("{}.0", self.deployed)},
+            "isDeployable": true,
+            "compatibility": [{"manufacturer": "handrail", "model": "test"}],
+            "instructions": {"steps": [{"handler": ID, "files": files, "handlerProperties": properties}]},
+            "manifestVersion": "5.0",
+            "createdDateTime": "2026-01-01T00:00:00Z"
+        });
+        self.runtime
+            .deploy(
+                &serde_json::to_vec(&manifest).unwrap(),
+                &self.dir.path().join("payloads"),
+                AdmitOptions::default(),
+            )
+            .await
+            .unwrap()
+            .finish()
+            .await
+            .unwrap()
+    }
+
+    async fn resume(&self) -> Option<Report> {
+        match self.runtime.resume().unwrap() {
+            Some(run) => Some(run.finish().await.unwrap()),
+            None => None,
+        }
+    }
+}
+
+fn image() -> Vec<u8> {
+    b"HANDRAIL-IMAGE-2.0 ".repeat(100)
+}
+
+fn ran(report: &Report) -> Vec<(Action, i32)> {
+    report.steps[0]
+        .actions
+        .iter()
+        .map(|a| (a.action, a.result.result_code))
+        .collect()
+}
+
+/// Installs 2.0 into slot b and stops for the reboot; checks where the bytes went.
+async fn install_and_switch(fx: &mut Fixture) {
+    fx.swu("update-2.0.swu", "2.0", &image(), HWREVISION);
+    let report = fx
+        .deploy(
+            "2.0",
+            json!({"swuFileName": "update-2.0.swu"}),
+            &["update-2.0.swu"],
+        )
+        .await;
+    assert_eq!(report.status, DeploymentStatus::Suspended, "{report:#?}");
+    assert_eq!(
+        ran(&report),
+        [
+            (Action::IsInstalled, codes::IS_INSTALLED_NOT_INSTALLED),
+            (Action::Download, codes::DOWNLOAD_SUCCESS),
+            (Action::Backup, codes::BACKUP_SUCCESS),
+            (Action::Install, codes::INSTALL_SUCCESS),
+            (Action::Apply, codes::APPLY_REQUIRED_IMMEDIATE_REBOOT),
+        ]
+    );
+    let image = image();
+    let b = fs::read(fx.device.slot("b")).unwrap();
+    assert_eq!(
+        &b[..image.len()],
+        &image[..],
+        "the image is in the inactive slot b"
+    );
+    assert!(b[image.len()..].iter().all(|x| *x == 0));
+    let a = fs::read(fx.device.slot("a")).unwrap();
+    assert!(
+        a.iter().all(|x| *x == OLD_BYTE),
+        "the running slot a is untouched"
+    );
+    assert_eq!(fx.device.env("boot_slot").as_deref(), Some("b"));
+    assert_eq!(fx.device.env("upgrade_available").as_deref(), Some("1"));
+    assert_eq!(fx.device.env("ustate").as_deref(), Some("1"));
+}
+
+#[tokio::test]
+async fn installs_into_the_inactive_slot_switches_and_verifies_after_the_reboot() {
+    if !can_run() {
+        return;
+    }
+    let _one = SWUPDATE_RUNS.lock().await;
+    let mut fx = Fixture::new();
+    install_and_switch(&mut fx).await;
+
+    // The device reboots into slot b, which runs 2.0.
+    fx.device.boot("b", "2.0");
+    let resumed = fx.resume().await.expect("the suspended deployment");
+    assert_eq!(resumed.status, DeploymentStatus::Succeeded, "{resumed:#?}");
+    // Is-installed is the verification: it confirms the update and answers 900.
+    let again = fx
+        .deploy(
+            "2.0",
+            json!({"swuFileName": "update-2.0.swu"}),
+            &["update-2.0.swu"],
+        )
+        .await;
+    assert_eq!(again.status, DeploymentStatus::Succeeded, "{again:#?}");
+    assert_eq!(again.steps[0].outcome, StepOutcome::AlreadyInstalled);
+    assert_eq!(fx.device.env("boot_slot").as_deref(), Some("b"));
+    assert_eq!(fx.device.env("upgrade_available").as_deref(), Some("0"));
+    assert_eq!(fx.device.env("ustate").as_deref(), Some("0"));
+    assert_eq!(fx.device.env("handrail_pending_version"), None);
+}
+
+#[tokio::test]
+async fn a_fallback_to_the_old_slot_fails_after_the_reboot_and_rolls_back_once() {
+    if !can_run() {
+        return;
+    }
+    let _one = SWUPDATE_RUNS.lock().await;
+    let mut fx = Fixture::new();
+    install_and_switch(&mut fx).await;
+
+    // The new slot does not come up: the bootloader boots slot a again, still 1.0.
+    fx.device.boot("a", "1.0");
+    let resumed = fx.resume().await.expect("the suspended deployment");
+    let verified_by_engine = resumed.status != DeploymentStatus::Succeeded;
+    let failed = if verified_by_engine {
+        resumed
+    } else {
+        fx.deploy(
+            "2.0",
+            json!({"swuFileName": "update-2.0.swu"}),
+            &["update-2.0.swu"],
+        )
+        .await
+    };
+    assert_ne!(failed.status, DeploymentStatus::Succeeded, "{failed:#?}");
+    let failure = failed.failure.clone().expect("the failure is reported");
+    assert_eq!(failure.action, Action::IsInstalled, "{failed:#?}");
+    assert_eq!(failure.extended_result_code, 0x3010_0018);
+    assert!(
+        failure.result_details.contains("came back on slot a"),
+        "{}",
+        failure.result_details
+    );
+    assert!(
+        !failed.steps[0]
+            .actions
+            .iter()
+            .any(|a| a.action == Action::Install),
+        "nothing is installed again: {failed:#?}"
+    );
+    assert_eq!(fx.device.env("boot_slot").as_deref(), Some("a"));
+    assert_eq!(fx.device.env("upgrade_available").as_deref(), Some("0"));
+    assert_eq!(fx.device.env("ustate").as_deref(), Some("3"));
+    assert_eq!(fx.device.env("handrail_pending_version"), None);
+    // No loop: nothing is left to resume, and the failure is not reported twice.
+    assert!(fx.resume().await.is_none());
+}
+
+#[tokio::test]
+async fn swupdate_and_input_failures_have_their_own_codes() {
+    if !can_run() {
+        return;
+    }
+    let _one = SWUPDATE_RUNS.lock().await;
+    let mut fx = Fixture::new();
+    fx.swu("other-board.swu", "2.0", &image(), "handrail-test:9.9");
+    let report = fx
+        .deploy(
+            "2.0",
+            json!({"swuFileName": "other-board.swu"}),
+            &["other-board.swu"],
+        )
+        .await;
+    let failure = report.failure.expect("swupdate refuses the image");
+    assert_eq!(failure.action, Action::Download);
+    assert_eq!(failure.extended_result_code, 0x3010_1001, "swupdate exit 1");
+    assert!(
+        failure.result_details.contains("[ERROR]"),
+        "{}",
+        failure.result_details
+    );
+    assert!(
+        fs::read(fx.device.slot("b"))
+            .unwrap()
+            .iter()
+            .all(|x| *x == 0)
+    );
+
+    let report = fx
+        .deploy(
+            "2.0",
+            json!({"swuFileName": "missing.swu"}),
+            &["other-board.swu"],
+        )
+        .await;
+    let failure = report.failure.expect("the missing file is reported");
+    assert_eq!(failure.extended_result_code, 0x3010_0012);
+    let report = fx
+        .deploy(
+            "2.0",
+            json!({"swuFileName": "other-board.swu", "scriptFileName": "install.sh"}),
+            &["other-board.swu"],
+        )
+        .await;
+    assert_eq!(report.failure.unwrap().extended_result_code, 0x3010_001a);
+    assert_eq!(fx.device.env("boot_slot").as_deref(), Some("a"));
+}
