@@ -17,16 +17,17 @@
 mod output;
 mod self_update;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use handrail::bundled::BundledHandler;
 use handrail::components::FileEnumerator;
 use handrail::config::{Config, FailurePolicy};
 use handrail::contract::codes::Interruption;
 use handrail::in_process::InProcessHost;
-use handrail::registry::{HandlerKind, Limits, Registry};
+use handrail::registry::{HandlerKind, Limits, Registration, Registry};
 use handrail::state::StateView;
 use handrail::{AdmitOptions, DeploymentStatus, Report, Runtime, RuntimeError};
 
@@ -73,6 +74,18 @@ struct Cli {
     /// `{"components": [...]}` (default: `<state-dir>/components.json` when present).
     #[arg(long, global = true, env = "HANDRAIL_COMPONENTS")]
     components: Option<PathBuf>,
+
+    /// A component-enumerator plugin (`wit/enumerator.wit`) to list the device's
+    /// components instead of a components file: its registration (`.toml`, kind `wasm`;
+    /// `capabilities.read` grants the folders it reads, `[config]` is passed to it), or
+    /// a bare `.wasm` component, which is granted nothing.
+    #[arg(
+        long,
+        global = true,
+        env = "HANDRAIL_ENUMERATOR",
+        conflicts_with = "components"
+    )]
+    enumerator: Option<PathBuf>,
 
     /// More log output (-v info, -vv debug, -vvv trace); `HANDRAIL_LOG` overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -200,6 +213,18 @@ fn exit_code_of(e: &anyhow::Error) -> u8 {
         Some(_) => EXIT_INTERNAL,
         None if e.downcast_ref::<handrail::AdmitError>().is_some() => EXIT_BAD_INPUT,
         None if e.downcast_ref::<handrail::config::ConfigError>().is_some() => EXIT_BAD_INPUT,
+        None if e
+            .downcast_ref::<handrail::components::EnumeratorError>()
+            .is_some() =>
+        {
+            EXIT_BAD_INPUT
+        }
+        None if e
+            .downcast_ref::<handrail::registry::RegistryError>()
+            .is_some() =>
+        {
+            EXIT_BAD_INPUT
+        }
         None if e.downcast_ref::<std::io::Error>().is_some() => EXIT_BAD_INPUT,
         None => EXIT_INTERNAL,
     }
@@ -244,18 +269,49 @@ fn open(cli: &Cli) -> anyhow::Result<Runtime> {
         .config(config)
         .in_process(InProcessHost::new().with(self_update))
         .bundled(bundled)
-        .host_with(move |state| {
-            handrail_wasm_host::WasmHost::new(cache_dir.unwrap_or_else(|| state.cache_dir()))
-        })
         .host_with(|_| handrail_native_host::NativeHost::beside_current_exe());
-    let components = cli
-        .components
-        .clone()
-        .or_else(|| Some(cli.state_dir.join("components.json")).filter(|p| p.exists()));
-    if let Some(path) = components {
-        builder = builder.enumerator(FileEnumerator::new(&path));
+    if let Some(plugin) = &cli.enumerator {
+        // The plugin runs on the same WebAssembly host (engine, cache) as the handlers.
+        let cache_dir = cache_dir.unwrap_or_else(|| StateView::new(&cli.state_dir).cache_dir());
+        let wasm = handrail_wasm_host::WasmHost::new(cache_dir)?;
+        let enumerator = wasm.load_enumerator(&enumerator_registration(plugin)?)?;
+        builder = builder.host(wasm).enumerator(enumerator);
+    } else {
+        builder = builder.host_with(move |state| {
+            handrail_wasm_host::WasmHost::new(cache_dir.unwrap_or_else(|| state.cache_dir()))
+        });
+        let components = cli
+            .components
+            .clone()
+            .or_else(|| Some(cli.state_dir.join("components.json")).filter(|p| p.exists()));
+        if let Some(path) = components {
+            builder = builder.enumerator(FileEnumerator::new(&path));
+        }
     }
     Ok(builder.open()?)
+}
+
+/// The registration of the `--enumerator` plugin: the file itself when it is a
+/// registration, else a registration of the bare component that grants nothing.
+fn enumerator_registration(path: &Path) -> anyhow::Result<Registration> {
+    if path.extension().is_some_and(|x| x == "toml") {
+        let text = std::fs::read_to_string(path).with_context(|| {
+            format!("cannot read the enumerator registration {}", path.display())
+        })?;
+        return Ok(Registration::parse(path, &text)?);
+    }
+    let sha256 = handrail::registry::sha256_file(path)
+        .with_context(|| format!("cannot read the enumerator component {}", path.display()))?;
+    Ok(Registration {
+        id: "local/component-enumerator:1".into(),
+        kind: HandlerKind::Wasm,
+        artifact: path.to_owned(),
+        sha256,
+        capabilities: Default::default(),
+        limits: Limits::default(),
+        config: Default::default(),
+        source: Some(path.to_owned()),
+    })
 }
 
 async fn run(cli: &Cli, out: &output::Output) -> anyhow::Result<u8> {

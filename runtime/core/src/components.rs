@@ -4,6 +4,10 @@
 //! per selected component. Selection matches the child's `compatibility` property maps
 //! against each component's `manufacturer`, `model`, `group`, `name`, `id` and
 //! properties; a component matches when every key of one map equals its value.
+//!
+//! [`FileEnumerator`] reads a components file; component-enumerator plugins
+//! (`wit/enumerator.wit`, loaded by the WASM host) implement the same trait. Both
+//! answer with ADU's component JSON, checked by [`parse_components`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
