@@ -40,7 +40,7 @@ fn the_demo_deploys_per_camera_and_is_idempotent() {
         "--config",
         config.to_str().unwrap(),
     ];
-    let run = device.run(&args);
+    let run = device.run_strict(&args);
     assert_eq!(run.code(), Some(0), "{}\n{}", run.stdout(), run.stderr());
     let report = run.last_json();
     let labels: Vec<&str> = report["steps"]
@@ -68,7 +68,7 @@ fn the_demo_deploys_per_camera_and_is_idempotent() {
     }
     assert!(!device.device.join("cameras/microphone").exists());
 
-    let again = device.run(&args);
+    let again = device.run_strict(&args);
     assert_eq!(again.code(), Some(0), "{}", again.stderr());
     let report = again.last_json();
     assert!(

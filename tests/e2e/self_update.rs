@@ -24,6 +24,7 @@ fn run(binary: &Path, device: &Device, args: &[&str]) -> std::process::Output {
     Command::new(binary)
         .arg("--state-dir")
         .arg(&device.state)
+        .arg("--allow-unsigned")
         .args(args)
         .env(
             "HANDRAIL_CACHE_DIR",

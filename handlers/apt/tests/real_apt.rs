@@ -252,6 +252,7 @@ impl Fixture {
         fs::create_dir_all(dir.path().join("payloads")).unwrap();
         let host = WasmHost::new(dir.path().join("wasm-cache")).unwrap();
         let runtime = Runtime::builder(dir.path().join("state"))
+            .allow_unsigned()
             .registry(registry)
             .host(host)
             .open()

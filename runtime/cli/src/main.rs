@@ -29,6 +29,7 @@ use handrail::contract::codes::Interruption;
 use handrail::in_process::InProcessHost;
 use handrail::registry::{HandlerKind, Limits, Registration, Registry};
 use handrail::state::StateView;
+use handrail::trust::Trust;
 use handrail::{AdmitOptions, DeploymentStatus, Report, Runtime, RuntimeError};
 
 /// Exit code for a failed deployment.
@@ -64,6 +65,12 @@ struct Cli {
     /// `<state-dir>/config.toml` when present.
     #[arg(long, global = true, env = "HANDRAIL_CONFIG")]
     config: Option<PathBuf>,
+
+    /// Accept unsigned update manifests (for tests and demos). Without it, signing is
+    /// required unless the configuration says `[signing] required = false`; with no
+    /// configuration file there are no root keys, so every manifest is refused.
+    #[arg(long, global = true)]
+    allow_unsigned: bool,
 
     /// Compiled-handler cache (default: `<state-dir>/cache`); may be shared by several
     /// state directories.
@@ -207,7 +214,9 @@ fn main() -> ExitCode {
 
 fn exit_code_of(e: &anyhow::Error) -> u8 {
     match e.downcast_ref::<RuntimeError>() {
-        Some(RuntimeError::Admit(_) | RuntimeError::Registry(_)) => EXIT_BAD_INPUT,
+        Some(RuntimeError::Admit(_) | RuntimeError::Registry(_) | RuntimeError::Trust(_)) => {
+            EXIT_BAD_INPUT
+        }
         Some(RuntimeError::Busy { .. }) => EXIT_BUSY,
         Some(RuntimeError::State(handrail::state::StateError::Locked { .. })) => EXIT_BUSY,
         Some(_) => EXIT_INTERNAL,
@@ -230,6 +239,23 @@ fn exit_code_of(e: &anyhow::Error) -> u8 {
     }
 }
 
+/// The configuration file in force and its contents; `--allow-unsigned` turns the
+/// signing requirement off.
+fn load_config(cli: &Cli) -> anyhow::Result<(Option<PathBuf>, Config)> {
+    let config_path = cli
+        .config
+        .clone()
+        .or_else(|| Some(cli.state_dir.join("config.toml")).filter(|p| p.exists()));
+    let mut config = match &config_path {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if cli.allow_unsigned {
+        config.signing.required = false;
+    }
+    Ok((config_path, config))
+}
+
 /// Opens the runtime with the built-in handlers, the WebAssembly host and the component
 /// enumerator.
 fn open(cli: &Cli) -> anyhow::Result<Runtime> {
@@ -244,14 +270,7 @@ fn open(cli: &Cli) -> anyhow::Result<Runtime> {
             limits: Limits::default(),
         })
         .collect();
-    let config_path = cli
-        .config
-        .clone()
-        .or_else(|| Some(cli.state_dir.join("config.toml")).filter(|p| p.exists()));
-    let config = match &config_path {
-        Some(path) => Config::load(path)?,
-        None => Config::default(),
-    };
+    let (config_path, config) = load_config(cli)?;
     let self_update = self_update::SelfUpdate {
         binary: match &config.self_update.binary {
             Some(b) => b.clone(),
@@ -350,8 +369,14 @@ async fn run(cli: &Cli, out: &output::Output) -> anyhow::Result<u8> {
         Command::Validate { manifest } => {
             let bytes = read_input(manifest)?;
             let registry = registry_for_reading(cli)?;
-            let document =
-                handrail::admit::validate(&bytes, &registry, &manifest.display().to_string())?;
+            let trust = Trust::from_config(&load_config(cli)?.1.signing)
+                .map_err(|e| anyhow::anyhow!("signing.{e}"))?;
+            let (document, _) = handrail::admit::validate(
+                &bytes,
+                &registry,
+                &trust,
+                &manifest.display().to_string(),
+            )?;
             out.valid(manifest, document.manifest());
             Ok(0)
         }

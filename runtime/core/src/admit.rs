@@ -1,10 +1,13 @@
 //! Admission: from manifest bytes and a payload folder to a [`Plan`], or a clear refusal.
 //!
-//! Admission parses and validates the manifest (and the child manifest of every reference
-//! step), checks every payload file's size and sha256 against the manifest while staging
-//! it into the deployment folder, selects components for child updates, and numbers the
-//! step runs. Nothing runs and nothing is left behind when it refuses: the deployment
-//! folder is removed and the error names the field, step or file at fault.
+//! Admission parses the manifest, checks its signature against the [`Trust`] policy,
+//! validates it (and the child manifest of every reference step, trusted through its hash
+//! in the parent), checks every payload file's size and sha256 against the manifest while
+//! staging it into the deployment folder, selects components for child updates, and
+//! numbers the step runs. Nothing runs when it refuses: the deployment folder is removed
+//! and the error names the field, step or file at fault. A payload file that does not
+//! match is kept aside in `<state>/quarantine/<deployment>/` for inspection (the newest
+//! [`MAX_QUARANTINED`] deployments' are kept).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -25,6 +28,10 @@ use crate::manifest::{
 use crate::plan::{Plan, PlannedStep};
 use crate::preflight;
 use crate::registry::Registry;
+use crate::trust::{SignatureError, Trust, Verdict};
+
+/// How many refused deployments' mismatching payload files are kept for inspection.
+pub const MAX_QUARANTINED: usize = 4;
 
 /// Why a deployment was refused.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +39,9 @@ pub enum AdmitError {
     /// The manifest could not be parsed.
     #[error("manifest: {0}")]
     Parse(#[from] ManifestError),
+    /// The manifest's signature is missing (and required), or does not verify.
+    #[error(transparent)]
+    Signature(#[from] SignatureError),
     /// The manifest (or a child manifest) is not valid.
     #[error("{context}:\n{errors}")]
     Invalid {
@@ -103,14 +113,17 @@ pub struct AdmitOptions {
     pub failure_policy: Option<FailurePolicy>,
 }
 
-/// Parses and validates a manifest (or envelope) against the registered handlers;
-/// `context` names the manifest in errors (e.g. its file name).
+/// Parses a manifest (or envelope), checks its signature against `trust`, and validates
+/// it against the registered handlers; `context` names the manifest in errors (e.g. its
+/// file name).
 pub fn validate(
     bytes: &[u8],
     registry: &Registry,
+    trust: &Trust,
     context: &str,
-) -> Result<manifest::Document, AdmitError> {
+) -> Result<(manifest::Document, Verdict), AdmitError> {
     let document = manifest::parse_document(bytes)?;
+    let verdict = trust.check(&document)?;
     let is_known = |id: &str| registry.contains(id);
     document
         .manifest()
@@ -122,7 +135,7 @@ pub fn validate(
             context: context.to_owned(),
             errors,
         })?;
-    Ok(document)
+    Ok((document, verdict))
 }
 
 /// The id a deployment runs under: the one asked for, else the envelope's workflow id,
@@ -149,6 +162,9 @@ pub(crate) struct Admission<'a> {
     pub deployments_dir: &'a Path,
     pub options: &'a AdmitOptions,
     pub config: &'a Config,
+    /// The parent is signed, or signing is required: every child manifest and payload
+    /// file must then be vouched for by a hash in a trusted manifest.
+    pub signed: bool,
 }
 
 /// True when `id` can name a deployment (and its folder).
@@ -227,8 +243,15 @@ impl Admission<'_> {
             payload_dir,
             staged_dir: deployment_dir.join("payload"),
             staged: BTreeMap::new(),
+            quarantine_dir: self
+                .deployments_dir
+                .parent()
+                .unwrap_or(self.deployments_dir)
+                .join("quarantine"),
+            deployment: deployment.to_owned(),
             require_hashes: self.options.require_file_hashes
-                || self.config.deployment.require_file_hashes,
+                || self.config.deployment.require_file_hashes
+                || self.signed,
             budget: Budget {
                 free,
                 factor: self.config.deployment.disk_space_factor,
@@ -362,7 +385,7 @@ impl Admission<'_> {
         let bytes = match target {
             ReferenceTarget::DetachedManifest { file_id, file_name } => {
                 let path = payload_dir.join(file_name);
-                let bytes = fs::read(&path).map_err(|e| {
+                let bytes = crate::limits::read(&path, manifest::MAX_MANIFEST_BYTES as u64).map_err(|e| {
                     child_err(format!(
                         "detached manifest `{file_name}` (file {file_id}) cannot be read from {}: {e}",
                         payload_dir.display()
@@ -381,6 +404,11 @@ impl Admission<'_> {
                     }
                 }
                 bytes
+            }
+            ReferenceTarget::UpdateId(id) if self.signed => {
+                return Err(child_err(format!(
+                    "child update {id} is referenced by updateId only, with no hash in the signed parent to trust it by; reference it with detachedManifestFileId (a `files` entry with its size and sha256)"
+                )));
             }
             ReferenceTarget::UpdateId(id) => {
                 find_child_by_id(payload_dir, id).map_err(child_err)?
@@ -402,7 +430,7 @@ fn find_child_by_id(payload_dir: &Path, id: &UpdateId) -> Result<Vec<u8>, String
         "{}.{}.{}.importmanifest.json",
         id.provider, id.name, id.version
     ));
-    if let Ok(bytes) = fs::read(&conventional) {
+    if let Ok(bytes) = crate::limits::read(&conventional, manifest::MAX_MANIFEST_BYTES as u64) {
         return Ok(bytes);
     }
     let entries = fs::read_dir(payload_dir)
@@ -419,7 +447,9 @@ fn find_child_by_id(payload_dir: &Path, id: &UpdateId) -> Result<Vec<u8>, String
         if meta.len() > manifest::MAX_MANIFEST_BYTES as u64 {
             continue;
         }
-        let Ok(bytes) = fs::read(path) else { continue };
+        let Ok(bytes) = crate::limits::read(path, manifest::MAX_MANIFEST_BYTES as u64) else {
+            continue;
+        };
         if let Ok(m) = manifest::parse_manifest(&bytes)
             && m.update_id == *id
         {
@@ -438,6 +468,9 @@ struct Stager<'a> {
     payload_dir: &'a Path,
     staged_dir: PathBuf,
     staged: BTreeMap<String, (Option<[u8; 32]>, PayloadFile)>,
+    /// `<state>/quarantine`: where mismatching files are kept aside.
+    quarantine_dir: PathBuf,
+    deployment: String,
     require_hashes: bool,
     budget: Budget,
 }
@@ -514,29 +547,23 @@ impl Stager<'_> {
         if !meta.is_file() {
             return Err(err(format!("{} is not a regular file", src.display())));
         }
-        if let Some(e) = entry
-            && meta.len() != e.size_in_bytes
-        {
-            return Err(err(format!(
-                "size is {} bytes but the manifest says {}",
-                meta.len(),
-                e.size_in_bytes
-            )));
-        }
+        // A file of the wrong size is still copied (within the disk budget) so that it
+        // can be kept aside and its hash reported.
         self.budget.charge(meta.len())?;
         durable::create_dir_all(&self.staged_dir).map_err(|source| AdmitError::Io {
             path: self.staged_dir.clone(),
             source,
         })?;
         let dst = self.staged_dir.join(name);
-        let actual = copy_hashing(&src, &dst)
+        let (size, actual) = copy_hashing(&src, &dst, meta.len())
             .map_err(|e| err(format!("cannot stage it into {}: {e}", dst.display())))?;
         if let Some(e) = entry
-            && actual != e.sha256
+            && (actual != e.sha256 || size != e.size_in_bytes)
         {
-            let _ = fs::remove_file(&dst);
+            let kept = self.quarantine(&dst, name);
             return Err(err(format!(
-                "sha256 is {} but the manifest says {}",
+                "does not match the manifest: size {size} bytes (manifest: {}), sha256 {} (manifest: {}); {kept}",
+                e.size_in_bytes,
                 b64(&actual),
                 b64(&e.sha256)
             )));
@@ -544,7 +571,7 @@ impl Stager<'_> {
         let file = PayloadFile {
             name: name.to_owned(),
             path: dst.display().to_string(),
-            size: meta.len(),
+            size,
         };
         self.staged
             .insert(name.to_owned(), (expected, file.clone()));
@@ -552,12 +579,62 @@ impl Stager<'_> {
     }
 }
 
-/// Copies `src` to `dst` (fsync'ed) and returns the sha256 of the bytes written.
-fn copy_hashing(src: &Path, dst: &Path) -> std::io::Result<[u8; 32]> {
-    let mut input = fs::File::open(src)?;
+impl Stager<'_> {
+    /// Moves a mismatching staged file to `<quarantine>/<deployment>/<name>` and says
+    /// where it is (or why it could not be kept); only the newest [`MAX_QUARANTINED`]
+    /// deployments' files are kept.
+    fn quarantine(&self, staged: &Path, name: &str) -> String {
+        let dir = self.quarantine_dir.join(&self.deployment);
+        let kept = dir.join(name);
+        let moved = durable::create_dir_all(&dir)
+            .and_then(|()| fs::rename(staged, &kept))
+            .and_then(|()| durable::sync_dir(&dir));
+        match moved {
+            Ok(()) => {
+                prune_quarantine(&self.quarantine_dir, &self.deployment);
+                format!("kept aside as {}", kept.display())
+            }
+            Err(e) => {
+                let _ = fs::remove_file(staged);
+                format!("it could not be kept aside in {}: {e}", dir.display())
+            }
+        }
+    }
+}
+
+/// Removes the oldest quarantined deployments beyond [`MAX_QUARANTINED`] (never `keep`).
+fn prune_quarantine(root: &Path, keep: &str) {
+    let Ok(entries) = fs::read_dir(root) else {
+        return;
+    };
+    let mut folders: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name() != keep)
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    folders.sort();
+    let excess = (folders.len() + 1).saturating_sub(MAX_QUARANTINED);
+    for (_, path) in folders.into_iter().take(excess) {
+        let _ = fs::remove_dir_all(&path);
+    }
+}
+
+/// Copies `src` to `dst` (fsync'ed) and returns the size and sha256 of the bytes written.
+///
+/// At most one byte more than `limit` (the size it had when charged to the disk budget)
+/// is copied, so a file that grows meanwhile shows up as a size mismatch. A symbolic link
+/// swapped in after the caller's check is not followed.
+fn copy_hashing(src: &Path, dst: &Path, limit: u64) -> std::io::Result<(u64, [u8; 32])> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let input = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(src)?;
+    let mut input = input.take(limit.saturating_add(1));
     let mut output = fs::File::create(dst)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
     loop {
         let n = input.read(&mut buf)?;
         if n == 0 {
@@ -565,7 +642,8 @@ fn copy_hashing(src: &Path, dst: &Path) -> std::io::Result<[u8; 32]> {
         }
         hasher.update(&buf[..n]);
         output.write_all(&buf[..n])?;
+        size += n as u64;
     }
     output.sync_all()?;
-    Ok(hasher.finalize().into())
+    Ok((size, hasher.finalize().into()))
 }

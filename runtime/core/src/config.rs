@@ -18,6 +18,16 @@
 //! post_update = "/etc/handrail/hooks/post-update"
 //! required = false              # true: a missing hook fails the deployment
 //! timeout_secs = 120
+//!
+//! [signing]                     # manifest signatures (see the `trust` module)
+//! required = true               # the default: unsigned or unverifiable manifests are refused
+//! root_keys = [
+//!   { kid = "ADU.200702.R", pem_file = "/etc/handrail/keys/adu-root.pem" },
+//!   { kid = "contoso.root.1", jwk = { kty = "OKP", crv = "Ed25519", x = "11qYAYKx…" } },
+//!   { kid = "contoso.root.2", jwk_file = "/etc/handrail/keys/root-2.jwk" },
+//! ]
+//! disabled_root_keys = ["contoso.root.0"]        # root kids no longer trusted
+//! disallowed_signing_keys = ["ADU.Signing.2020-04-29", "NzbLsXh8uDCcd-6M…"]  # kid or thumbprint
 //! ```
 //!
 //! Every section and key is optional; an unknown key is an error naming it, so a typo
@@ -116,6 +126,50 @@ pub struct Config {
     pub hooks: HooksConfig,
     /// Updating the runtime itself.
     pub self_update: SelfUpdateConfig,
+    /// Manifest signatures.
+    pub signing: SigningConfig,
+}
+
+/// The `[signing]` section: which keys a manifest signature must chain to.
+///
+/// Signing is required unless this says `required = false`: a device that was never
+/// told which keys to trust refuses every manifest rather than running any.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SigningConfig {
+    /// Refuse manifests that are unsigned, or whose signature cannot be verified.
+    pub required: bool,
+    /// The root keys a signing key must be signed by.
+    pub root_keys: Vec<RootKeyConfig>,
+    /// Root key ids no longer trusted (even when listed in `root_keys`).
+    pub disabled_root_keys: Vec<String>,
+    /// Signing keys refused whatever signed them: a `kid` or an RFC 7638 thumbprint.
+    pub disallowed_signing_keys: Vec<String>,
+}
+
+impl Default for SigningConfig {
+    fn default() -> Self {
+        SigningConfig {
+            required: true,
+            root_keys: Vec::new(),
+            disabled_root_keys: Vec::new(),
+            disallowed_signing_keys: Vec::new(),
+        }
+    }
+}
+
+/// One root key: its id and exactly one of `jwk`, `jwk_file`, `pem_file`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RootKeyConfig {
+    /// The id a signed signing key's header names (`kid`).
+    pub kid: String,
+    /// The key as a JWK table (`kty`, `n`/`e`, `crv`/`x`/`y`, …).
+    pub jwk: Option<BTreeMap<String, String>>,
+    /// A file holding the key as a JWK (JSON); an absolute path.
+    pub jwk_file: Option<PathBuf>,
+    /// A file holding the key as PEM (`PUBLIC KEY`); an absolute path.
+    pub pem_file: Option<PathBuf>,
 }
 
 /// The `[self_update]` section.
@@ -131,6 +185,9 @@ pub struct SelfUpdateConfig {
     /// Time limit of the new binary's health check, in seconds (default 30).
     pub health_timeout_secs: Option<u64>,
 }
+
+/// Largest configuration file read, in bytes.
+pub const MAX_CONFIG_BYTES: u64 = 256 * 1024;
 
 /// A configuration file that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -165,13 +222,26 @@ impl Config {
                 "deployment.disk_space_factor: {factor} is not a non-negative number"
             )));
         }
-        for (key, hook) in [
+        let key_files = config
+            .signing
+            .root_keys
+            .iter()
+            .enumerate()
+            .flat_map(|(i, k)| {
+                [
+                    (format!("signing.root_keys[{i}].jwk_file"), &k.jwk_file),
+                    (format!("signing.root_keys[{i}].pem_file"), &k.pem_file),
+                ]
+            });
+        let fixed = [
             ("hooks.pre_update", &config.hooks.pre_update),
             ("hooks.post_update", &config.hooks.post_update),
             ("self_update.binary", &config.self_update.binary),
             ("self_update.pre_hook", &config.self_update.pre_hook),
             ("self_update.post_hook", &config.self_update.post_hook),
-        ] {
+        ]
+        .map(|(key, path)| (key.to_owned(), path));
+        for (key, hook) in fixed.into_iter().chain(key_files) {
             if let Some(p) = hook
                 && !p.is_absolute()
             {
@@ -181,15 +251,18 @@ impl Config {
                 )));
             }
         }
+        crate::trust::Trust::from_config(&config.signing)
+            .map_err(|e| err(format!("signing.{e}")))?;
         Ok(config)
     }
 
-    /// Reads a configuration file.
+    /// Reads a configuration file (a regular file of at most [`MAX_CONFIG_BYTES`]).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
+        let text =
+            crate::limits::read_to_string(path, MAX_CONFIG_BYTES).map_err(|e| ConfigError {
+                path: path.to_owned(),
+                message: e.to_string(),
+            })?;
         Config::parse(path, &text)
     }
 

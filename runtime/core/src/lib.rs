@@ -18,6 +18,7 @@ pub mod hooks;
 pub mod host;
 pub mod in_process;
 pub mod journal;
+pub mod limits;
 pub mod manifest;
 pub mod plan;
 pub mod preflight;
@@ -25,6 +26,7 @@ pub mod registry;
 pub mod report;
 mod runtime;
 pub mod state;
+pub mod trust;
 
 pub use admit::{AdmitError, AdmitOptions};
 pub use cancel::CancelToken;

@@ -41,6 +41,7 @@ use crate::manifest::Document;
 use crate::registry::{Registry, RegistryError};
 use crate::report::Report;
 use crate::state::{HistoryEntry, InstalledCriteria, StateDir, StateError, StateView, now_rfc3339};
+use crate::trust::{Trust, TrustConfigError};
 
 /// Errors of the runtime outside a deployment's steps.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +58,9 @@ pub enum RuntimeError {
     /// The deployment was refused.
     #[error(transparent)]
     Admit(#[from] AdmitError),
+    /// The `[signing]` configuration's root keys cannot be used.
+    #[error("signing.{0}")]
+    Trust(#[from] TrustConfigError),
     /// The engine stopped.
     #[error(transparent)]
     Engine(#[from] EngineError),
@@ -84,6 +88,7 @@ pub struct RuntimeBuilder {
     bundled: Vec<BundledHandler>,
     deferred_hosts: Vec<HostFactory>,
     config: Config,
+    allow_unsigned: bool,
     linked: Vec<crate::registry::Registration>,
 }
 
@@ -143,14 +148,25 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Accepts unsigned update manifests whatever the configuration says (signatures
+    /// present are still checked): for tests, benchmarks and demos.
+    pub fn allow_unsigned(mut self) -> Self {
+        self.allow_unsigned = true;
+        self
+    }
+
     /// Sets the component enumerator used for child updates.
     pub fn enumerator(mut self, enumerator: impl ComponentEnumerator + 'static) -> Self {
         self.enumerator = Some(Arc::new(enumerator));
         self
     }
 
-    /// Locks the state directory and loads the registrations.
-    pub fn open(self) -> Result<Runtime, RuntimeError> {
+    /// Locks the state directory, loads the registrations and the signing root keys.
+    pub fn open(mut self) -> Result<Runtime, RuntimeError> {
+        if self.allow_unsigned {
+            self.config.signing.required = false;
+        }
+        let trust = Trust::from_config(&self.config.signing)?;
         let state = StateDir::open(&self.state_dir)?;
         if !self.bundled.is_empty() {
             let dir = state.handlers_dir();
@@ -173,6 +189,7 @@ impl RuntimeBuilder {
                 handlers: Arc::new(HandlerSet::new(registry, hosts)),
                 enumerator: self.enumerator,
                 config: self.config,
+                trust,
                 state,
             }),
         })
@@ -184,6 +201,7 @@ struct Inner {
     handlers: Arc<HandlerSet>,
     enumerator: Option<Arc<dyn ComponentEnumerator>>,
     config: Config,
+    trust: Trust,
 }
 
 /// A running (or resumed) deployment.
@@ -262,6 +280,7 @@ impl Runtime {
             bundled: Vec::new(),
             deferred_hosts: Vec::new(),
             config: Config::default(),
+            allow_unsigned: false,
             linked: Vec::new(),
         }
     }
@@ -276,9 +295,11 @@ impl Runtime {
         self.inner.handlers.registry()
     }
 
-    /// Parses and validates a manifest (or envelope) against the registered handlers.
+    /// Parses a manifest (or envelope), checks its signature and validates it against the
+    /// registered handlers.
     pub fn validate(&self, bytes: &[u8]) -> Result<Document, AdmitError> {
-        crate::admit::validate(bytes, self.registry(), "update manifest")
+        crate::admit::validate(bytes, self.registry(), &self.inner.trust, "update manifest")
+            .map(|(document, _)| document)
     }
 
     /// The deployment in progress or suspended, as a report.
@@ -306,7 +327,21 @@ impl Runtime {
         payload_dir: &Path,
         options: AdmitOptions,
     ) -> Result<Deployment, RuntimeError> {
-        let document = crate::admit::validate(manifest, self.registry(), "update manifest")?;
+        let (document, verdict) = crate::admit::validate(
+            manifest,
+            self.registry(),
+            &self.inner.trust,
+            "update manifest",
+        )?;
+        if let crate::trust::Verdict::Signed(by) = &verdict {
+            tracing::info!(
+                "update manifest signed by key {} ({}), vouched for by root key {}",
+                by.signing_key,
+                by.algorithm,
+                by.root_kid
+            );
+        }
+        let signed = verdict.is_signed() || self.inner.trust.is_required();
         let id = crate::admit::deployment_id(&options, &document)?;
         // Idempotency: a deployment id that already ran returns its result, never a rerun.
         if let Some(earlier) = self.inner.state.history().find(&id)? {
@@ -338,6 +373,7 @@ impl Runtime {
                 deployments_dir: &inner.state.root().join("deployments"),
                 options: &options,
                 config: &inner.config,
+                signed,
             }
             .admit(&document, &deployment, &payload_dir)
         })

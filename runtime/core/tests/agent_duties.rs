@@ -109,7 +109,7 @@ async fn an_update_for_another_device_is_rejected_and_recorded() {
     let mut fx = Fixture::new();
     fx.config = Config::parse(
         Path::new("config.toml"),
-        "[device]\nmanufacturer = \"contoso\"\nmodel = \"other\"\n",
+        "[device]\nmanufacturer = \"contoso\"\nmodel = \"other\"\n[signing]\nrequired = false\n",
     )
     .unwrap();
     let rt = fx.runtime();

@@ -50,6 +50,7 @@ impl Device {
             registry.insert(r).unwrap();
         }
         Runtime::builder(self.tmp.path().join("state"))
+            .allow_unsigned()
             .registry(registry)
             .host(host())
             .open()

@@ -112,10 +112,12 @@ async fn main() -> Result<()> {
     let payloads = dir.join("payloads");
     fs::create_dir_all(&payloads)?;
     let wasm_engine = Runtime::builder(dir.join("state-wasm"))
+        .allow_unsigned()
         .registry(registry(noop.clone())?)
         .host(WasmHost::new(noop_loads.cache)?)
         .open()?;
     let in_process_engine = Runtime::builder(dir.join("state-in-process"))
+        .allow_unsigned()
         .registry(registry(in_process_registration)?)
         .host(in_process_host)
         .open()?;

@@ -86,10 +86,25 @@ impl Device {
         p
     }
 
-    /// Runs `handrail --state-dir <state> <args…>` with extra environment.
+    /// Runs `handrail --state-dir <state> --allow-unsigned <args…>` with extra
+    /// environment: the test manifests are unsigned.
     pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        self.command(true, args, env)
+    }
+
+    /// Runs `handrail --state-dir <state> <args…>`: signing required unless a
+    /// configuration says otherwise.
+    pub fn run_strict(&self, args: &[&str]) -> Run {
+        self.command(false, args, &[])
+    }
+
+    fn command(&self, allow_unsigned: bool, args: &[&str], env: &[(&str, &str)]) -> Run {
         let mut cmd = Command::new(handrail_bin());
-        cmd.arg("--state-dir").arg(&self.state).args(args);
+        cmd.arg("--state-dir").arg(&self.state);
+        if allow_unsigned {
+            cmd.arg("--allow-unsigned");
+        }
+        cmd.args(args);
         cmd.env_remove("HANDRAIL_CRASH_AFTER_WRITE");
         // One compiled-handler cache for every test device: a cold compile per device
         // would dominate the suite's time.

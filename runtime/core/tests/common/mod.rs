@@ -177,9 +177,12 @@ impl Fixture {
             ]}"#,
         )
         .unwrap();
+        // The example manifests are unsigned; signing is tested on its own.
+        let mut config = Config::default();
+        config.signing.required = false;
         Fixture {
             tmp,
-            config: Config::default(),
+            config,
             state,
             device,
             payloads,

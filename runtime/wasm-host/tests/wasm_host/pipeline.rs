@@ -36,6 +36,7 @@ impl Agent {
             .insert(scratch.hostile(setup))
             .expect("one registration");
         let runtime = Runtime::builder(scratch.path("state"))
+            .allow_unsigned()
             .registry(registry)
             .host(shared_host().clone())
             .open()

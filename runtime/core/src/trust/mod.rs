@@ -1,0 +1,346 @@
+//! Manifest signatures: whether an update manifest comes from someone the device trusts.
+//!
+//! The shape is ADU's. The envelope's `updateManifestSignature` is a compact JWS whose
+//! payload is `{"sha256": "<base64 sha256 of the updateManifest string>"}` and whose
+//! header carries the *signing key* in `sjwk`: itself a compact JWS, signed by a *root
+//! key* named by its header's `kid`, whose payload is the signing key as a JWK.
+//!
+//! ```text
+//! updateManifestSignature = JWS{ header: {alg, sjwk}, payload: {"sha256": …} }  signed by the signing key
+//! sjwk                    = JWS{ header: {alg, kid}, payload: <signing key JWK> }  signed by root key `kid`
+//! ```
+//!
+//! ADU signs with RS256; ES256 (P-256) and EdDSA (Ed25519) are accepted in the same
+//! shape, at either level. Root keys come from the `[signing]` configuration
+//! ([`SigningConfig`]); a disabled root key, or a disallowed signing key (by `kid` or
+//! RFC 7638 thumbprint), is refused even when its signatures are good.
+//!
+//! [`Trust::check`] is applied right after a document is parsed. Child manifests are not
+//! signed themselves: they are trusted through their size and sha256 in the signed
+//! parent's `files` (checked by admission), so a child referenced only by `updateId` is
+//! refused whenever the parent is signed or signing is required.
+
+mod jws;
+mod key;
+pub mod sign;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use base64::Engine as _;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::config::{RootKeyConfig, SigningConfig};
+use crate::manifest::Document;
+
+pub use jws::MAX_JWS_BYTES;
+pub use key::{Algorithm, KeyError, PublicKey};
+
+/// Largest key file read (`jwk_file`, `pem_file`), in bytes.
+pub const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
+
+/// Why a manifest's signature was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    /// No signature, and signing is required.
+    #[error(
+        "the update manifest is unsigned and signing is required: deliver it in an envelope with its updateManifestSignature, or set `[signing] required = false` for unsigned test updates"
+    )]
+    Unsigned,
+    /// A signature, but no root key to check it with, and signing is required.
+    #[error(
+        "updateManifestSignature: no root keys are configured (`[signing] root_keys`), so the signature cannot be verified"
+    )]
+    NoRootKeys,
+    /// The signature or the signed signing key is not well formed.
+    #[error("updateManifestSignature: {0}")]
+    Malformed(String),
+    /// The signing key is signed by a root key that is not configured.
+    #[error(
+        "updateManifestSignature: the signing key is signed by root key `{0}`, which is not one of the configured root keys"
+    )]
+    UnknownRootKey(String),
+    /// The signing key is signed by a disabled root key.
+    #[error(
+        "updateManifestSignature: the signing key is signed by root key `{0}`, which is disabled (`[signing] disabled_root_keys`)"
+    )]
+    DisabledRootKey(String),
+    /// The signing key's signature does not verify with the root key it names.
+    #[error(
+        "updateManifestSignature: the signing key's signature does not verify with root key `{0}`"
+    )]
+    BadSigningKey(String),
+    /// The signing key is disallowed.
+    #[error(
+        "updateManifestSignature: signing key `{0}` is disallowed (`[signing] disallowed_signing_keys`)"
+    )]
+    DisallowedSigningKey(String),
+    /// The manifest signature does not verify with the signing key.
+    #[error("updateManifestSignature: the signature does not verify with signing key `{0}`")]
+    BadSignature(String),
+    /// The signature is good but covers other bytes than the manifest's.
+    #[error(
+        "the update manifest was altered after signing: its sha256 is {actual} but the signature covers {signed}"
+    )]
+    Tampered {
+        /// base64 sha256 of the `updateManifest` string received.
+        actual: String,
+        /// base64 sha256 the signature covers.
+        signed: String,
+    },
+}
+
+/// A root key configuration that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("root_keys[{index}] (`{kid}`): {message}")]
+pub struct TrustConfigError {
+    /// Position in `root_keys`.
+    pub index: usize,
+    /// Its kid.
+    pub kid: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Who vouched for a verified manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedBy {
+    /// The root key that signed the signing key.
+    pub root_kid: String,
+    /// The signing key's `kid`, else its thumbprint.
+    pub signing_key: String,
+    /// The algorithm of the manifest signature.
+    pub algorithm: Algorithm,
+}
+
+/// What [`Trust::check`] concluded about a document it let through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The signature verified.
+    Signed(SignedBy),
+    /// Not verified, and signing is not required (the reason is logged).
+    Unverified,
+}
+
+impl Verdict {
+    /// True when the signature verified.
+    pub fn is_signed(&self) -> bool {
+        matches!(self, Verdict::Signed(_))
+    }
+}
+
+/// The trust policy: root keys, revocations and whether signing is required.
+#[derive(Debug, Clone)]
+pub struct Trust {
+    required: bool,
+    roots: BTreeMap<String, PublicKey>,
+    disabled_roots: BTreeSet<String>,
+    disallowed_signing_keys: BTreeSet<String>,
+}
+
+impl Default for Trust {
+    /// Signing required, no root keys: every manifest is refused.
+    fn default() -> Self {
+        Trust {
+            required: true,
+            roots: BTreeMap::new(),
+            disabled_roots: BTreeSet::new(),
+            disallowed_signing_keys: BTreeSet::new(),
+        }
+    }
+}
+
+impl Trust {
+    /// A policy that lets unsigned manifests through (signatures present are still
+    /// checked when root keys are known): for tests and demos.
+    pub fn allow_unsigned() -> Trust {
+        Trust {
+            required: false,
+            ..Trust::default()
+        }
+    }
+
+    /// Builds the policy from `[signing]`, reading key files.
+    pub fn from_config(config: &SigningConfig) -> Result<Trust, TrustConfigError> {
+        let mut roots = BTreeMap::new();
+        for (index, root) in config.root_keys.iter().enumerate() {
+            let err = |message: String| TrustConfigError {
+                index,
+                kid: root.kid.clone(),
+                message,
+            };
+            if root.kid.is_empty() {
+                return Err(err("`kid` is empty".into()));
+            }
+            let key = load_root_key(root).map_err(err)?;
+            if let Some(kid) = key.kid()
+                && kid != root.kid
+            {
+                return Err(err(format!("the JWK's own `kid` is `{kid}`")));
+            }
+            if roots.insert(root.kid.clone(), key).is_some() {
+                return Err(err("another root key has this kid".into()));
+            }
+        }
+        Ok(Trust {
+            required: config.required,
+            roots,
+            disabled_roots: config.disabled_root_keys.iter().cloned().collect(),
+            disallowed_signing_keys: config.disallowed_signing_keys.iter().cloned().collect(),
+        })
+    }
+
+    /// True when unsigned or unverifiable manifests are refused.
+    pub fn is_required(&self) -> bool {
+        self.required
+    }
+
+    /// Checks a parsed document's signature against the policy.
+    ///
+    /// A plain manifest carries no signature. A present signature is always verified
+    /// when root keys are configured, and a bad one is refused even when signing is not
+    /// required: a signature that does not verify is never ignored.
+    pub fn check(&self, document: &Document) -> Result<Verdict, SignatureError> {
+        let signed = document.envelope().and_then(|e| {
+            e.signature
+                .as_deref()
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| (e.manifest_json.as_bytes(), s))
+        });
+        match signed {
+            None if self.required => Err(SignatureError::Unsigned),
+            None => {
+                tracing::warn!(
+                    "the update manifest is unsigned; accepted because signing is not required"
+                );
+                Ok(Verdict::Unverified)
+            }
+            Some(_) if self.roots.is_empty() && !self.required => {
+                tracing::warn!(
+                    "the update manifest is signed but no root keys are configured; accepted unverified because signing is not required"
+                );
+                Ok(Verdict::Unverified)
+            }
+            Some((manifest, signature)) => self.verify(manifest, signature).map(Verdict::Signed),
+        }
+    }
+
+    /// Verifies `signature` (the envelope's `updateManifestSignature`) over the exact
+    /// bytes of the `updateManifest` string.
+    pub fn verify(&self, manifest: &[u8], signature: &str) -> Result<SignedBy, SignatureError> {
+        if self.roots.is_empty() {
+            return Err(SignatureError::NoRootKeys);
+        }
+        let outer = jws::Jws::parse(signature).map_err(SignatureError::Malformed)?;
+        let sjwk = outer.header_string("sjwk").ok_or_else(|| {
+            SignatureError::Malformed("its header carries no signing key (`sjwk`)".into())
+        })?;
+        let signing_key = self.signing_key(sjwk)?;
+        let name = signing_key
+            .kid()
+            .unwrap_or(signing_key.thumbprint())
+            .to_owned();
+        if !signing_key.verify(outer.algorithm, outer.signing_input, &outer.signature) {
+            return Err(SignatureError::BadSignature(name));
+        }
+        let signed = signed_sha256(&outer.payload)?;
+        let actual: [u8; 32] = Sha256::digest(manifest).into();
+        if signed != actual {
+            let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+            return Err(SignatureError::Tampered {
+                actual: b64(&actual),
+                signed: b64(&signed),
+            });
+        }
+        Ok(SignedBy {
+            root_kid: jws::Jws::parse(sjwk)
+                .ok()
+                .and_then(|j| j.header_string("kid").map(str::to_owned))
+                .unwrap_or_default(),
+            signing_key: name,
+            algorithm: outer.algorithm,
+        })
+    }
+
+    /// Verifies the signed signing key `sjwk` against the root keys and returns the key.
+    fn signing_key(&self, sjwk: &str) -> Result<PublicKey, SignatureError> {
+        let malformed =
+            |m: String| SignatureError::Malformed(format!("the signing key (`sjwk`) {m}"));
+        let token = jws::Jws::parse(sjwk).map_err(malformed)?;
+        let kid = token
+            .header_string("kid")
+            .ok_or_else(|| malformed("names no root key (`kid`)".into()))?;
+        if self.disabled_roots.contains(kid) {
+            return Err(SignatureError::DisabledRootKey(kid.to_owned()));
+        }
+        let root = self
+            .roots
+            .get(kid)
+            .ok_or_else(|| SignatureError::UnknownRootKey(kid.to_owned()))?;
+        if !root.verify(token.algorithm, token.signing_input, &token.signature) {
+            return Err(SignatureError::BadSigningKey(kid.to_owned()));
+        }
+        let jwk = match serde_json::from_slice::<Value>(&token.payload) {
+            Ok(Value::Object(jwk)) => jwk,
+            _ => return Err(malformed("payload is not a JSON object".into())),
+        };
+        let key = PublicKey::from_jwk(&jwk).map_err(|e| malformed(format!("is unusable: {e}")))?;
+        for name in key.kid().into_iter().chain([key.thumbprint()]) {
+            if self.disallowed_signing_keys.contains(name) {
+                return Err(SignatureError::DisallowedSigningKey(name.to_owned()));
+            }
+        }
+        Ok(key)
+    }
+}
+
+/// The digest in a signature payload `{"sha256": "<base64>"}` (standard or url-safe).
+fn signed_sha256(payload: &[u8]) -> Result<[u8; 32], SignatureError> {
+    let malformed = |m: &str| SignatureError::Malformed(format!("its payload {m}"));
+    let value: Value = serde_json::from_slice(payload).map_err(|_| malformed("is not JSON"))?;
+    let text = value
+        .get("sha256")
+        .and_then(Value::as_str)
+        .ok_or_else(|| malformed("has no `sha256` string"))?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .ok()
+        .or_else(|| key::decode_b64url(text))
+        .ok_or_else(|| malformed("`sha256` is not base64"))?;
+    bytes
+        .try_into()
+        .map_err(|_| malformed("`sha256` is not 32 bytes"))
+}
+
+fn load_root_key(root: &RootKeyConfig) -> Result<PublicKey, String> {
+    let read = |path: &Path| {
+        crate::limits::read_to_string(path, MAX_KEY_FILE_BYTES)
+            .map_err(|e| format!("{}: {e}", path.display()))
+    };
+    match (&root.jwk, &root.jwk_file, &root.pem_file) {
+        (Some(jwk), None, None) => {
+            let map = jwk
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                .collect();
+            PublicKey::from_jwk(&map).map_err(|e| e.to_string())
+        }
+        (None, Some(path), None) => {
+            let text = read(path)?;
+            match serde_json::from_str::<Value>(&text) {
+                Ok(Value::Object(map)) => {
+                    PublicKey::from_jwk(&map).map_err(|e| format!("{}: {e}", path.display()))
+                }
+                _ => Err(format!("{}: not a JSON object", path.display())),
+            }
+        }
+        (None, None, Some(path)) => {
+            PublicKey::from_pem(&read(path)?).map_err(|e| format!("{}: {e}", path.display()))
+        }
+        _ => Err("give exactly one of `jwk`, `jwk_file`, `pem_file`".into()),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;
