@@ -213,6 +213,8 @@ impl Fixture {
         fs::create_dir_all(dir.path().join("payloads")).unwrap();
         let host = WasmHost::new(dir.path().join("wasm-cache")).unwrap();
         let runtime = Runtime::builder(dir.path().join("state"))
+            // The test deploys manifests it writes itself, unsigned.
+            .allow_unsigned()
             .registry(registry)
             .host(host)
             .open()
