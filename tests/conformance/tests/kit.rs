@@ -1,0 +1,210 @@
+//! The kit over real handlers: every built-in WebAssembly handler, the example native
+//! handlers and the vendor template pass; each deliberately broken handler fails
+//! exactly the checks it breaks.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use handrail::registry::{Capabilities, HandlerKind, Limits, Registration, sha256_file};
+use handrail_conformance::{Check, Kit, Profile, Report};
+use handrail_conformance_guests as guests;
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path)
+}
+
+/// Compiled handlers are cached across the tests of this run.
+fn cache() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("conformance-cache")
+}
+
+fn registration(
+    id: &str,
+    kind: HandlerKind,
+    artifact: &Path,
+    capabilities: Capabilities,
+) -> Registration {
+    Registration {
+        id: id.into(),
+        kind,
+        artifact: artifact.to_owned(),
+        sha256: sha256_file(artifact).unwrap(),
+        capabilities,
+        limits: Limits::default(),
+        config: Default::default(),
+        source: None,
+    }
+}
+
+fn kit(registration: Registration, profile: Option<&Path>) -> Kit {
+    let kit = Kit::new(registration)
+        .cache_dir(cache())
+        .native_worker(env!("CARGO_BIN_EXE_conformance-native-worker"));
+    match profile {
+        Some(p) => kit.profile(Profile::load(p).unwrap()),
+        None => kit,
+    }
+}
+
+fn failed(report: &Report) -> BTreeSet<&'static str> {
+    report.failed().iter().map(|c| c.id()).collect()
+}
+
+fn assert_passes(report: &Report) {
+    assert!(report.passed(), "{}", report.to_human());
+}
+
+/// A built-in handler's component, written out as an artifact.
+fn builtin(id: &str, dir: &Path) -> Registration {
+    let handler = handrail_builtin_handlers::builtin_handlers()
+        .into_iter()
+        .find(|h| h.id == id)
+        .unwrap();
+    let artifact = dir.join(format!("{}.wasm", id.replace(['/', ':'], "-")));
+    std::fs::write(&artifact, handler.wasm).unwrap();
+    registration(id, HandlerKind::Wasm, &artifact, handler.capabilities)
+}
+
+#[test]
+fn the_script_handler_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = builtin("microsoft/script:1", dir.path());
+    let report = kit(reg, Some(&repo("handlers/script/conform.toml")))
+        .run()
+        .unwrap();
+    assert_passes(&report);
+    assert!(report.skipped().is_empty(), "{}", report.to_human());
+}
+
+#[test]
+fn the_apt_handler_conforms_in_what_can_run_without_installing() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = builtin("microsoft/apt:1", dir.path());
+    let report = kit(reg, Some(&repo("handlers/apt/conform.toml")))
+        .run()
+        .unwrap();
+    assert_passes(&report);
+    // Install is not run on the machine running the tests, so what depends on it is
+    // skipped, with the profile's reason.
+    assert_eq!(
+        report.skipped(),
+        [Check::InstalledAfterInstall, Check::IdempotentInstall]
+    );
+    let why = report.to_human();
+    assert!(why.contains("installs packages on the machine"), "{why}");
+}
+
+#[test]
+fn the_c_example_native_handler_conforms() {
+    let reg = registration(
+        "contoso/marker:1",
+        HandlerKind::Native,
+        Path::new(handrail_test_native_guests::C_MARKER),
+        Capabilities::default(),
+    );
+    let report = kit(
+        reg,
+        Some(&repo("tests/conformance/profiles/c-marker.conform.toml")),
+    )
+    .run()
+    .unwrap();
+    assert_passes(&report);
+}
+
+#[test]
+fn the_rust_example_native_handler_conforms() {
+    let reg = registration(
+        "test/rust-marker:1",
+        HandlerKind::Native,
+        &handrail_test_native_guests::rust_marker_library(),
+        Capabilities::default(),
+    );
+    let report = kit(
+        reg,
+        Some(&repo("tests/conformance/profiles/rust-marker.conform.toml")),
+    )
+    .run()
+    .unwrap();
+    assert_passes(&report);
+}
+
+#[test]
+fn the_vendor_template_conforms() {
+    let report = kit(
+        Kit::from_path(Path::new(guests::TEMPLATE))
+            .unwrap()
+            .registration()
+            .clone(),
+        Some(&repo("sdk/template/conform.toml")),
+    )
+    .run()
+    .unwrap();
+    assert_eq!(report.handler, "vendor/template:1");
+    assert_passes(&report);
+    assert!(report.skipped().is_empty(), "{}", report.to_human());
+}
+
+/// The kit over a broken guest, registered as a bare artifact (the id comes from its
+/// describe), with `profile` as its step.
+fn broken(artifact: &str, profile: &str) -> Report {
+    let reg = Kit::from_path(Path::new(artifact))
+        .unwrap()
+        .registration()
+        .clone();
+    kit(reg, None)
+        .profile(Profile::parse(Path::new("inline.toml"), profile).unwrap())
+        .run()
+        .unwrap()
+}
+
+#[test]
+fn an_out_of_phase_code_fails_only_the_result_file_check() {
+    let report = broken(guests::OUT_OF_PHASE, "");
+    assert_eq!(failed(&report), ["HC-002"].into(), "{}", report.to_human());
+}
+
+#[test]
+fn a_trap_on_malformed_properties_fails_only_that_check() {
+    let report = broken(
+        guests::TRAPS_ON_MALFORMED,
+        "[handlerProperties]\nversion = \"1.0\"",
+    );
+    assert_eq!(failed(&report), ["HC-009"].into(), "{}", report.to_human());
+}
+
+#[test]
+fn a_cancel_that_never_returns_fails_only_the_cancel_check() {
+    let report = broken(guests::IGNORES_CANCEL, "cancelBoundSecs = 2");
+    assert_eq!(failed(&report), ["HC-007"].into(), "{}", report.to_human());
+}
+
+#[test]
+fn an_is_installed_that_lies_after_install_fails_only_that_check() {
+    let report = broken(guests::LYING_IS_INSTALLED, "");
+    assert_eq!(failed(&report), ["HC-004"].into(), "{}", report.to_human());
+}
+
+#[test]
+fn a_non_deterministic_handler_fails_only_the_determinism_check() {
+    let report = broken(guests::NON_DETERMINISTIC, "");
+    assert_eq!(failed(&report), ["HC-012"].into(), "{}", report.to_human());
+}
+
+#[test]
+fn a_bad_describe_fails_only_the_describe_check() {
+    let report = broken(guests::BAD_DESCRIBE, "");
+    assert_eq!(failed(&report), ["HC-001"].into(), "{}", report.to_human());
+}
+
+#[test]
+fn a_handler_that_cannot_load_fails_describe_and_skips_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut reg = builtin("microsoft/script:1", dir.path());
+    reg.id = "contoso/not-script:1".into();
+    let report = kit(reg, None).run().unwrap();
+    assert_eq!(failed(&report), ["HC-001"].into());
+    assert_eq!(report.skipped().len(), Check::ALL.len() - 1);
+    assert!(report.to_human().contains("describes itself as"));
+}
