@@ -14,6 +14,7 @@
 //! | 7 | the deployment ran past its time limit |
 //! | 10 | internal error (state could not be read or written) |
 
+mod conform;
 mod output;
 mod self_update;
 
@@ -144,6 +145,31 @@ enum Command {
         #[command(subcommand)]
         command: HandlersCommand,
     },
+    /// Run the conformance kit's contract checks against a handler in its sandbox.
+    /// Exit 0 when every check passes or is skipped, 1 when one fails.
+    Conform {
+        /// The handler: a component (`.wasm`), a native library (`.so`) or a
+        /// registration (`.toml`); a profile beside it (`<name>.conform.toml` or
+        /// `conform.toml`) supplies the step to run it with.
+        handler: PathBuf,
+        /// The conformance profile (default: the one beside the handler, if any).
+        #[arg(long)]
+        profile: Option<PathBuf>,
+        /// Also write the report as JUnit XML to this file.
+        #[arg(long)]
+        junit: Option<PathBuf>,
+    },
+    /// Create a handler crate from the vendor template.
+    NewHandler {
+        /// The folder to create (must not exist, or be empty).
+        dir: PathBuf,
+        /// The handler id, `vendor/name:major`.
+        #[arg(long)]
+        id: String,
+        /// The handler SDK's folder (default: the one this `handrail` was built from).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -235,6 +261,13 @@ fn exit_code_of(e: &anyhow::Error) -> u8 {
             EXIT_BAD_INPUT
         }
         None if e.downcast_ref::<std::io::Error>().is_some() => EXIT_BAD_INPUT,
+        None if matches!(
+            e.downcast_ref::<handrail_conformance::KitError>(),
+            Some(k) if !matches!(k, handrail_conformance::KitError::Setup(_))
+        ) =>
+        {
+            EXIT_BAD_INPUT
+        }
         None => EXIT_INTERNAL,
     }
 }
@@ -352,6 +385,28 @@ async fn run(cli: &Cli, out: &output::Output) -> anyhow::Result<u8> {
             let deployment = runtime.deploy(&bytes, payloads, options).await?;
             let report = out.follow(deployment).await?;
             Ok(exit_for(&report))
+        }
+        Command::Conform {
+            handler,
+            profile,
+            junit,
+        } => {
+            conform::conform(
+                handler,
+                profile.as_deref(),
+                junit.as_deref(),
+                cli.cache_dir.as_deref(),
+                cli.json,
+            )
+            .await
+        }
+        Command::NewHandler { dir, id, sdk } => {
+            conform::new_handler(dir, id, sdk.as_deref())?;
+            out.message(&format!(
+                "created {} for `{id}`: build it with `cargo build --release --target wasm32-wasip2`, then `handrail conform` the .wasm",
+                dir.display()
+            ));
+            Ok(0)
         }
         Command::Resume => {
             let runtime = open(cli)?;
