@@ -210,3 +210,22 @@ fn a_second_process_is_refused_while_the_first_owns_the_state() {
     assert_eq!(before, after, "the refused process changed nothing");
     assert!(device.log().is_empty());
 }
+
+#[test]
+fn without_a_configuration_unsigned_manifests_are_refused_unless_allowed() {
+    let device = Device::new();
+    let manifest = device.manifest("m.json", &script_manifest(&device, &["a"], &[]));
+    let payloads = device.payloads.to_str().unwrap();
+    let args = ["deploy", manifest.to_str().unwrap(), "--payloads", payloads];
+    let run = device.run_strict(&args);
+    assert_eq!(run.code(), Some(2), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("unsigned and signing is required"),
+        "{}",
+        run.stderr()
+    );
+    let run = device.run_strict(&["validate", manifest.to_str().unwrap()]);
+    assert_eq!(run.code(), Some(2), "{}", run.stderr());
+    assert!(device.log().is_empty(), "nothing ran: {:?}", device.log());
+    assert_eq!(device.run(&args).code(), Some(0));
+}

@@ -30,6 +30,9 @@ use crate::preflight;
 use crate::registry::Registry;
 use crate::trust::{SignatureError, Trust, Verdict};
 
+/// Most step runs one deployment may expand to (child steps count once per component).
+pub const MAX_PLANNED_STEPS: usize = 10_000;
+
 /// How many refused deployments' mismatching payload files are kept for inspection.
 pub const MAX_QUARANTINED: usize = 4;
 
@@ -67,6 +70,14 @@ pub enum AdmitError {
         file: String,
         /// What is wrong.
         message: String,
+    },
+    /// Child updates expand to more step runs than [`MAX_PLANNED_STEPS`].
+    #[error(
+        "instructions.steps[{step}]: the deployment expands to more than {MAX_PLANNED_STEPS} step runs (child steps × components)"
+    )]
+    TooManySteps {
+        /// The reference step whose expansion went past the limit.
+        step: usize,
     },
     /// The deployment id is not usable.
     #[error("deployment id `{0}`: use 1–128 characters from A–Z, a–z, 0–9, `.`, `_`, `-`")]
@@ -340,6 +351,9 @@ impl Admission<'_> {
                         Some(list) => list.iter().cloned().map(Some).collect(),
                     };
                     let none_matched = components.as_ref().is_some_and(|l| l.is_empty());
+                    if steps.len() + runs.len() * child.steps.len() > MAX_PLANNED_STEPS {
+                        return Err(AdmitError::TooManySteps { step: index });
+                    }
                     for component in runs {
                         for (child_index, child_step) in child.steps.iter().enumerate() {
                             let Step::Inline(inline) = child_step else {

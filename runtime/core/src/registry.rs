@@ -223,6 +223,9 @@ pub fn hex(bytes: &[u8]) -> String {
         })
 }
 
+/// Largest registration file read, in bytes.
+pub const MAX_REGISTRATION_BYTES: u64 = 64 * 1024;
+
 impl Registration {
     /// Parses one registration file's text; `path` is used in errors and to resolve a
     /// relative artifact.
@@ -344,10 +347,13 @@ impl Registry {
             .collect();
         paths.sort();
         for path in paths {
-            let text = fs::read_to_string(&path).map_err(|source| RegistryError::Io {
-                path: path.clone(),
-                source,
-            })?;
+            let text =
+                crate::limits::read_to_string(&path, MAX_REGISTRATION_BYTES).map_err(|source| {
+                    RegistryError::Io {
+                        path: path.clone(),
+                        source,
+                    }
+                })?;
             registry.insert(Registration::parse(&path, &text)?)?;
         }
         Ok(registry)
@@ -390,6 +396,18 @@ mod tests {
         let p = dir.join(name);
         fs::write(&p, text).unwrap();
         p
+    }
+
+    #[test]
+    fn an_oversized_registration_file_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = format!("# {}\n", "x".repeat(MAX_REGISTRATION_BYTES as usize));
+        write(dir.path(), "big.toml", &big);
+        let err = Registry::load_dir(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("big.toml") && err.contains("the limit is"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -259,3 +259,39 @@ async fn payload_names_that_leave_the_payload_folder_and_symlinks_are_refused() 
     assert!(e.contains("is not a regular file"), "{e}");
     assert!(fx.calls().is_empty());
 }
+
+#[tokio::test]
+async fn a_child_expanding_past_the_step_limit_is_refused() {
+    let fx = Fixture::new();
+    let cameras: Vec<Value> = (0..11)
+        .map(|i| {
+            json!({"id": format!("cam-{i}"), "name": format!("c{i}"), "group": "cameras",
+            "manufacturer": "contoso", "model": "virtual-camera"})
+        })
+        .collect();
+    fs::write(
+        fx.state.parent().unwrap().join("components.json"),
+        json!({"components": cameras}).to_string(),
+    )
+    .unwrap();
+    let mut child: Value =
+        serde_json::from_slice(&common::example("child-three-script-steps.json")).unwrap();
+    let step = child["instructions"]["steps"][0].clone();
+    child["instructions"]["steps"] = (0..1000)
+        .map(|i| {
+            let mut s = step.clone();
+            s["handlerProperties"]["installedCriteria"] = format!("criteria-{i}").into();
+            s
+        })
+        .collect();
+    fs::write(
+        fx.payloads
+            .join("contoso.virtual-camera.1.2.importmanifest.json"),
+        child.to_string(),
+    )
+    .unwrap();
+    let parent = common::example("parent-reference-step.json");
+    let e = refusal(&fx.runtime(), &parent, &fx.payloads, "big").await;
+    assert!(e.contains("more than 10000 step runs"), "{e}");
+    assert!(fx.calls().is_empty());
+}

@@ -15,10 +15,10 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use super::MAX_MANIFEST_BYTES;
 use super::error::{ManifestError, ManifestErrors, Problem, child};
 use super::json::Reader;
 use super::model::UpdateManifest;
+use super::{MAX_FILES, MAX_MANIFEST_BYTES};
 
 /// Root members whose presence marks a document as an envelope.
 pub(crate) const ENVELOPE_KEYS: [&str; 2] = ["updateManifest", "workflow"];
@@ -130,6 +130,17 @@ fn read_file_urls(r: &mut Reader, root: &Map<String, Value>) -> BTreeMap<String,
     let Some(object) = Reader::optional(root, path).and_then(|v| r.object(v, path)) else {
         return BTreeMap::new();
     };
+    if object.len() > MAX_FILES {
+        r.report(
+            path,
+            Problem::TooMany {
+                what: "file URLs",
+                count: object.len(),
+                limit: MAX_FILES,
+            },
+        );
+        return BTreeMap::new();
+    }
     object
         .iter()
         .filter_map(|(id, v)| Some((id.clone(), r.string(v, &child(path, id))?)))

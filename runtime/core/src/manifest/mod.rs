@@ -350,6 +350,23 @@ mod tests {
     }
 
     #[test]
+    fn an_envelope_with_too_many_file_urls_is_refused() {
+        let urls: serde_json::Map<String, Value> = (0..=MAX_FILES)
+            .map(|i| (format!("f{i}"), Value::String("https://x".into())))
+            .collect();
+        let envelope = serde_json::json!({
+            "workflow": {"action": 3, "id": "w"},
+            "updateManifest": ONE_INLINE,
+            "fileUrls": urls,
+        });
+        let err = parse_document(envelope.to_string().as_bytes()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "fileUrls: 1001 file URLs; the limit is 1000"
+        );
+    }
+
+    #[test]
     fn errors_inside_an_envelope_name_the_manifest_string_or_the_inner_field() {
         let envelope = |manifest: &str| {
             serde_json::json!({"workflow": {"action": 3, "id": "w"}, "updateManifest": manifest})

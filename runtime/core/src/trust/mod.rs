@@ -211,7 +211,7 @@ impl Trust {
         match signed {
             None if self.required => Err(SignatureError::Unsigned),
             None => {
-                tracing::warn!(
+                tracing::info!(
                     "the update manifest is unsigned; accepted because signing is not required"
                 );
                 Ok(Verdict::Unverified)
