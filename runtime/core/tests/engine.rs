@@ -206,18 +206,26 @@ async fn reboot_case(action: &str, code: i32, immediate: bool) {
     let report = resume(&rt).await;
     assert_eq!(report.status, DeploymentStatus::Succeeded, "{report:#?}");
     let after: Vec<String> = fx.calls()[calls_before..].to_vec();
-    if expect_apply_before_stop {
-        assert!(
-            after[0].starts_with("1 "),
-            "resume continues at step 1, got {after:?}"
-        );
+    // Step 0 continues at its next action (never from the top), then verifies with
+    // is-installed that the update runs after the reboot; only then does step 1 start.
+    let step0: Vec<&str> = after
+        .iter()
+        .filter(|c| c.starts_with("0 "))
+        .map(String::as_str)
+        .collect();
+    let expected: &[&str] = if expect_apply_before_stop {
+        &["0 - is-installed"]
     } else {
-        assert_eq!(after[0], "0 - apply", "resume continues at the next action");
-    }
-    assert!(
-        !after.iter().any(|c| c == "0 - is-installed"),
-        "not from step 0: {after:?}"
+        &["0 - apply", "0 - is-installed"]
+    };
+    assert_eq!(step0, expected, "{action} {code}: {after:?}");
+    assert_eq!(after[step0.len()], "1 - is-installed", "{after:?}");
+    let verified = report.steps[0].actions.last().unwrap();
+    assert_eq!(
+        (verified.action, verified.result.result_code),
+        (Action::IsInstalled, codes::IS_INSTALLED_INSTALLED)
     );
+    assert_eq!(report.steps[0].outcome, StepOutcome::Succeeded);
     assert!(rt.resume().unwrap().is_none());
 }
 
@@ -239,6 +247,43 @@ async fn reboot_and_restart_codes_suspend_and_resume_at_the_right_place() {
     ] {
         reboot_case(action, code, immediate).await;
     }
+}
+
+#[tokio::test]
+async fn an_update_not_running_after_the_reboot_fails_and_is_restored() {
+    let fx = Fixture::new();
+    let rt = fx.runtime();
+    let manifest = inline_manifest(
+        "microsoft/apt:1",
+        &[serde_json::json!({"installedCriteria": "ab", "codes": {"apply": 705}})],
+    );
+    let report = deploy(&rt, &manifest, &fx.payloads).await;
+    assert_eq!(report.status, DeploymentStatus::Suspended);
+    assert!(
+        rt.installed().unwrap().is_empty(),
+        "not installed before it is seen running"
+    );
+    // The device came back on the old version (the bootloader fell back).
+    fs::remove_file(fx.device.join("ab@host")).unwrap();
+    drop(rt);
+    let rt = fx.runtime();
+    let report = resume(&rt).await;
+    let failure = report.failure.clone().unwrap();
+    assert_eq!(failure.action, Action::IsInstalled);
+    assert_eq!(
+        failure.extended_result_code,
+        ext::NOT_RUNNING_AFTER_RESTART.value()
+    );
+    assert_eq!(
+        report.steps[0].actions.last().unwrap().action,
+        Action::Restore
+    );
+    assert_eq!(report.status, DeploymentStatus::RolledBack, "{report:#?}");
+    assert!(rt.installed().unwrap().is_empty());
+    assert!(
+        rt.resume().unwrap().is_none(),
+        "no loop: nothing left to resume"
+    );
 }
 
 #[tokio::test]

@@ -439,6 +439,7 @@ impl fmt::Display for ExtendedCode {
 /// | `0x34800019` | capability not granted |
 /// | `0x34800020` | payload file missing for the step |
 /// | `0x34800021` | no component matched the step |
+/// | `0x34800022` | the update is not running after the reboot or restart it asked for |
 pub mod ext {
     use super::{COMPONENT_RUNTIME, ExtendedCode, FACILITY_STEP_HANDLER};
 
@@ -482,6 +483,9 @@ pub mod ext {
     pub const PAYLOAD_MISSING: ExtendedCode = rt(0x20);
     /// No component matched the step.
     pub const NO_MATCHING_COMPONENTS: ExtendedCode = rt(0x21);
+    /// After the reboot or restart it asked for, the step's update is not running
+    /// (`is-installed` answered 901).
+    pub const NOT_RUNNING_AFTER_RESTART: ExtendedCode = rt(0x22);
 }
 
 #[cfg(test)]
@@ -550,6 +554,7 @@ mod tests {
             ext::CAPABILITY_DENIED,
             ext::PAYLOAD_MISSING,
             ext::NO_MATCHING_COMPONENTS,
+            ext::NOT_RUNNING_AFTER_RESTART,
         ];
         let mut seen = std::collections::HashSet::new();
         for c in all {

@@ -110,7 +110,9 @@ pub(super) async fn roll_back(
         });
         let result = match finished_restore {
             Some(r) => r,
-            None => journaled_action(cx, journal, replay, i, &handler, Action::Restore).await?,
+            None => {
+                journaled_action(cx, journal, replay, i, &handler, Action::Restore, false).await?
+            }
         };
         restored += 1;
         if result.is_success() {

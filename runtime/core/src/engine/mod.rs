@@ -399,13 +399,17 @@ async fn run_step(
                 cx.emit(Event::StepFinished { step: i, outcome });
                 return Ok(None);
             }
+            Move::AwaitRestart(interruption) => {
+                return suspend(cx, journal, replay, i, interruption).map(Some);
+            }
             Move::Run(action) => {
                 if let Some(interruption) = pending_interruption(events)
                     && interruption.is_immediate()
                 {
                     return suspend(cx, journal, replay, i, interruption).map(Some);
                 }
-                journaled_action(cx, journal, replay, i, &handler, action).await?;
+                let verifying = action == Action::IsInstalled && sequence::verifies(events);
+                journaled_action(cx, journal, replay, i, &handler, action, verifying).await?;
             }
         }
     }
@@ -439,6 +443,7 @@ async fn journaled_action(
     i: usize,
     handler: &LoadOutcome,
     action: Action,
+    verifying: bool,
 ) -> Result<ResultFile, EngineError> {
     let cancelled_before =
         cx.cancel.is_cancelled() && !matches!(action, Action::Restore | Action::Cancel);
@@ -466,6 +471,19 @@ async fn journaled_action(
             }
             Err(failure) => failure.clone(),
         }
+    };
+    // A verification after a reboot that finds the update not running is a failure,
+    // named as such in the report.
+    let result = if verifying && result.result_code == codes::IS_INSTALLED_NOT_INSTALLED {
+        ResultFile::failure(
+            ext::NOT_RUNNING_AFTER_RESTART,
+            format!(
+                "after the reboot or restart it asked for, the update is not running: {}",
+                result.result_details
+            ),
+        )
+    } else {
+        result
     };
     cx.emit(Event::ActionFinished {
         step: i,

@@ -21,6 +21,9 @@ pub enum Move {
     Run(Action),
     /// The step is over with this outcome.
     Finish(StepOutcome),
+    /// The step asked for a reboot or agent restart and waits for it: suspend now, and
+    /// verify with `is-installed` once resumed.
+    AwaitRestart(Interruption),
 }
 
 const FORWARD: [Action; 5] = [
@@ -81,6 +84,53 @@ fn after_failure(action: Action, events: &[&StepEvent], supports: &dyn Fn(Action
     }
 }
 
+/// The interruption a step asked for, if any of its actions did.
+fn asked_for_restart(events: &[StepEvent]) -> Option<Interruption> {
+    events
+        .iter()
+        .filter_map(finished)
+        .find_map(|(_, r)| Interruption::of(r.result_code))
+}
+
+/// True when an `is-installed` run now would verify a reboot or restart: the step asked
+/// for one, was resumed after it, and no crash interrupted an action since.
+pub fn verifies(events: &[StepEvent]) -> bool {
+    if matches!(events.last(), Some(StepEvent::Interrupted(_))) {
+        return false;
+    }
+    events
+        .iter()
+        .rposition(|e| matches!(e, StepEvent::Resumed))
+        .is_some_and(|resumed| asked_for_restart(&events[..resumed]).is_some())
+}
+
+/// True when the step's last event is such a verification.
+fn is_verification(events: &[StepEvent]) -> bool {
+    match events.split_last() {
+        Some((StepEvent::Finished(r), before)) => {
+            r.action == Action::IsInstalled && verifies(before)
+        }
+        _ => false,
+    }
+}
+
+/// What a step that has run all its actions does next: finish, or — when it asked for a
+/// reboot or restart and the handler can tell — wait for it and verify afterwards
+/// (success is reported only once the new version is seen running).
+fn after_last_action(events: &[StepEvent], supports: &dyn Fn(Action) -> bool) -> Move {
+    let Some(interruption) = asked_for_restart(events) else {
+        return Move::Finish(StepOutcome::Succeeded);
+    };
+    if !supports(Action::IsInstalled) {
+        return Move::Finish(StepOutcome::Succeeded);
+    }
+    if events.iter().any(|e| matches!(e, StepEvent::Resumed)) {
+        Move::Run(Action::IsInstalled)
+    } else {
+        Move::AwaitRestart(interruption)
+    }
+}
+
 /// The next move for a step, given its recorded events and what the handler supports.
 pub fn next_move(events: &[StepEvent], supports: &dyn Fn(Action) -> bool) -> Move {
     let evs: Vec<&StepEvent> = events
@@ -105,6 +155,14 @@ pub fn next_move(events: &[StepEvent], supports: &dyn Fn(Action) -> bool) -> Mov
         StepEvent::Finished(r) => (r.action, &r.result),
     };
     match action {
+        Action::IsInstalled if is_verification(events) => {
+            if result.result_code == codes::IS_INSTALLED_INSTALLED {
+                Move::Finish(StepOutcome::Succeeded)
+            } else {
+                // Not running after the reboot: undo as for a failed apply.
+                after_failure(Action::Apply, &evs, supports)
+            }
+        }
         Action::IsInstalled => {
             if result.result_code == codes::IS_INSTALLED_INSTALLED {
                 Move::Finish(StepOutcome::AlreadyInstalled)
@@ -132,7 +190,10 @@ pub fn next_move(events: &[StepEvent], supports: &dyn Fn(Action) -> bool) -> Mov
         } else {
             StepOutcome::Failed
         }),
-        _ if result.is_success() => forward_from(Some(action), supports),
+        _ if result.is_success() => match forward_from(Some(action), supports) {
+            Move::Finish(StepOutcome::Succeeded) => after_last_action(events, supports),
+            other => other,
+        },
         _ if result.result_code == codes::FAILURE_CANCELLED && supports(Action::Cancel) => {
             Move::Run(Action::Cancel)
         }
