@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fuzzes everything Handrail reads from outside, one target after another, each for a
+# Fuzzes everything Handrail reads from outside (and the signature check), one target after another, each for a
 # bounded time: scripts/fuzz.sh [seconds-per-target] [target…]
 # Needs the nightly toolchain (cargo-fuzz builds with sanitizers); installs cargo-fuzz
 # when it is missing. Crashes land in fuzz/artifacts/<target>/; the corpus grows in
@@ -10,7 +10,7 @@ seconds="${1:-60}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(manifest result_file registration config)
+    targets=(manifest result_file registration config signature)
 fi
 if ! rustup toolchain list | grep -q '^nightly'; then
     rustup toolchain install nightly --profile minimal
@@ -33,6 +33,10 @@ seed config examples/demo/config.toml
 mkdir -p fuzz/corpus/result_file
 printf '{"resultCode": 600, "extendedResultCode": 0, "resultDetails": "ok"}' > fuzz/corpus/result_file/success.json
 printf '{"resultCode": 0, "extendedResultCode": 0}' > fuzz/corpus/result_file/anonymous.json
+# The ADU shape with a root-signed signing key, whose signatures the fuzzer has to break.
+mkdir -p fuzz/corpus/signature
+printf '{}\n%s' 'eyJhbGciOiAiRWREU0EiLCAic2p3ayI6ICJleUpoYkdjaU9pQWlVbE15TlRZaUxDQWlhMmxrSWpvZ0luSnZiM1F1TVNKOS5leUpyZEhraU9pQWlUMHRRSWl3Z0ltTnlkaUk2SUNKRlpESTFOVEU1SWl3Z0luZ2lPaUFpTVRGeFdVRlpTM2hEY21aV1UxODNWSGxYVVVoUFp6ZG9ZM1pRWVhCcFRXeHlkMGxoWVZCalNGVlNieUlzSUNKcmFXUWlPaUFpYzJsbmJtbHVaeTR3SW4wLkFBQUEifQ.eyJzaGEyNTYiOiAiNDdERVFwajhIQlNhKy9USW1XKzVKQ2V1UWVSa201Tk1wSldaRzNoU3VGVT0ifQ.AAAA' \
+    > fuzz/corpus/signature/adu-shape.txt
 
 status=0
 for target in "${targets[@]}"; do
