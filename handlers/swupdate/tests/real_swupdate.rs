@@ -372,6 +372,12 @@ async fn installs_into_the_inactive_slot_switches_and_verifies_after_the_reboot(
     fx.device.boot("b", "2.0");
     let resumed = fx.resume().await.expect("the suspended deployment");
     assert_eq!(resumed.status, DeploymentStatus::Succeeded, "{resumed:#?}");
+    // Success is reported only after the engine's is-installed saw 2.0 running on b.
+    let verified = resumed.steps[0].actions.last().unwrap();
+    assert_eq!(
+        (verified.action, verified.result.result_code),
+        (Action::IsInstalled, 900)
+    );
     // Is-installed is the verification: it confirms the update and answers 900.
     let again = fx
         .deploy(
@@ -400,17 +406,8 @@ async fn a_fallback_to_the_old_slot_fails_after_the_reboot_and_rolls_back_once()
     // The new slot does not come up: the bootloader boots slot a again, still 1.0.
     fx.device.boot("a", "1.0");
     let resumed = fx.resume().await.expect("the suspended deployment");
-    let verified_by_engine = resumed.status != DeploymentStatus::Succeeded;
-    let failed = if verified_by_engine {
-        resumed
-    } else {
-        fx.deploy(
-            "2.0",
-            json!({"swuFileName": "update-2.0.swu"}),
-            &["update-2.0.swu"],
-        )
-        .await
-    };
+    // The engine verifies on resume (is-installed after the reboot) and fails the step.
+    let failed = resumed;
     assert_ne!(failed.status, DeploymentStatus::Succeeded, "{failed:#?}");
     let failure = failed.failure.clone().expect("the failure is reported");
     assert_eq!(failure.action, Action::IsInstalled, "{failed:#?}");
@@ -420,9 +417,15 @@ async fn a_fallback_to_the_old_slot_fails_after_the_reboot_and_rolls_back_once()
         "{}",
         failure.result_details
     );
+    // Nothing is installed again after the failed verification (the engine's report
+    // also holds the install from before the reboot).
+    let actions = &failed.steps[0].actions;
+    let verification = actions
+        .iter()
+        .rposition(|a| a.action == Action::IsInstalled && !a.result.is_success())
+        .expect("the failed verification");
     assert!(
-        !failed.steps[0]
-            .actions
+        !actions[verification..]
             .iter()
             .any(|a| a.action == Action::Install),
         "nothing is installed again: {failed:#?}"
