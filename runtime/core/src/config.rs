@@ -28,6 +28,9 @@
 //! ]
 //! disabled_root_keys = ["contoso.root.0"]        # root kids no longer trusted
 //! disallowed_signing_keys = ["ADU.Signing.2020-04-29", "NzbLsXh8uDCcd-6M…"]  # kid or thumbprint
+//!
+//! [handler_config."microsoft/apt:1"]   # merged over that handler's registration [config]
+//! apt_options = ["-o", "Acquire::Retries=3"]
 //! ```
 //!
 //! Every section and key is optional; an unknown key is an error naming it, so a typo
@@ -128,6 +131,9 @@ pub struct Config {
     pub self_update: SelfUpdateConfig,
     /// Manifest signatures.
     pub signing: SigningConfig,
+    /// Device-local settings per handler id, merged over the registration's `[config]`
+    /// (so a bundled handler can be configured without registering it again).
+    pub handler_config: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
 }
 
 /// The `[signing]` section: which keys a manifest signature must chain to.
@@ -321,6 +327,29 @@ mod tests {
         assert_eq!(c.device_properties()["architecture"], "armv7l");
         assert_eq!(c.deployment.failure_policy, FailurePolicy::Stop);
         assert_eq!(c.hooks.pre_update.as_deref(), Some(Path::new("/etc/h/pre")));
+    }
+
+    #[test]
+    fn handler_settings_merge_over_the_registration() {
+        let c = Config::parse(
+            Path::new("c.toml"),
+            "[handler_config.\"microsoft/apt:1\"]\napt_options = [\"-o\", \"A=1\"]\n",
+        )
+        .unwrap();
+        let mut registry = crate::registry::Registry::new();
+        let reg = crate::registry::Registration::parse(
+            Path::new("apt.toml"),
+            "id = \"microsoft/apt:1\"\nkind = \"in-process\"\n[config]\nkeep = 1\n",
+        )
+        .unwrap();
+        registry.insert(reg).unwrap();
+        for (id, cfg) in &c.handler_config {
+            assert!(registry.merge_config(id, cfg));
+        }
+        assert!(!registry.merge_config("contoso/none:1", &Default::default()));
+        let merged = &registry.get("microsoft/apt:1").unwrap().config;
+        assert_eq!(merged["apt_options"], serde_json::json!(["-o", "A=1"]));
+        assert_eq!(merged["keep"], 1);
     }
 
     #[test]

@@ -382,6 +382,22 @@ impl Registry {
         self.by_id.contains_key(id)
     }
 
+    /// Merges device-local settings over a registered handler's `[config]`; `false` when
+    /// no handler has that id.
+    pub fn merge_config(
+        &mut self,
+        id: &str,
+        config: &serde_json::Map<String, serde_json::Value>,
+    ) -> bool {
+        let Some(registration) = self.by_id.get_mut(id) else {
+            return false;
+        };
+        for (key, value) in config {
+            registration.config.insert(key.clone(), value.clone());
+        }
+        true
+    }
+
     /// All registrations, by id.
     pub fn iter(&self) -> impl Iterator<Item = &Registration> {
         self.by_id.values()

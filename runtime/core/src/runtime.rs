@@ -184,6 +184,11 @@ impl RuntimeBuilder {
         for registration in self.linked {
             registry.insert(registration)?;
         }
+        for (id, config) in &self.config.handler_config {
+            if !registry.merge_config(id, config) {
+                tracing::warn!("configuration for handler `{id}`: no such handler is registered");
+            }
+        }
         Ok(Runtime {
             inner: Arc::new(Inner {
                 handlers: Arc::new(HandlerSet::new(registry, hosts)),
