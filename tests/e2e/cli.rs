@@ -229,3 +229,81 @@ fn without_a_configuration_unsigned_manifests_are_refused_unless_allowed() {
     assert!(device.log().is_empty(), "nothing ran: {:?}", device.log());
     assert_eq!(device.run(&args).code(), Some(0));
 }
+
+#[test]
+fn a_signed_envelope_deploys_through_the_binary_and_a_tampered_one_does_not() {
+    use base64::Engine as _;
+    use handrail::trust::sign::KeyPair;
+    use sha2::Digest as _;
+
+    let keys = Path::new(env!("CARGO_MANIFEST_DIR")).join("../core/tests/keys");
+    let device = Device::new();
+    let mut manifest = script_manifest(&device, &["signed"], &[]);
+    let script = fs::read(device.payloads.join("device-step.sh")).unwrap();
+    manifest["instructions"]["steps"][0]["files"] = serde_json::json!(["f1"]);
+    manifest["files"] = serde_json::json!({"f1": {
+        "fileName": "device-step.sh",
+        "sizeInBytes": script.len(),
+        "hashes": {"sha256": base64::engine::general_purpose::STANDARD
+            .encode(sha2::Sha256::digest(&script))},
+    }});
+    let text = manifest.to_string();
+    let root = KeyPair::from_pem(&fs::read_to_string(keys.join("rsa-root.pem")).unwrap()).unwrap();
+    let signing =
+        KeyPair::from_pem(&fs::read_to_string(keys.join("rsa-signing.pem")).unwrap()).unwrap();
+    let sjwk = root
+        .sign_key("root.1", &signing.public_jwk(Some("signing.1")))
+        .unwrap();
+    let signature = signing.sign_manifest(text.as_bytes(), &sjwk).unwrap();
+    let config = device.tmp.path().join("config.toml");
+    fs::write(
+        &config,
+        format!(
+            "[signing]\nroot_keys = [{{ kid = \"root.1\", pem_file = \"{}\" }}]\n",
+            keys.join("rsa-root.pub.pem")
+                .canonicalize()
+                .unwrap()
+                .display()
+        ),
+    )
+    .unwrap();
+    let envelope = |manifest: &str, id: &str| {
+        device.manifest(
+            &format!("{id}.json"),
+            &serde_json::json!({
+                "workflow": {"action": 3, "id": id},
+                "updateManifest": manifest,
+                "updateManifestSignature": signature,
+            }),
+        )
+    };
+    let payloads = device.payloads.to_str().unwrap();
+    let config = config.to_str().unwrap();
+    let tampered = envelope(&text.replace("signed", "forged"), "tampered");
+    let run = device.run_strict(&[
+        "--config",
+        config,
+        "deploy",
+        tampered.to_str().unwrap(),
+        "--payloads",
+        payloads,
+    ]);
+    assert_eq!(run.code(), Some(2), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("altered after signing"),
+        "{}",
+        run.stderr()
+    );
+    assert!(device.log().is_empty());
+    let genuine = envelope(&text, "genuine");
+    let run = device.run_strict(&[
+        "--config",
+        config,
+        "deploy",
+        genuine.to_str().unwrap(),
+        "--payloads",
+        payloads,
+    ]);
+    assert_eq!(run.code(), Some(0), "{}\n{}", run.stdout(), run.stderr());
+    assert!(!device.log().is_empty());
+}
