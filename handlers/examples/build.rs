@@ -8,7 +8,10 @@ fn main() {
         "../../Cargo.lock",
     ];
     for (variable, manifest) in [
-        ("HANDRAIL_VIRTUAL_CAMERA_WASM", "../virtual-camera/Cargo.toml"),
+        (
+            "HANDRAIL_VIRTUAL_CAMERA_WASM",
+            "../virtual-camera/Cargo.toml",
+        ),
         (
             "HANDRAIL_VIRTUAL_CAMERAS_ENUMERATOR_WASM",
             "../virtual-cameras-enumerator/Cargo.toml",
