@@ -19,9 +19,20 @@ fn main() {
         "cargo:rustc-env=HANDRAIL_APT_HANDLER_WASM={}",
         apt.display()
     );
-    let swupdate = handrail_guest_build::build("../swupdate/Cargo.toml", sources);
+    // The swupdate handlers' components are thin exports of the swupdate library.
+    let swupdate_sources = &[
+        sources.as_slice(),
+        &["../swupdate/src", "../swupdate/Cargo.toml"],
+    ]
+    .concat();
+    let swupdate = handrail_guest_build::build("../swupdate/v2/Cargo.toml", swupdate_sources);
     println!(
         "cargo:rustc-env=HANDRAIL_SWUPDATE_HANDLER_WASM={}",
         swupdate.display()
+    );
+    let swupdate_v1 = handrail_guest_build::build("../swupdate/v1/Cargo.toml", swupdate_sources);
+    println!(
+        "cargo:rustc-env=HANDRAIL_SWUPDATE_V1_HANDLER_WASM={}",
+        swupdate_v1.display()
     );
 }

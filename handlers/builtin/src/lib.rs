@@ -36,6 +36,10 @@ pub const APT_HANDLER_WASM: &[u8] = include_bytes!(env!("HANDRAIL_APT_HANDLER_WA
 /// The `microsoft/swupdate:2` component.
 pub const SWUPDATE_HANDLER_WASM: &[u8] = include_bytes!(env!("HANDRAIL_SWUPDATE_HANDLER_WASM"));
 
+/// The `microsoft/swupdate:1` component.
+pub const SWUPDATE_V1_HANDLER_WASM: &[u8] =
+    include_bytes!(env!("HANDRAIL_SWUPDATE_V1_HANDLER_WASM"));
+
 /// Every built-in handler.
 pub fn builtin_handlers() -> Vec<BuiltinHandler> {
     vec![
@@ -65,7 +69,18 @@ pub fn builtin_handlers() -> Vec<BuiltinHandler> {
             wasm: SWUPDATE_HANDLER_WASM,
             // swupdate writes the inactive slot. The folders of the boot environment
             // (write) and the version file (read) are the device's own: the device owner
-            // grants them in the registration with the `[config]` that names them.
+            // grants them in the configuration (`[handler_grants."microsoft/swupdate:2"]`)
+            // beside the `[handler_config]` that names them.
+            capabilities: Capabilities {
+                run: vec![PathBuf::from("/usr/bin/swupdate")],
+                ..Capabilities::default()
+            },
+        },
+        BuiltinHandler {
+            id: "microsoft/swupdate:1",
+            wasm: SWUPDATE_V1_HANDLER_WASM,
+            // As :2, whose library it shares; its own id takes its own configuration
+            // and grants.
             capabilities: Capabilities {
                 run: vec![PathBuf::from("/usr/bin/swupdate")],
                 ..Capabilities::default()

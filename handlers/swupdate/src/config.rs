@@ -17,7 +17,17 @@
 //! `sw-description` names each selection's target device, so `selections.b` must be the
 //! one that writes `slots.b`. The handler grants nothing itself: the registration must
 //! also grant `capabilities.write` for the folder holding `boot_env` and
-//! `capabilities.read` (or `write`) for the folder holding `version_file`.
+//! `capabilities.read` (or `write`) for the folder holding `version_file`. For the
+//! built-in registration, the device configuration does both:
+//!
+//! ```toml
+//! [handler_config."microsoft/swupdate:2"]   # these settings
+//! boot_env = "/var/lib/boot/bootenv"
+//! # …
+//! [handler_grants."microsoft/swupdate:2"]   # and the folders they name
+//! write = ["/var/lib/boot"]
+//! read = ["/etc/sw-version.d"]
+//! ```
 //!
 //! ```
 //! use handrail_swupdate_handler::config::SwupdateConfig;

@@ -1,7 +1,12 @@
-//! `microsoft/swupdate:2`: installs a `.swu` image into the device's inactive A/B slot
-//! with the real `swupdate`, switches the boot slot, asks for a reboot, and after it
-//! verifies that the new version is what runs — or, when the bootloader fell back to
-//! the old slot, reports the update failed and rolls the boot environment back.
+//! `microsoft/swupdate:2` and `microsoft/swupdate:1`: install a `.swu` image into the
+//! device's inactive A/B slot with the real `swupdate`, switch the boot slot, ask for a
+//! reboot, and after it verify that the new version is what runs — or, when the
+//! bootloader fell back to the old slot, report the update failed and roll the boot
+//! environment back.
+//!
+//! This crate is the library; the components are built from `v2/` ([`SwupdateHandler`])
+//! and `v1/` ([`SwupdateV1Handler`]), one export each. The two ids differ only in how a
+//! step names its image (see [`Version`]); everything below holds for both.
 //!
 //! The slots, the boot environment file and the version file come from the
 //! registration's `[config]` ([`config`]); the boot environment is a `key=value` file
@@ -28,7 +33,12 @@
 //!   reported as [`FAILED_AFTER_REBOOT`], once — a later is-installed sees no unconfirmed
 //!   update and answers from the version file, so nothing retries the update by itself;
 //! - the new slot runs but with another version: rolled back the same way, reported as
-//!   [`WRONG_VERSION_AFTER_REBOOT`].
+//!   [`WRONG_VERSION_AFTER_REBOOT`];
+//! - the version file still says what ran when apply switched the slot: the device has
+//!   not rebooted yet, so nothing can be verified — 901, and nothing changes (the update
+//!   stays switched in, waiting for the reboot). The engine never asks before the
+//!   reboot; an operator who resumes without one gets the step failed as not running
+//!   after its reboot, and its restore.
 //!
 //! The running slot is the one the boot environment names: a bootloader that falls
 //! back rewrites it, as U-Boot's `altbootcmd` does with `bootcount`.
@@ -38,8 +48,18 @@
 //! script ([`SCRIPT_NOT_SUPPORTED`]): such steps can run under `microsoft/script:1`.
 //! Like ADU's `:1`, a step without `swuFileName` uses its only `.swu` payload file.
 //!
+//! ADU's `microsoft/swupdate:1` takes the step's one payload file as the image and reads
+//! no handler property but `installedCriteria`; so does [`SwupdateV1Handler`], which
+//! refuses a step with another number of payload files ([`WRONG_FILE_COUNT`], as ADU's
+//! download does). Where ADU's `:1` compares the version file only, this one also
+//! verifies after the reboot as above, so a fallback to the old slot is reported as
+//! failed instead of leaving the update switched in; and its backup records the boot
+//! slot, which restore and cancel switch back to.
+//!
 //! The registration grants `run = ["/usr/bin/swupdate"]`, `write` for the folder of
-//! `boot_env` and `read` for the folder of `version_file`.
+//! `boot_env` and `read` for the folder of `version_file` (for a built-in one, the
+//! device configuration's `[handler_grants."microsoft/swupdate:2"]`, or `:1`, adds the
+//! folders).
 //!
 //! Failures (`resultCode` 0) and their extended codes (facility 3, component 1 = swupdate):
 //!
@@ -58,6 +78,7 @@
 //! | `0x3010001a` [`SCRIPT_NOT_SUPPORTED`] | the step names a `scriptFileName` |
 //! | `0x3010001b` [`BACKUP_NOT_WRITTEN`] | the backup could not be written to the work folder |
 //! | `0x3010001c` [`BACKUP_UNREADABLE`] | the backup in the work folder cannot be read |
+//! | `0x3010001d` [`WRONG_FILE_COUNT`] | (`:1`) the step does not have exactly one payload file |
 //! | `0x30101000` + n | swupdate exited with code n (`+ 128 + s` when killed by signal s); details carry swupdate's own error lines |
 //! | `0x34800019` | swupdate is not granted by the registration |
 
@@ -74,8 +95,11 @@ use bootenv::BootEnv;
 use config::SwupdateConfig;
 use run::Mode;
 
-/// The handler id.
+/// The handler id of [`SwupdateHandler`].
 pub const ID: &str = "microsoft/swupdate:2";
+
+/// The handler id of [`SwupdateV1Handler`].
+pub const ID_V1: &str = "microsoft/swupdate:1";
 
 /// The step has no `installedCriteria`.
 pub const MISSING_INSTALLED_CRITERIA: ExtendedCode = extended(COMPONENT_SWUPDATE, 0x10);
@@ -103,6 +127,8 @@ pub const SCRIPT_NOT_SUPPORTED: ExtendedCode = extended(COMPONENT_SWUPDATE, 0x1a
 pub const BACKUP_NOT_WRITTEN: ExtendedCode = extended(COMPONENT_SWUPDATE, 0x1b);
 /// The backup in the work folder cannot be read.
 pub const BACKUP_UNREADABLE: ExtendedCode = extended(COMPONENT_SWUPDATE, 0x1c);
+/// (`microsoft/swupdate:1`) The step does not have exactly one payload file.
+pub const WRONG_FILE_COUNT: ExtendedCode = extended(COMPONENT_SWUPDATE, 0x1d);
 
 /// The work-folder file holding the boot slot recorded by backup.
 pub const BACKUP_FILE: &str = "swupdate-backup.json";
@@ -114,46 +140,88 @@ pub const PENDING_VERSION: &str = "handrail_pending_version";
 pub const PREVIOUS_SLOT: &str = "handrail_previous_slot";
 /// See [`PENDING_VERSION`].
 pub const TARGET_SLOT: &str = "handrail_target_slot";
+/// See [`PENDING_VERSION`]: the version that ran when apply switched the slot.
+pub const PREVIOUS_VERSION: &str = "handrail_previous_version";
+
+/// Every boot environment variable of an unconfirmed update this handler records.
+const PENDING_UPDATE: [&str; 4] = [
+    PENDING_VERSION,
+    PREVIOUS_SLOT,
+    TARGET_SLOT,
+    PREVIOUS_VERSION,
+];
 /// swupdate's update state variable: 0 ok, 1 installed (testing), 3 failed.
 pub const USTATE: &str = "ustate";
+
+/// Which of the two handler ids an action runs as. They differ in how a step names its
+/// image: `:2` by `swuFileName` (else its only `.swu`), `:1` as its one payload file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// `microsoft/swupdate:1`.
+    V1,
+    /// `microsoft/swupdate:2`.
+    V2,
+}
+
+impl Version {
+    /// The handler id.
+    pub const fn id(self) -> &'static str {
+        match self {
+            Version::V1 => ID_V1,
+            Version::V2 => ID,
+        }
+    }
+}
+
+/// Implements [`Handler`] for `$handler` as `$version`: every action, each the same
+/// function for both versions.
+macro_rules! swupdate_handler {
+    ($handler:ty, $version:expr) => {
+        impl Handler for $handler {
+            const ID: &'static str = $version.id();
+            const ACTIONS: &'static [Action] = &Action::ALL;
+
+            fn is_installed(step: &StepContext) -> ResultFile {
+                settle(is_installed($version, step))
+            }
+
+            fn download(step: &StepContext) -> ResultFile {
+                settle(download($version, step))
+            }
+
+            fn backup(step: &StepContext) -> ResultFile {
+                settle(backup($version, step))
+            }
+
+            fn install(step: &StepContext) -> ResultFile {
+                settle(install($version, step))
+            }
+
+            fn apply(step: &StepContext) -> ResultFile {
+                settle(apply($version, step))
+            }
+
+            fn restore(step: &StepContext) -> ResultFile {
+                settle(restore($version, step))
+            }
+
+            fn cancel(step: &StepContext) -> ResultFile {
+                settle(cancel($version, step))
+            }
+        }
+    };
+}
 
 /// The `microsoft/swupdate:2` handler.
 pub struct SwupdateHandler;
 
-impl Handler for SwupdateHandler {
-    const ID: &'static str = ID;
-    const ACTIONS: &'static [Action] = &Action::ALL;
+swupdate_handler!(SwupdateHandler, Version::V2);
 
-    fn is_installed(step: &StepContext) -> ResultFile {
-        settle(is_installed(step))
-    }
+/// The `microsoft/swupdate:1` handler: ADU's first swupdate step shape (the step's one
+/// payload file is the image), with the same slots, switch and verification as `:2`.
+pub struct SwupdateV1Handler;
 
-    fn download(step: &StepContext) -> ResultFile {
-        settle(download(step))
-    }
-
-    fn backup(step: &StepContext) -> ResultFile {
-        settle(backup(step))
-    }
-
-    fn install(step: &StepContext) -> ResultFile {
-        settle(install(step))
-    }
-
-    fn apply(step: &StepContext) -> ResultFile {
-        settle(apply(step))
-    }
-
-    fn restore(step: &StepContext) -> ResultFile {
-        settle(restore(step))
-    }
-
-    fn cancel(step: &StepContext) -> ResultFile {
-        settle(cancel(step))
-    }
-}
-
-handrail_sdk::export!(SwupdateHandler);
+swupdate_handler!(SwupdateV1Handler, Version::V1);
 
 /// An action's result, whether it ran to its end or stopped at a failure.
 fn settle(result: Result<ResultFile, ResultFile>) -> ResultFile {
@@ -176,21 +244,17 @@ fn criteria(step: &StepContext) -> Result<&str, ResultFile> {
     Ok(criteria)
 }
 
-fn config(step: &StepContext) -> Result<SwupdateConfig, ResultFile> {
-    SwupdateConfig::from_config(&step.handler_config)
-        .map_err(|why| ResultFile::failure(INVALID_CONFIG, format!("registration of {ID}: {why}")))
+fn config(version: Version, step: &StepContext) -> Result<SwupdateConfig, ResultFile> {
+    SwupdateConfig::from_config(&step.handler_config).map_err(|why| {
+        ResultFile::failure(
+            INVALID_CONFIG,
+            format!("registration of {}: {why}", version.id()),
+        )
+    })
 }
 
 /// The sandbox path of the step's `.swu`.
-fn swu_file(step: &StepContext) -> Result<String, ResultFile> {
-    if let Some(script) = step.property_str("scriptFileName") {
-        return Err(ResultFile::failure(
-            SCRIPT_NOT_SUPPORTED,
-            format!(
-                "handlerProperties.scriptFileName `{script}`: {ID} runs swupdate itself; run a wrapper script with microsoft/script:1"
-            ),
-        ));
-    }
+fn swu_file(version: Version, step: &StepContext) -> Result<String, ResultFile> {
     let names = || {
         let names: Vec<&str> = step.files.iter().map(|f| f.name.as_str()).collect();
         if names.is_empty() {
@@ -199,6 +263,27 @@ fn swu_file(step: &StepContext) -> Result<String, ResultFile> {
             names.join(", ")
         }
     };
+    if version == Version::V1 {
+        return match step.files.as_slice() {
+            [only] => Ok(only.path.clone()),
+            files => Err(ResultFile::failure(
+                WRONG_FILE_COUNT,
+                format!(
+                    "{ID_V1} takes exactly one payload file, the image; the step has {} ({})",
+                    files.len(),
+                    names()
+                ),
+            )),
+        };
+    }
+    if let Some(script) = step.property_str("scriptFileName") {
+        return Err(ResultFile::failure(
+            SCRIPT_NOT_SUPPORTED,
+            format!(
+                "handlerProperties.scriptFileName `{script}`: {ID} runs swupdate itself; run a wrapper script with microsoft/script:1"
+            ),
+        ));
+    }
     match step.property_str("swuFileName") {
         Some(name) => step.file(name).map(|f| f.path.clone()).ok_or_else(|| {
             ResultFile::failure(
@@ -279,14 +364,14 @@ fn roll_back(env: &mut BootEnv, config: &SwupdateConfig, slot: &str) {
     env.set(&config.slot_variable, slot);
     env.set(&config.upgrade_variable, "0");
     env.set(USTATE, "3");
-    for key in [PENDING_VERSION, PREVIOUS_SLOT, TARGET_SLOT] {
+    for key in PENDING_UPDATE {
         env.remove(key);
     }
 }
 
-fn is_installed(step: &StepContext) -> Result<ResultFile, ResultFile> {
+fn is_installed(version: Version, step: &StepContext) -> Result<ResultFile, ResultFile> {
     let criteria = criteria(step)?;
-    let config = config(step)?;
+    let config = config(version, step)?;
     let (mut env, running_slot) = boot_env(&config)?;
     let version = running_version(&config)?;
     let shown = version.as_deref().unwrap_or("none");
@@ -295,6 +380,20 @@ fn is_installed(step: &StepContext) -> Result<ResultFile, ResultFile> {
     if let (true, Some(pending)) = (unconfirmed, pending) {
         let target = env.get(TARGET_SLOT).unwrap_or("").to_owned();
         let previous = env.get(PREVIOUS_SLOT).unwrap_or("").to_owned();
+        let before_the_reboot = running_slot == target
+            && version.as_deref() != Some(pending.as_str())
+            && env.get(PREVIOUS_VERSION) == Some(version.as_deref().unwrap_or(""));
+        if before_the_reboot {
+            let details = format!(
+                "{pending} is in slot {target}, switched to for the next boot; the device has not rebooted into it yet and still runs {shown}"
+            );
+            let code = if version.as_deref() == Some(criteria) {
+                codes::IS_INSTALLED_INSTALLED
+            } else {
+                codes::IS_INSTALLED_NOT_INSTALLED
+            };
+            return Ok(ResultFile::new(code, details));
+        }
         let verdict = if running_slot != target {
             Some((
                 FAILED_AFTER_REBOOT,
@@ -314,7 +413,7 @@ fn is_installed(step: &StepContext) -> Result<ResultFile, ResultFile> {
             None => {
                 env.set(&config.upgrade_variable, "0");
                 env.set(USTATE, "0");
-                for key in [PENDING_VERSION, PREVIOUS_SLOT, TARGET_SLOT] {
+                for key in PENDING_UPDATE {
                     env.remove(key);
                 }
                 store(&env, &config)?;
@@ -355,20 +454,25 @@ fn inactive(config: &SwupdateConfig) -> Result<(&'static str, String), ResultFil
     Ok((target, config.selection(target).to_owned()))
 }
 
-fn download(step: &StepContext) -> Result<ResultFile, ResultFile> {
+fn download(version: Version, step: &StepContext) -> Result<ResultFile, ResultFile> {
     criteria(step)?;
-    let swu = swu_file(step)?;
-    let config = config(step)?;
+    let swu = swu_file(version, step)?;
+    let config = config(version, step)?;
     let (target, selection) = inactive(&config)?;
-    run::swupdate(run::arguments(&config, &swu, &selection, Mode::Check))?;
+    let folder = run::RunFolder::create(&step.work_folder, Mode::Check)?;
+    run::swupdate(
+        version.id(),
+        &folder,
+        run::arguments(&config, &swu, &selection, Mode::Check),
+    )?;
     Ok(ResultFile::new(
         codes::DOWNLOAD_SUCCESS,
         format!("swupdate checked {swu} for slot {target} ({selection})"),
     ))
 }
 
-fn backup(step: &StepContext) -> Result<ResultFile, ResultFile> {
-    let config = config(step)?;
+fn backup(version: Version, step: &StepContext) -> Result<ResultFile, ResultFile> {
+    let config = config(version, step)?;
     let (_, slot) = boot_env(&config)?;
     let work = Path::new(&step.work_folder);
     let path = work.join(BACKUP_FILE);
@@ -388,17 +492,22 @@ fn backup(step: &StepContext) -> Result<ResultFile, ResultFile> {
     ))
 }
 
-fn install(step: &StepContext) -> Result<ResultFile, ResultFile> {
+fn install(version: Version, step: &StepContext) -> Result<ResultFile, ResultFile> {
     criteria(step)?;
-    let swu = swu_file(step)?;
-    let config = config(step)?;
+    let swu = swu_file(version, step)?;
+    let config = config(version, step)?;
     let (target, selection) = inactive(&config)?;
     host::info(&format!(
         "installing {swu} into slot {target} ({}) with selection {selection}",
         config.device(target)
     ));
     host::progress(0, 1);
-    run::swupdate(run::arguments(&config, &swu, &selection, Mode::Install))?;
+    let folder = run::RunFolder::create(&step.work_folder, Mode::Install)?;
+    run::swupdate(
+        version.id(),
+        &folder,
+        run::arguments(&config, &swu, &selection, Mode::Install),
+    )?;
     host::progress(1, 1);
     Ok(ResultFile::new(
         codes::INSTALL_SUCCESS,
@@ -409,9 +518,9 @@ fn install(step: &StepContext) -> Result<ResultFile, ResultFile> {
     ))
 }
 
-fn apply(step: &StepContext) -> Result<ResultFile, ResultFile> {
+fn apply(version: Version, step: &StepContext) -> Result<ResultFile, ResultFile> {
     let criteria = criteria(step)?;
-    let config = config(step)?;
+    let config = config(version, step)?;
     let (mut env, running) = boot_env(&config)?;
     // Apply run again after a crash finds its own switch already made.
     let already = env.get(PENDING_VERSION) == Some(criteria)
@@ -424,9 +533,11 @@ fn apply(step: &StepContext) -> Result<ResultFile, ResultFile> {
         env.set(&config.slot_variable, to);
         env.set(&config.upgrade_variable, "1");
         env.set(USTATE, "1");
+        let version = running_version(&config)?;
         env.set(PENDING_VERSION, criteria);
         env.set(PREVIOUS_SLOT, running);
         env.set(TARGET_SLOT, to);
+        env.set(PREVIOUS_VERSION, version.as_deref().unwrap_or(""));
         store(&env, &config)?;
         (running.to_owned(), to)
     };
@@ -456,7 +567,7 @@ fn switch_back(config: &SwupdateConfig, slot: Option<String>) -> Result<String, 
     ))
 }
 
-fn restore(step: &StepContext) -> Result<ResultFile, ResultFile> {
+fn restore(version: Version, step: &StepContext) -> Result<ResultFile, ResultFile> {
     let path = Path::new(&step.work_folder).join(BACKUP_FILE);
     let bytes = match std::fs::read(&path) {
         Ok(bytes) => bytes,
@@ -483,15 +594,15 @@ fn restore(step: &StepContext) -> Result<ResultFile, ResultFile> {
                 format!("{} holds no boot slot", path.display()),
             )
         })?;
-    let config = config(step)?;
+    let config = config(version, step)?;
     Ok(ResultFile::new(
         codes::RESTORE_SUCCESS,
         switch_back(&config, Some(slot))?,
     ))
 }
 
-fn cancel(step: &StepContext) -> Result<ResultFile, ResultFile> {
-    let config = config(step)?;
+fn cancel(version: Version, step: &StepContext) -> Result<ResultFile, ResultFile> {
+    let config = config(version, step)?;
     Ok(ResultFile::new(
         codes::CANCEL_SUCCESS,
         switch_back(&config, None)?,

@@ -1,11 +1,24 @@
 //! Running swupdate through the host, and how its end becomes a result.
+//!
+//! swupdate keeps its control sockets and what it unpacks from an image (`sw-description`,
+//! its signature, scripts) in `TMPDIR`, `/tmp` unless set: one set of fixed names for
+//! every run on the machine, so two runs at once (two agents, two test suites) take each
+//! other's sockets and files. Each run here gets a folder of its own in the action's work
+//! folder ([`RunFolder`]), named to swupdate as `TMPDIR` relative to its working
+//! directory, which the host makes the work folder.
+//!
+//! swupdate (2022.12 as Debian ships it) also, a few times in a hundred runs, reads the
+//! signature it is still unpacking and refuses the image before installing anything
+//! ([`unpacked_signature_unread`]); such a run is repeated, up to [`ATTEMPTS`] runs.
+
+use std::path::PathBuf;
 
 use handrail_sdk::codes::{self, COMPONENT_SWUPDATE, FACILITY_STEP_HANDLER, ext};
 use handrail_sdk::host::{self, Arg, RunError, RunOutput};
 use handrail_sdk::{ExtendedCode, ResultFile};
 
+use crate::PROGRAM_NOT_STARTED;
 use crate::config::SwupdateConfig;
-use crate::{ID, PROGRAM_NOT_STARTED};
 
 /// The swupdate program the registration must grant.
 pub const SWUPDATE: &str = "/usr/bin/swupdate";
@@ -67,12 +80,12 @@ pub fn arguments(config: &SwupdateConfig, swu: &str, selection: &str, mode: Mode
     args
 }
 
-/// The failure for a run the host refused or stopped.
-pub fn run_failure(error: RunError) -> ResultFile {
+/// The failure for a run the host refused or stopped; `id` is the handler's.
+pub fn run_failure(id: &str, error: RunError) -> ResultFile {
     match error {
         RunError::NotGranted(why) => ResultFile::failure(
             ext::CAPABILITY_DENIED,
-            format!("{why}; the registration of {ID} must grant run = [\"{SWUPDATE}\"]"),
+            format!("{why}; the registration of {id} must grant run = [\"{SWUPDATE}\"]"),
         ),
         RunError::BadPath(why) => ResultFile::failure(PROGRAM_NOT_STARTED, why),
         RunError::SpawnFailed(why) => ResultFile::failure(
@@ -91,12 +104,108 @@ pub fn run_failure(error: RunError) -> ResultFile {
     }
 }
 
-/// Runs swupdate with `args`; its output when it exits 0, otherwise the failure with
-/// the tail of what swupdate said (its `[ERROR]` lines first).
-pub fn swupdate(args: Vec<Arg>) -> Result<RunOutput, ResultFile> {
-    let env = vec![("PATH".to_owned(), SYSTEM_PATH.to_owned())];
-    let output = host::run(SWUPDATE, &args, &env, None).map_err(run_failure)?;
-    log_output(&output);
+/// A run's own temporary folder in the action's work folder, removed when dropped.
+#[derive(Debug)]
+pub struct RunFolder {
+    /// Its path as the handler sees it.
+    path: PathBuf,
+    /// Its name in the work folder: the program's `TMPDIR`, relative to its working
+    /// directory.
+    name: String,
+}
+
+impl RunFolder {
+    /// An empty folder `swupdate-<mode>.tmp` in `work_folder` (the handler's view of it).
+    pub fn create(work_folder: &str, mode: Mode) -> Result<RunFolder, ResultFile> {
+        let name = match mode {
+            Mode::Check => "swupdate-check.tmp",
+            Mode::Install => "swupdate-install.tmp",
+        };
+        let folder = RunFolder {
+            path: PathBuf::from(work_folder).join(name),
+            name: name.to_owned(),
+        };
+        // Left by a run that was killed: its files are not this run's.
+        folder.empty()?;
+        Ok(folder)
+    }
+
+    /// Removes what a run left in the folder.
+    fn empty(&self) -> Result<(), ResultFile> {
+        let _ = std::fs::remove_dir_all(&self.path);
+        std::fs::create_dir(&self.path).map_err(|e| {
+            ResultFile::failure(
+                PROGRAM_NOT_STARTED,
+                format!(
+                    "cannot create {}, swupdate's temporary folder: {e}",
+                    self.path.display()
+                ),
+            )
+        })
+    }
+}
+
+impl Drop for RunFolder {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// How many times one action runs swupdate when it could not read the signature it had
+/// just unpacked ([`unpacked_signature_unread`]).
+pub const ATTEMPTS: usize = 5;
+
+/// True when swupdate refused the image because it could not open or parse the
+/// signature it was unpacking, and so installed nothing.
+///
+/// A signature that is really unreadable is refused the same way every time, so running
+/// swupdate again costs only time; a race inside swupdate is not refused again.
+///
+/// ```
+/// use handrail_swupdate_handler::run::unpacked_signature_unread;
+/// let out = b"[ERROR] : SWUPDATE failed [0] ERROR : t/sw-description.sig cannot be opened\n\
+///             [ERROR] : SWUPDATE failed [1] Image invalid or corrupted. Not installing ...\n";
+/// assert!(unpacked_signature_unread(out, b""));
+/// assert!(!unpacked_signature_unread(b"[ERROR] : HW compatibility not found\n", b""));
+/// ```
+pub fn unpacked_signature_unread(stdout: &[u8], stderr: &[u8]) -> bool {
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(stdout),
+        String::from_utf8_lossy(stderr)
+    );
+    text.contains("Not installing")
+        && text.lines().any(|l| {
+            l.contains("[ERROR]")
+                && l.contains("sw-description.sig cannot be")
+                && (l.contains("opened") || l.contains("parsed"))
+        })
+}
+
+/// Runs swupdate with `args` for the handler `id`, with `folder` as its `TMPDIR`; its
+/// output when it exits 0, otherwise the failure with the tail of what swupdate said
+/// (its `[ERROR]` lines first).
+pub fn swupdate(id: &str, folder: &RunFolder, args: Vec<Arg>) -> Result<RunOutput, ResultFile> {
+    let env = vec![
+        ("PATH".to_owned(), SYSTEM_PATH.to_owned()),
+        ("TMPDIR".to_owned(), folder.name.clone()),
+    ];
+    let mut attempt = 1;
+    let output = loop {
+        let output = host::run(SWUPDATE, &args, &env, None).map_err(|e| run_failure(id, e))?;
+        log_output(&output);
+        if output.exit_code == Some(0)
+            || attempt == ATTEMPTS
+            || !unpacked_signature_unread(&output.stdout, &output.stderr)
+        {
+            break output;
+        }
+        host::warn(&format!(
+            "swupdate could not read the signature it was unpacking (run {attempt} of {ATTEMPTS}); running it again"
+        ));
+        folder.empty()?;
+        attempt += 1;
+    };
     if output.exit_code == Some(0) {
         return Ok(output);
     }

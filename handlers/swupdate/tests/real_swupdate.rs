@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
 const ID: &str = "microsoft/swupdate:2";
+const ID_V1: &str = "microsoft/swupdate:1";
 const SWUPDATE: &str = "/usr/bin/swupdate";
 const HWREVISION: &str = "handrail-test:1.0";
 const SLOT_SIZE: usize = 64 * 1024;
@@ -132,6 +133,7 @@ impl Device {
 }
 
 struct Fixture {
+    id: &'static str,
     dir: TempDir,
     runtime: Runtime,
     device: Device,
@@ -140,6 +142,11 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Fixture {
+        Fixture::with(ID)
+    }
+
+    /// A device whose runtime runs the built-in handler `id`.
+    fn with(id: &'static str) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let device = Device {
             dir: dir.path().join("device"),
@@ -189,7 +196,7 @@ impl Fixture {
         };
         let builtin = handrail_builtin_handlers::builtin_handlers()
             .into_iter()
-            .find(|h| h.id == ID)
+            .find(|h| h.id == id)
             .expect("the built-in swupdate handler");
         assert_eq!(builtin.capabilities.run, [PathBuf::from(SWUPDATE)]);
         let artifact = dir.path().join("swupdate.wasm");
@@ -197,7 +204,7 @@ impl Fixture {
         let mut registry = Registry::new();
         registry
             .insert(Registration {
-                id: ID.to_owned(),
+                id: id.to_owned(),
                 kind: HandlerKind::Wasm,
                 sha256: sha256_file(&artifact).unwrap(),
                 artifact,
@@ -220,6 +227,7 @@ impl Fixture {
             .open()
             .unwrap();
         Fixture {
+            id,
             dir,
             runtime,
             device,
@@ -283,7 +291,7 @@ impl Fixture {
             "updateId": {"provider": "handrail-test", "name": "swupdate", "version": format!("{}.0", self.deployed)},
             "isDeployable": true,
             "compatibility": [{"manufacturer": "handrail", "model": "test"}],
-            "instructions": {"steps": [{"handler": ID, "files": files, "handlerProperties": properties}]},
+            "instructions": {"steps": [{"handler": self.id, "files": files, "handlerProperties": properties}]},
             "manifestVersion": "5.0",
             "createdDateTime": "2026-01-01T00:00:00Z"
         });
@@ -322,14 +330,13 @@ fn ran(report: &Report) -> Vec<(Action, i32)> {
 
 /// Installs 2.0 into slot b and stops for the reboot; checks where the bytes went.
 async fn install_and_switch(fx: &mut Fixture) {
+    install_and_switch_with(fx, json!({"swuFileName": "update-2.0.swu"})).await;
+}
+
+/// [`install_and_switch`] with the step's `properties`.
+async fn install_and_switch_with(fx: &mut Fixture, properties: Value) {
     fx.swu("update-2.0.swu", "2.0", &image(), HWREVISION);
-    let report = fx
-        .deploy(
-            "2.0",
-            json!({"swuFileName": "update-2.0.swu"}),
-            &["update-2.0.swu"],
-        )
-        .await;
+    let report = fx.deploy("2.0", properties, &["update-2.0.swu"]).await;
     assert_eq!(report.status, DeploymentStatus::Suspended, "{report:#?}");
     assert_eq!(
         ran(&report),
@@ -439,6 +446,50 @@ async fn a_fallback_to_the_old_slot_fails_after_the_reboot_and_rolls_back_once()
 }
 
 #[tokio::test]
+async fn resumed_without_the_reboot_the_update_is_not_running_and_is_restored() {
+    if !can_run() {
+        return;
+    }
+    let _one = SWUPDATE_RUNS.lock().await;
+    let mut fx = Fixture::new();
+    install_and_switch(&mut fx).await;
+
+    // The agent resumes, but the device never rebooted: 1.0 still runs. Is-installed
+    // cannot verify anything yet and says so (901) instead of judging the new slot; the
+    // engine then fails the step as not running after its reboot, and restores it.
+    let resumed = fx.resume().await.expect("the suspended deployment");
+    assert_ne!(resumed.status, DeploymentStatus::Succeeded, "{resumed:#?}");
+    let failure = resumed.failure.clone().expect("the failure is reported");
+    assert_eq!(failure.extended_result_code, 0x3480_0022, "{resumed:#?}");
+    let actions = &resumed.steps[0].actions;
+    let verification = actions
+        .iter()
+        .rposition(|a| a.action == Action::IsInstalled)
+        .expect("the verification");
+    // The engine records the 901 as that failure, with the handler's account of why.
+    let answer = &actions[verification].result;
+    assert_eq!(answer.extended_result_code, 0x3480_0022);
+    assert!(
+        answer
+            .result_details
+            .contains("has not rebooted into it yet"),
+        "{}",
+        answer.result_details
+    );
+    assert_eq!(
+        actions.last().map(|a| (a.action, a.result.result_code)),
+        Some((Action::Restore, codes::RESTORE_SUCCESS))
+    );
+    // Restore put the boot slot back; the update is marked failed, not pending.
+    assert_eq!(fx.device.env("boot_slot").as_deref(), Some("a"));
+    assert_eq!(fx.device.env("upgrade_available").as_deref(), Some("0"));
+    assert_eq!(fx.device.env("ustate").as_deref(), Some("3"));
+    assert_eq!(fx.device.env("handrail_pending_version"), None);
+    assert_eq!(fx.device.env("handrail_previous_version"), None);
+    assert!(fx.resume().await.is_none());
+}
+
+#[tokio::test]
 async fn swupdate_and_input_failures_have_their_own_codes() {
     if !can_run() {
         return;
@@ -486,4 +537,44 @@ async fn swupdate_and_input_failures_have_their_own_codes() {
         .await;
     assert_eq!(report.failure.unwrap().extended_result_code, 0x3010_001a);
     assert_eq!(fx.device.env("boot_slot").as_deref(), Some("a"));
+}
+
+#[tokio::test]
+async fn v1_takes_the_steps_one_file_as_the_image_and_verifies_after_the_reboot() {
+    if !can_run() {
+        return;
+    }
+    let _one = SWUPDATE_RUNS.lock().await;
+    let mut fx = Fixture::with(ID_V1);
+    // ADU's :1 step: one payload file and no handler property but installedCriteria.
+    install_and_switch_with(&mut fx, json!({})).await;
+    fx.device.boot("b", "2.0");
+    let resumed = fx.resume().await.expect("the suspended deployment");
+    assert_eq!(resumed.status, DeploymentStatus::Succeeded, "{resumed:#?}");
+    let verified = resumed.steps[0].actions.last().unwrap();
+    assert_eq!(
+        (verified.action, verified.result.result_code),
+        (Action::IsInstalled, codes::IS_INSTALLED_INSTALLED)
+    );
+    assert_eq!(fx.device.env("upgrade_available").as_deref(), Some("0"));
+
+    // Not exactly one payload file: refused before swupdate runs, with :1's own code
+    // (a `swuFileName` naming one of them is not something :1 reads).
+    fx.swu("other-2.1.swu", "2.1", &image(), HWREVISION);
+    let report = fx
+        .deploy(
+            "2.1",
+            json!({"swuFileName": "other-2.1.swu"}),
+            &["update-2.0.swu", "other-2.1.swu"],
+        )
+        .await;
+    let failure = report.failure.expect("two files are refused");
+    assert_eq!(failure.action, Action::Download);
+    assert_eq!(failure.extended_result_code, 0x3010_001d);
+    assert!(
+        failure.result_details.contains("exactly one payload file"),
+        "{}",
+        failure.result_details
+    );
+    assert_eq!(fx.device.env("boot_slot").as_deref(), Some("b"));
 }

@@ -31,15 +31,28 @@
 //!
 //! [handler_config."microsoft/apt:1"]   # merged over that handler's registration [config]
 //! apt_options = ["-o", "Acquire::Retries=3"]
+//!
+//! [handler_grants."microsoft/swupdate:2"]  # added to that handler's registration [capabilities]
+//! write = ["/var/lib/boot"]             # host folders it may read and write
+//! read = ["/etc/sw-version.d"]          # host folders it may read
+//! run = []                              # programs it may ask the host to run
 //! ```
 //!
 //! Every section and key is optional; an unknown key is an error naming it, so a typo
 //! never silently turns a policy off.
+//!
+//! `handler_grants` is how the device owner grants a built-in handler what this device's
+//! layout needs (its boot environment, its version file) without registering the handler
+//! again: the paths are added to the capabilities of the handler registered under that
+//! id when the runtime opens. Every path must be absolute, and the id must be a
+//! registered handler's: granting a handler that is not there is refused, naming the key.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use crate::registry::{Capabilities, is_valid_handler_id};
 
 /// What a failed step does to the steps before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -134,6 +147,9 @@ pub struct Config {
     /// Device-local settings per handler id, merged over the registration's `[config]`
     /// (so a bundled handler can be configured without registering it again).
     pub handler_config: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
+    /// Capabilities per handler id, added to that handler's registration (so a bundled
+    /// handler can be granted the device's folders without registering it again).
+    pub handler_grants: BTreeMap<String, Capabilities>,
 }
 
 /// The `[signing]` section: which keys a manifest signature must chain to.
@@ -257,6 +273,25 @@ impl Config {
                 )));
             }
         }
+        for (id, grants) in &config.handler_grants {
+            if !is_valid_handler_id(id) {
+                return Err(err(format!(
+                    "handler_grants.\"{id}\": not a handler id of the form vendor/name:major"
+                )));
+            }
+            for (field, paths) in [
+                ("run", &grants.run),
+                ("read", &grants.read),
+                ("write", &grants.write),
+            ] {
+                if let Some(p) = paths.iter().find(|p| !p.is_absolute()) {
+                    return Err(err(format!(
+                        "handler_grants.\"{id}\".{field}: `{}` is not an absolute path",
+                        p.display()
+                    )));
+                }
+            }
+        }
         crate::trust::Trust::from_config(&config.signing)
             .map_err(|e| err(format!("signing.{e}")))?;
         Ok(config)
@@ -353,6 +388,19 @@ mod tests {
     }
 
     #[test]
+    fn handler_grants_parse_per_handler_id() {
+        let c = Config::parse(
+            Path::new("c.toml"),
+            "[handler_grants.\"microsoft/swupdate:2\"]\nwrite = [\"/var/lib/boot\"]\nread = [\"/etc/sw\"]\n",
+        )
+        .unwrap();
+        let grants = &c.handler_grants["microsoft/swupdate:2"];
+        assert_eq!(grants.write, [PathBuf::from("/var/lib/boot")]);
+        assert_eq!(grants.read, [PathBuf::from("/etc/sw")]);
+        assert!(grants.run.is_empty());
+    }
+
+    #[test]
     fn mistakes_name_the_key() {
         for (text, want) in [
             ("[deployment]\nfailure_policy = \"retry\"", "retry"),
@@ -366,6 +414,18 @@ mod tests {
                 "disk_space_factor",
             ),
             ("[device]\nmodel = 3", "line 2"),
+            (
+                "[handler_grants.\"microsoft/swupdate:2\"]\nwrite = [\"var/lib/boot\"]",
+                "handler_grants.\"microsoft/swupdate:2\".write: `var/lib/boot` is not an absolute path",
+            ),
+            (
+                "[handler_grants.\"microsoft/swupdate:2\"]\nexecute = [\"/bin/sh\"]",
+                "unknown field `execute`",
+            ),
+            (
+                "[handler_grants.swupdate]\nread = [\"/etc\"]",
+                "handler_grants.\"swupdate\": not a handler id",
+            ),
         ] {
             let e = Config::parse(Path::new("c.toml"), text)
                 .unwrap_err()

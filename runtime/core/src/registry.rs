@@ -398,6 +398,41 @@ impl Registry {
         true
     }
 
+    /// Adds capabilities to a registered handler's (each path once); `false` when no
+    /// handler has that id.
+    ///
+    /// ```
+    /// use handrail::registry::{Capabilities, Registration, Registry};
+    /// let mut registry = Registry::new();
+    /// registry.insert(Registration::parse(
+    ///     "swupdate.toml".as_ref(),
+    ///     "id = \"microsoft/swupdate:2\"\nkind = \"in-process\"\n[capabilities]\nrun = [\"/usr/bin/swupdate\"]\n",
+    /// ).unwrap()).unwrap();
+    /// let grants = Capabilities { write: vec!["/var/lib/boot".into()], ..Capabilities::default() };
+    /// assert!(registry.grant("microsoft/swupdate:2", &grants));
+    /// let caps = &registry.get("microsoft/swupdate:2").unwrap().capabilities;
+    /// assert_eq!((caps.run.len(), caps.write.len()), (1, 1));
+    /// assert!(!registry.grant("contoso/none:1", &grants));
+    /// ```
+    pub fn grant(&mut self, id: &str, grants: &Capabilities) -> bool {
+        let Some(registration) = self.by_id.get_mut(id) else {
+            return false;
+        };
+        let held = &mut registration.capabilities;
+        for (held, granted) in [
+            (&mut held.run, &grants.run),
+            (&mut held.read, &grants.read),
+            (&mut held.write, &grants.write),
+        ] {
+            for path in granted {
+                if !held.contains(path) {
+                    held.push(path.clone());
+                }
+            }
+        }
+        true
+    }
+
     /// All registrations, by id.
     pub fn iter(&self) -> impl Iterator<Item = &Registration> {
         self.by_id.values()

@@ -67,6 +67,16 @@ pub enum RuntimeError {
     /// A handler host could not be started.
     #[error("handler host: {0}")]
     Host(String),
+    /// The configuration grants capabilities to a handler id nothing is registered under.
+    #[error(
+        "handler_grants.\"{id}\": no handler `{id}` is registered, so there is nothing to grant to (registered: {registered})"
+    )]
+    GrantsForUnknownHandler {
+        /// The id the configuration names.
+        id: String,
+        /// The ids that are registered.
+        registered: String,
+    },
     /// A deployment is already in progress or suspended.
     #[error(
         "deployment `{deployment}` is {status}; run `handrail resume` to finish it before starting another"
@@ -187,6 +197,19 @@ impl RuntimeBuilder {
         for (id, config) in &self.config.handler_config {
             if !registry.merge_config(id, config) {
                 tracing::warn!("configuration for handler `{id}`: no such handler is registered");
+            }
+        }
+        for (id, grants) in &self.config.handler_grants {
+            if !registry.grant(id, grants) {
+                let registered: Vec<&str> = registry.iter().map(|r| r.id.as_str()).collect();
+                return Err(RuntimeError::GrantsForUnknownHandler {
+                    id: id.clone(),
+                    registered: if registered.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        registered.join(", ")
+                    },
+                });
             }
         }
         Ok(Runtime {
@@ -477,5 +500,78 @@ impl Runtime {
             earlier: false,
             task,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::{Capabilities, HandlerKind, Limits};
+    use std::path::Path;
+
+    fn bundled_swupdate() -> BundledHandler {
+        BundledHandler {
+            id: "microsoft/swupdate:2".into(),
+            kind: HandlerKind::Wasm,
+            artifact: b"\0asm component bytes",
+            capabilities: Capabilities {
+                run: vec!["/usr/bin/swupdate".into()],
+                ..Capabilities::default()
+            },
+            limits: Limits::default(),
+        }
+    }
+
+    fn open_with(state: &Path, config: &str) -> Result<Runtime, RuntimeError> {
+        Runtime::builder(state)
+            .bundled(vec![bundled_swupdate()])
+            .config(Config::parse(Path::new("config.toml"), config).unwrap())
+            .open()
+    }
+
+    #[test]
+    fn configured_grants_are_added_to_the_bundled_registration() {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = open_with(
+            dir.path(),
+            "[handler_grants.\"microsoft/swupdate:2\"]\nwrite = [\"/var/lib/boot\"]\nread = [\"/etc/version.d\"]\nrun = [\"/usr/bin/swupdate\"]\n",
+        )
+        .unwrap();
+        let caps = &runtime
+            .registry()
+            .get("microsoft/swupdate:2")
+            .unwrap()
+            .capabilities;
+        assert_eq!(caps.run, [PathBuf::from("/usr/bin/swupdate")], "once");
+        assert_eq!(caps.write, [PathBuf::from("/var/lib/boot")]);
+        assert_eq!(caps.read, [PathBuf::from("/etc/version.d")]);
+        drop(runtime);
+        // The registration file on disk is the bundled one, unchanged: the grants live
+        // in the configuration and apply while it says so.
+        let on_disk = std::fs::read_to_string(
+            dir.path()
+                .join("handlers")
+                .join("bundled-microsoft-swupdate-2.toml"),
+        )
+        .unwrap();
+        assert!(!on_disk.contains("/var/lib/boot"), "{on_disk}");
+    }
+
+    #[test]
+    fn grants_for_a_handler_that_is_not_registered_are_refused_by_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = open_with(
+            dir.path(),
+            "[handler_grants.\"microsoft/swupdate:1\"]\nwrite = [\"/var/lib/boot\"]\n",
+        )
+        .err()
+        .expect("refused");
+        assert!(matches!(e, RuntimeError::GrantsForUnknownHandler { .. }));
+        let message = e.to_string();
+        assert!(
+            message.starts_with("handler_grants.\"microsoft/swupdate:1\": no handler")
+                && message.contains("registered: microsoft/swupdate:2"),
+            "{message}"
+        );
     }
 }

@@ -6,7 +6,8 @@
 //! ```text
 //! payload/   the profile's payload files (must never change)
 //! canary/    a file no handler may touch
-//! device/    the scratch device folder (emptied between scenarios)
+//! device/    the scratch device folder (emptied between scenarios, then given the
+//!            profile's device files)
 //! runs/NNN-<action>/   one work folder per action; holds its result file
 //! ```
 
@@ -123,14 +124,19 @@ impl Bench {
                 size: file.contents.len() as u64,
             });
         }
+        let device = root.join("device");
+        lay_device_files(&device, profile)?;
         let mut registration = registration.clone();
-        if let Some(key) = &profile.device_folder {
-            let device = root.join("device");
+        if profile.uses_device() {
             registration.capabilities.write.push(device.clone());
+        }
+        if let Some(key) = &profile.device_folder {
             registration
                 .config
                 .insert(key.clone(), device.display().to_string().into());
         }
+        let settings = substitute(&profile.config, &device.display().to_string());
+        registration.config.extend(settings);
         Ok((payload, registration))
     }
 
@@ -155,11 +161,13 @@ impl Bench {
         self.handler.as_ref()
     }
 
-    /// Empties the device folder: the next scenario starts on a fresh device.
+    /// Empties the device folder and lays the profile's device files into it: the next
+    /// scenario starts on a fresh device.
     pub fn reset_device(&self) -> std::io::Result<()> {
         let device = self.root.join("device");
         fs::remove_dir_all(&device)?;
-        fs::create_dir_all(&device)
+        fs::create_dir_all(&device)?;
+        lay_device_files(&device, &self.profile)
     }
 
     /// Runs `action` with `step` until it ends or `cancel` stops it.
@@ -299,6 +307,14 @@ fn read_result(action: Action, path: &Path) -> (Option<ResultFile>, Option<Strin
     // Valid means the runtime takes the file exactly as the handler wrote it.
     let problem = (as_written.as_ref() != Some(&read)).then(|| read.result_details.clone());
     (Some(read), problem)
+}
+
+/// Writes the profile's device files into the (empty) device folder.
+fn lay_device_files(device: &Path, profile: &Profile) -> std::io::Result<()> {
+    for file in &profile.device_files {
+        fs::write(device.join(&file.name), &file.contents)?;
+    }
+    Ok(())
 }
 
 /// `{device}` in the string values of `properties` (at any depth) replaced by `device`.

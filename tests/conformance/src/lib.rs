@@ -54,8 +54,11 @@ pub enum KitError {
     /// The profile cannot be read or is invalid.
     #[error(transparent)]
     Profile(#[from] ProfileError),
-    /// The path is neither a registration (`.toml`) nor an artifact (`.wasm`, `.so`).
-    #[error("{0}: not a registration (.toml), a component (.wasm) or a native library (.so)")]
+    /// The path is neither a registration (`.toml`) nor an artifact (`.wasm`, `.cwasm`,
+    /// `.so`).
+    #[error(
+        "{0}: not a registration (.toml), a component (.wasm, or .cwasm precompiled) or a native library (.so)"
+    )]
     UnknownInput(PathBuf),
     /// The scratch device or a host could not be set up.
     #[error("cannot set up the conformance run: {0}")]
@@ -82,14 +85,14 @@ impl Kit {
     }
 
     /// A run over a registration file (`.toml`) or a bare artifact (`.wasm` component,
-    /// `.so` native library; the handler's id is taken from its `describe`, and it gets no
-    /// capabilities and default limits), with the profile beside it
-    /// ([`Profile::beside`]) when there is one.
+    /// `.cwasm` precompiled component, `.so` native library; the handler's id is taken
+    /// from its `describe`, and it gets no capabilities and default limits), with the
+    /// profile beside it ([`Profile::beside`]) when there is one.
     pub fn from_path(path: &Path) -> Result<Kit, KitError> {
         let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("");
         let kind = match extension {
             "toml" => None,
-            "wasm" => Some(HandlerKind::Wasm),
+            "wasm" | "cwasm" => Some(HandlerKind::Wasm),
             "so" => Some(HandlerKind::Native),
             _ => return Err(KitError::UnknownInput(path.to_owned())),
         };

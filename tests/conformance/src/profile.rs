@@ -17,12 +17,22 @@
 //! name = "install.sh"
 //! text = "#!/bin/sh\n…"                      # inline, or `path = "relative/to/profile"`
 //!
+//! [config]                                   # the registration's [config] for the run;
+//! boot_env = "{device}/bootenv"              # "{device}" as in handlerProperties
+//!
+//! [[deviceFiles]]                            # what a fresh scratch device holds: laid
+//! name = "bootenv"                           # into its folder before every scenario
+//! text = "boot_slot=a\n"                     # (`text` or `path`, as for [[files]])
+//!
 //! [skip]                                     # checks that cannot apply, and why
 //! "HC-004" = "needs a device with a real camera"
 //!
 //! [skipActions]                              # actions never run with the payload above
 //! install = "installs packages on the machine running the kit"
 //! ```
+//!
+//! The scratch device folder is granted to the handler read-write when the profile uses
+//! it: `deviceFolder`, `{device}` in `[config]`, or `[[deviceFiles]]`.
 //!
 //! Without a profile the step has no payload files, no properties and the installed
 //! criteria `conformance-1`.
@@ -81,6 +91,11 @@ pub struct Profile {
     /// When set, the kit grants a scratch device folder read-write and names it in the
     /// registration's `[config]` under this key.
     pub device_folder: Option<String>,
+    /// Settings merged over the registration's `[config]`; `{device}` in a string
+    /// becomes the scratch device folder.
+    pub config: serde_json::Map<String, serde_json::Value>,
+    /// The files a fresh scratch device holds (names relative to its folder).
+    pub device_files: Vec<ProfileFile>,
     /// How long a cancelled action may take to end.
     pub cancel_bound: Duration,
     /// Checks that do not apply to this handler, with the reason.
@@ -96,6 +111,8 @@ impl Default for Profile {
             installed_criteria: Some("conformance-1".into()),
             files: Vec::new(),
             device_folder: None,
+            config: serde_json::Map::new(),
+            device_files: Vec::new(),
             cancel_bound: DEFAULT_CANCEL_BOUND,
             skip: BTreeMap::new(),
             skip_actions: BTreeMap::new(),
@@ -112,6 +129,10 @@ struct RawProfile {
     #[serde(default)]
     files: Vec<RawFile>,
     device_folder: Option<String>,
+    #[serde(default)]
+    config: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    device_files: Vec<RawFile>,
     cancel_bound_secs: Option<u64>,
     #[serde(default)]
     skip: BTreeMap<String, String>,
@@ -145,33 +166,8 @@ impl Profile {
         };
         let raw: RawProfile = toml::from_str(text).map_err(|e| invalid(e.message().into()))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        let mut files = Vec::new();
-        for (i, file) in raw.files.into_iter().enumerate() {
-            let contents = match (file.text, file.path) {
-                (Some(text), None) => text.into_bytes(),
-                (None, Some(p)) => {
-                    let p = base.join(p);
-                    std::fs::read(&p).map_err(|e| {
-                        invalid(format!("files[{i}].path: cannot read {}: {e}", p.display()))
-                    })?
-                }
-                _ => {
-                    return Err(invalid(format!(
-                        "files[{i}]: give exactly one of `text` and `path`"
-                    )));
-                }
-            };
-            if file.name.is_empty() || file.name.contains('/') || file.name.starts_with('.') {
-                return Err(invalid(format!(
-                    "files[{i}].name: `{}` is not a plain file name",
-                    file.name
-                )));
-            }
-            files.push(ProfileFile {
-                name: file.name,
-                contents,
-            });
-        }
+        let files = read_files("files", raw.files, base).map_err(invalid)?;
+        let device_files = read_files("deviceFiles", raw.device_files, base).map_err(invalid)?;
         let mut skip = BTreeMap::new();
         for (id, reason) in raw.skip {
             let check = Check::from_id(&id)
@@ -192,6 +188,8 @@ impl Profile {
                 .or(Profile::default().installed_criteria),
             files,
             device_folder: raw.device_folder,
+            config: raw.config,
+            device_files,
             cancel_bound: raw
                 .cancel_bound_secs
                 .map(Duration::from_secs)
@@ -199,6 +197,22 @@ impl Profile {
             skip,
             skip_actions,
         })
+    }
+
+    /// True when the run uses the scratch device folder, which is then granted to the
+    /// handler read-write.
+    pub fn uses_device(&self) -> bool {
+        fn mentions(value: &serde_json::Value) -> bool {
+            match value {
+                serde_json::Value::String(s) => s.contains(crate::bench::DEVICE_PLACEHOLDER),
+                serde_json::Value::Array(items) => items.iter().any(mentions),
+                serde_json::Value::Object(map) => map.values().any(mentions),
+                _ => false,
+            }
+        }
+        self.device_folder.is_some()
+            || !self.device_files.is_empty()
+            || self.config.values().any(mentions)
     }
 
     /// The profile that belongs beside a registration or artifact, if there is one:
@@ -213,6 +227,38 @@ impl Profile {
         .into_iter()
         .find(|p| p.is_file())
     }
+}
+
+/// The `[[files]]` (or `[[deviceFiles]]`, named `table` in errors) of a profile, each
+/// read from its `text` or its `path` relative to `base`.
+fn read_files(table: &str, raw: Vec<RawFile>, base: &Path) -> Result<Vec<ProfileFile>, String> {
+    let mut files = Vec::new();
+    for (i, file) in raw.into_iter().enumerate() {
+        let contents = match (file.text, file.path) {
+            (Some(text), None) => text.into_bytes(),
+            (None, Some(p)) => {
+                let p = base.join(p);
+                std::fs::read(&p)
+                    .map_err(|e| format!("{table}[{i}].path: cannot read {}: {e}", p.display()))?
+            }
+            _ => {
+                return Err(format!(
+                    "{table}[{i}]: give exactly one of `text` and `path`"
+                ));
+            }
+        };
+        if file.name.is_empty() || file.name.contains('/') || file.name.starts_with('.') {
+            return Err(format!(
+                "{table}[{i}].name: `{}` is not a plain file name",
+                file.name
+            ));
+        }
+        files.push(ProfileFile {
+            name: file.name,
+            contents,
+        });
+    }
+    Ok(files)
 }
 
 #[cfg(test)]
@@ -247,6 +293,33 @@ install = "changes the machine"
     }
 
     #[test]
+    fn a_profile_sets_the_registrations_config_and_the_devices_files() {
+        let p = Profile::parse(
+            Path::new("p.toml"),
+            r#"
+[config]
+boot_env = "{device}/bootenv"
+slots = { a = "{device}/a.img", b = "/dev/b" }
+[[deviceFiles]]
+name = "bootenv"
+text = "boot_slot=a\n"
+"#,
+        )
+        .unwrap();
+        assert_eq!(p.config["slots"]["b"], "/dev/b");
+        assert_eq!(p.device_files[0].name, "bootenv");
+        assert_eq!(p.device_files[0].contents, b"boot_slot=a\n");
+        assert!(p.uses_device());
+        assert!(!Profile::default().uses_device());
+        let config_only = Profile::parse(
+            Path::new("p.toml"),
+            "[config]\nnested = { deep = [\"{device}/x\"] }\n",
+        )
+        .unwrap();
+        assert!(config_only.uses_device());
+    }
+
+    #[test]
     fn unknown_checks_actions_and_bad_names_are_refused() {
         for (text, says) in [
             ("[skip]\n\"HC-999\" = \"x\"", "unknown check `HC-999`"),
@@ -256,6 +329,10 @@ install = "changes the machine"
             ),
             ("[[files]]\nname = \"../x\"\ntext = \"\"", "files[0].name"),
             ("[[files]]\nname = \"x\"", "files[0]: give exactly one"),
+            (
+                "[[deviceFiles]]\nname = \"a/b\"\ntext = \"\"",
+                "deviceFiles[0].name",
+            ),
         ] {
             let e = Profile::parse(Path::new("p.toml"), text).unwrap_err();
             assert!(e.to_string().contains(says), "{e}");

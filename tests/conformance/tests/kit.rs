@@ -96,6 +96,46 @@ fn the_apt_handler_conforms_in_what_can_run_without_installing() {
     assert!(why.contains("installs packages on the machine"), "{why}");
 }
 
+/// swupdate listens on fixed sockets under /tmp while it runs: one kit run over a
+/// swupdate handler at a time.
+static SWUPDATE_RUNS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_swupdate_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    SWUPDATE_RUNS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[test]
+fn the_swupdate_handler_conforms_on_a_scratch_ab_device() {
+    let _one = one_swupdate_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let reg = builtin("microsoft/swupdate:2", dir.path());
+    let report = kit(reg, Some(&repo("handlers/swupdate/conform.toml")))
+        .run()
+        .unwrap();
+    assert_passes(&report);
+    // Apply asks for an immediate reboot, after which alone is-installed can verify:
+    // the kit skips HC-004 itself, saying so; every other check runs.
+    assert_eq!(report.skipped(), [Check::InstalledAfterInstall]);
+    let why = report.to_human();
+    assert!(why.contains("asks for a reboot (705)"), "{why}");
+}
+
+#[test]
+fn the_swupdate_v1_handler_conforms_with_the_same_profile() {
+    // :1 reads no swuFileName: the profile's one payload file is its image.
+    let _one = one_swupdate_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let reg = builtin("microsoft/swupdate:1", dir.path());
+    let report = kit(reg, Some(&repo("handlers/swupdate/conform.toml")))
+        .run()
+        .unwrap();
+    assert_eq!(report.handler, "microsoft/swupdate:1");
+    assert_passes(&report);
+    assert_eq!(report.skipped(), [Check::InstalledAfterInstall]);
+}
+
 #[test]
 fn the_c_example_native_handler_conforms() {
     let reg = registration(

@@ -1,0 +1,5 @@
+//! The `microsoft/swupdate:1` component. The handler is
+//! [`handrail_swupdate_handler::SwupdateV1Handler`]; one component exports one handler,
+//! so each id the library implements has a crate of its own that exports it.
+
+handrail_sdk::export!(handrail_swupdate_handler::SwupdateV1Handler);
