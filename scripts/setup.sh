@@ -14,7 +14,7 @@ if ! rustup target list --installed --toolchain "$toolchain" | grep -qx wasm32-w
 fi
 
 # Debian packages: program -> package.
-declare -A debs=([swupdate]=swupdate [openssl]=openssl)
+declare -A debs=([swupdate]=swupdate [openssl]=openssl [cpio]=cpio)
 missing=()
 for prog in "${!debs[@]}"; do
     command -v "$prog" >/dev/null 2>&1 || missing+=("${debs[$prog]}")

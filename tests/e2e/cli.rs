@@ -307,3 +307,53 @@ fn a_signed_envelope_deploys_through_the_binary_and_a_tampered_one_does_not() {
     assert_eq!(run.code(), Some(0), "{}\n{}", run.stdout(), run.stderr());
     assert!(!device.log().is_empty());
 }
+
+#[test]
+fn configured_grants_reach_a_built_in_handler_and_a_wrong_id_is_refused_by_key() {
+    let device = Device::new();
+    let config = device.tmp.path().join("config.toml");
+    let boot = device.device.join("boot");
+    fs::write(
+        &config,
+        format!(
+            "[handler_grants.\"microsoft/swupdate:2\"]\nwrite = [\"{}\"]\n",
+            boot.display()
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let run = device.run(&["--config", config, "--json", "handlers", "list"]);
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    let list = run.last_json();
+    let swupdate = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "microsoft/swupdate:2")
+        .expect("the built-in swupdate handler");
+    assert_eq!(swupdate["capabilities"]["write"][0], boot.to_str().unwrap());
+    assert_eq!(swupdate["capabilities"]["run"][0], "/usr/bin/swupdate");
+    let human = device.run(&["--config", config, "handlers", "list"]);
+    assert!(
+        human
+            .stdout()
+            .contains(&format!("write: [{}]", boot.display())),
+        "{}",
+        human.stdout()
+    );
+
+    let wrong = device.tmp.path().join("wrong.toml");
+    fs::write(
+        &wrong,
+        "[handler_grants.\"microsoft/swupdate:9\"]\nwrite = [\"/var/lib/boot\"]\n",
+    )
+    .unwrap();
+    let run = device.run(&["--config", wrong.to_str().unwrap(), "handlers", "list"]);
+    assert_eq!(run.code(), Some(2), "{}", run.stderr());
+    assert!(
+        run.stderr()
+            .contains("handler_grants.\"microsoft/swupdate:9\": no handler"),
+        "{}",
+        run.stderr()
+    );
+}

@@ -266,18 +266,27 @@ impl Output {
         if registry.iter().next().is_none() {
             println!("no handlers registered");
         }
+        let paths = |paths: &[std::path::PathBuf]| {
+            paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         for r in registry.iter() {
+            let caps = &r.capabilities;
+            let mut folders = String::new();
+            for (name, list) in [("read", &caps.read), ("write", &caps.write)] {
+                if !list.is_empty() {
+                    folders.push_str(&format!("  {name}: [{}]", paths(list)));
+                }
+            }
             println!(
-                "{}  {}  {}  run: [{}]  memory {} MiB, timeout {} s",
+                "{}  {}  {}  run: [{}]{folders}  memory {} MiB, timeout {} s",
                 r.id,
                 r.kind,
                 r.artifact.display(),
-                r.capabilities
-                    .run
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                paths(&caps.run),
                 r.limits.memory_mib,
                 r.limits.timeout_secs
             );
