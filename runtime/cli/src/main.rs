@@ -13,9 +13,16 @@
 //! | 6 | busy: another process owns the state directory, or a deployment is pending |
 //! | 7 | the deployment ran past its time limit |
 //! | 10 | internal error (state could not be read or written) |
+//!
+//! Built with the default `compiler` feature it compiles `.wasm` handlers, carries the
+//! built-in handlers and offers `precompile`; built without it (the lean build for
+//! devices) it runs only handlers precompiled by a full build, registered in the state
+//! directory's `handlers/` folder.
 
 mod conform;
 mod output;
+#[cfg(feature = "compiler")]
+mod precompile;
 mod self_update;
 
 use std::path::{Path, PathBuf};
@@ -159,6 +166,21 @@ enum Command {
         #[arg(long)]
         junit: Option<PathBuf>,
     },
+    /// Compile handlers ahead of time for the lean build (no compiler), on a machine with
+    /// the CPU it will run on: one component, or the built-in handlers with their
+    /// registrations. Only in a full build.
+    Precompile {
+        /// The component to precompile (`.wasm`).
+        #[arg(required_unless_present = "builtins", conflicts_with = "builtins")]
+        artifact: Option<PathBuf>,
+        /// Where to write it (default: the artifact's path with `.cwasm`).
+        #[arg(short, long, requires = "artifact")]
+        output: Option<PathBuf>,
+        /// Precompile the built-in handlers into this folder, each with a registration
+        /// naming it, to copy into the device's `<state-dir>/handlers/`.
+        #[arg(long, value_name = "DIR")]
+        builtins: Option<PathBuf>,
+    },
     /// Create a handler crate from the vendor template.
     NewHandler {
         /// The folder to create (must not exist, or be empty).
@@ -240,9 +262,12 @@ fn main() -> ExitCode {
 
 fn exit_code_of(e: &anyhow::Error) -> u8 {
     match e.downcast_ref::<RuntimeError>() {
-        Some(RuntimeError::Admit(_) | RuntimeError::Registry(_) | RuntimeError::Trust(_)) => {
-            EXIT_BAD_INPUT
-        }
+        Some(
+            RuntimeError::Admit(_)
+            | RuntimeError::Registry(_)
+            | RuntimeError::Trust(_)
+            | RuntimeError::GrantsForUnknownHandler { .. },
+        ) => EXIT_BAD_INPUT,
         Some(RuntimeError::Busy { .. }) => EXIT_BUSY,
         Some(RuntimeError::State(handrail::state::StateError::Locked { .. })) => EXIT_BUSY,
         Some(_) => EXIT_INTERNAL,
@@ -261,6 +286,13 @@ fn exit_code_of(e: &anyhow::Error) -> u8 {
             EXIT_BAD_INPUT
         }
         None if e.downcast_ref::<std::io::Error>().is_some() => EXIT_BAD_INPUT,
+        #[cfg(feature = "compiler")]
+        None if e
+            .downcast_ref::<handrail_wasm_host::PrecompileError>()
+            .is_some() =>
+        {
+            EXIT_BAD_INPUT
+        }
         None if matches!(
             e.downcast_ref::<handrail_conformance::KitError>(),
             Some(k) if !matches!(k, handrail_conformance::KitError::Setup(_))
@@ -289,11 +321,11 @@ fn load_config(cli: &Cli) -> anyhow::Result<(Option<PathBuf>, Config)> {
     Ok((config_path, config))
 }
 
-/// Opens the runtime with the built-in handlers, the WebAssembly host and the component
-/// enumerator.
-fn open(cli: &Cli) -> anyhow::Result<Runtime> {
-    let cache_dir = cli.cache_dir.clone();
-    let bundled = handrail_builtin_handlers::builtin_handlers()
+/// The built-in handlers this binary carries: none in the lean build, whose built-ins
+/// are precompiled registrations in the state directory (`handrail precompile --builtins`).
+fn bundled_handlers() -> Vec<BundledHandler> {
+    #[cfg(feature = "compiler")]
+    return handrail_builtin_handlers::builtin_handlers()
         .into_iter()
         .map(|h| BundledHandler {
             id: h.id.to_owned(),
@@ -303,6 +335,15 @@ fn open(cli: &Cli) -> anyhow::Result<Runtime> {
             limits: Limits::default(),
         })
         .collect();
+    #[cfg(not(feature = "compiler"))]
+    Vec::new()
+}
+
+/// Opens the runtime with the built-in handlers, the WebAssembly host and the component
+/// enumerator.
+fn open(cli: &Cli) -> anyhow::Result<Runtime> {
+    let cache_dir = cli.cache_dir.clone();
+    let bundled = bundled_handlers();
     let (config_path, config) = load_config(cli)?;
     let self_update = self_update::SelfUpdate {
         binary: match &config.self_update.binary {
@@ -400,6 +441,16 @@ async fn run(cli: &Cli, out: &output::Output) -> anyhow::Result<u8> {
             )
             .await
         }
+        Command::Precompile {
+            artifact,
+            output,
+            builtins,
+        } => precompile(
+            artifact.as_deref(),
+            output.as_deref(),
+            builtins.as_deref(),
+            out,
+        ),
         Command::NewHandler { dir, id, sdk } => {
             conform::new_handler(dir, id, sdk.as_deref())?;
             out.message(&format!(
@@ -459,9 +510,19 @@ async fn run(cli: &Cli, out: &output::Output) -> anyhow::Result<u8> {
             let view = StateView::new(&cli.state_dir);
             view.current().map_err(RuntimeError::from)?;
             view.history().load().map_err(RuntimeError::from)?;
-            Registry::load_dir(&view.handlers_dir()).map_err(RuntimeError::from)?;
+            let registry = Registry::load_dir(&view.handlers_dir()).map_err(RuntimeError::from)?;
+            // A binary whose wasmtime cannot load the device's precompiled handlers (or,
+            // lean, its `.wasm` ones) would fail every step: not healthy. Bundled ones are
+            // the running binary's to rewrite (or, lean, to do without) when it opens.
+            let own = registry
+                .iter()
+                .filter(|r| r.kind == HandlerKind::Wasm && !handrail::bundled::is_bundled(r));
+            for registration in own {
+                handrail_wasm_host::check_artifact(registration)?;
+            }
+            #[cfg(feature = "compiler")]
             anyhow::ensure!(
-                !handrail_builtin_handlers::builtin_handlers().is_empty(),
+                !bundled_handlers().is_empty(),
                 "this binary carries no built-in handlers"
             );
             out.message("healthy");
@@ -474,6 +535,38 @@ async fn run(cli: &Cli, out: &output::Output) -> anyhow::Result<u8> {
             Ok(0)
         }
     }
+}
+
+/// `handrail precompile`: one component, or the built-ins into a folder.
+#[cfg(feature = "compiler")]
+fn precompile(
+    artifact: Option<&Path>,
+    output: Option<&Path>,
+    builtins: Option<&Path>,
+    out: &output::Output,
+) -> anyhow::Result<u8> {
+    match (artifact, builtins) {
+        (_, Some(dir)) => precompile::builtins(dir, out),
+        (Some(artifact), None) => precompile::component(artifact, output, out),
+        (None, None) => Err(anyhow::Error::new(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "give the component to precompile, or --builtins DIR",
+        ))),
+    }
+}
+
+/// `handrail precompile` in the lean build, which has no compiler to precompile with.
+#[cfg(not(feature = "compiler"))]
+fn precompile(
+    _: Option<&Path>,
+    _: Option<&Path>,
+    _: Option<&Path>,
+    _: &output::Output,
+) -> anyhow::Result<u8> {
+    Err(anyhow::Error::new(std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "this build of handrail has no compiler (the lean build): run `handrail precompile` with a full build of the same version, on a machine with this CPU",
+    )))
 }
 
 /// The registry, with the built-in handlers installed when the state directory is free;

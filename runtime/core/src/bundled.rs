@@ -28,9 +28,10 @@ pub struct BundledHandler {
     pub limits: Limits,
 }
 
-fn stem(id: &str) -> String {
-    let safe: String = id
-        .chars()
+/// A handler id as a file name stem, safe in any folder: `microsoft/script:1` →
+/// `microsoft-script-1`.
+pub fn file_stem(id: &str) -> String {
+    id.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
                 c
@@ -38,8 +39,19 @@ fn stem(id: &str) -> String {
                 '-'
             }
         })
-        .collect();
-    format!("bundled-{safe}")
+        .collect()
+}
+
+fn stem(id: &str) -> String {
+    format!("bundled-{}", file_stem(id))
+}
+
+/// The text of a registration file a program writes: `comment` (one `#` line each),
+/// then the registration.
+pub fn registration_text(comment: &str, registration: &Registration) -> std::io::Result<String> {
+    let mut text: String = comment.lines().map(|l| format!("# {l}\n")).collect();
+    text.push_str(&toml::to_string(registration).map_err(std::io::Error::other)?);
+    Ok(text)
 }
 
 /// Writes (or refreshes) the bundled handlers' artifacts and registrations.
@@ -57,6 +69,7 @@ pub fn install(handlers_dir: &Path, bundled: &[BundledHandler]) -> Result<(), st
             Registration::parse(&e.path(), &text).ok().map(|r| r.id)
         })
         .collect();
+    remove_overridden(handlers_dir, &own)?;
     for b in bundled {
         let stem = stem(&b.id);
         let ext = match b.kind {
@@ -83,10 +96,10 @@ pub fn install(handlers_dir: &Path, bundled: &[BundledHandler]) -> Result<(), st
             config: Default::default(),
             source: None,
         };
-        let text = format!(
-            "# Written by the program that bundles this handler; rewritten when it changes.\n# To override, register the same id in a file of your own.\n{}",
-            toml::to_string(&registration).map_err(std::io::Error::other)?
-        );
+        let text = registration_text(
+            "Written by the program that bundles this handler; rewritten when it changes.\nTo override, register the same id in a file of your own.",
+            &registration,
+        )?;
         if fs::read_to_string(&reg_path).ok().as_deref() == Some(text.as_str())
             && crate::registry::sha256_file(&artifact_path).ok().as_deref() == Some(sum.as_str())
         {
@@ -95,6 +108,34 @@ pub fn install(handlers_dir: &Path, bundled: &[BundledHandler]) -> Result<(), st
         // Artifact first: a registration never names an artifact that is not there yet.
         durable::write_atomic(&artifact_path, b.artifact)?;
         durable::write_atomic(&reg_path, text.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Removes the bundled registrations (and their artifacts) of ids in `own`, including
+/// those of handlers this program does not bundle: written by another build (a full
+/// build before a switch to the lean one, say), they would register the id twice.
+fn remove_overridden(handlers_dir: &Path, own: &[String]) -> Result<(), std::io::Error> {
+    for entry in fs::read_dir(handlers_dir)?.filter_map(|e| e.ok()) {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(stem) = name
+            .strip_suffix(".toml")
+            .filter(|s| s.starts_with("bundled-"))
+        else {
+            continue;
+        };
+        let overridden = fs::read_to_string(&path)
+            .ok()
+            .and_then(|text| Registration::parse(&path, &text).ok())
+            .is_some_and(|r| own.contains(&r.id));
+        if overridden {
+            // The registration first: none ever names a missing artifact.
+            durable::remove_file(&path)?;
+            for ext in ["wasm", "so"] {
+                durable::remove_file(&handlers_dir.join(format!("{stem}.{ext}")))?;
+            }
+        }
     }
     Ok(())
 }
@@ -113,16 +154,21 @@ mod tests {
     use super::*;
     use crate::registry::Registry;
 
-    #[test]
-    fn installs_once_and_yields_to_the_owners_registration() {
-        let dir = tempfile::tempdir().unwrap();
-        let b = BundledHandler {
+    /// A bundled `acme/thing:1`.
+    fn thing() -> BundledHandler {
+        BundledHandler {
             id: "acme/thing:1".into(),
             kind: HandlerKind::Wasm,
             artifact: b"\0asm component bytes",
             capabilities: Capabilities::default(),
             limits: Limits::default(),
-        };
+        }
+    }
+
+    #[test]
+    fn installs_once_and_yields_to_the_owners_registration() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = thing();
         install(dir.path(), std::slice::from_ref(&b)).unwrap();
         let reg = Registry::load_dir(dir.path()).unwrap();
         let r = reg.get("acme/thing:1").unwrap();
@@ -154,5 +200,21 @@ mod tests {
         install(dir.path(), &[b]).unwrap();
         let reg = Registry::load_dir(dir.path()).unwrap();
         assert!(!is_bundled(reg.get("acme/thing:1").unwrap()));
+    }
+
+    #[test]
+    fn an_owners_registration_retires_a_bundled_one_this_program_does_not_carry() {
+        let dir = tempfile::tempdir().unwrap();
+        install(dir.path(), &[thing()]).unwrap();
+        fs::write(
+            dir.path().join("acme-thing-1.toml"),
+            "id = \"acme/thing:1\"\nkind = \"in-process\"\n",
+        )
+        .unwrap();
+        // A program bundling nothing (the lean build) opens the same folder.
+        install(dir.path(), &[]).unwrap();
+        let reg = Registry::load_dir(dir.path()).unwrap();
+        assert!(!is_bundled(reg.get("acme/thing:1").unwrap()));
+        assert!(!dir.path().join("bundled-acme-thing-1.wasm").exists());
     }
 }

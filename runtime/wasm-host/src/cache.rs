@@ -1,18 +1,21 @@
-//! Compiled components, kept on disk so a warm load deserialises machine code instead of
-//! running Cranelift.
+//! Where a loaded component comes from: memory, the compiled-component cache on disk, a
+//! precompiled artifact, or Cranelift.
 //!
-//! A cache entry is keyed by the artifact's sha256 and by the engine's compatibility hash
+//! Components already loaded by this host are kept in memory. A precompiled artifact
+//! (`handrail precompile`) is deserialised as it is; see the `precompiled` module. A
+//! `.wasm` component is compiled once and kept on disk, so a warm load deserialises
+//! machine code instead of running Cranelift: a cache entry is keyed by the artifact's
+//! sha256 and by the engine's compatibility hash
 //! ([`Engine::precompile_compatibility_hash`]: wasmtime version, target, settings), so an
 //! upgrade or a configuration change misses instead of loading incompatible code. Entries
-//! are written atomically (temporary file, fsync, rename). Components already loaded by
-//! this host are also kept in memory.
+//! are written atomically (temporary file, fsync, rename). Deserialising an entry trusts
+//! the cache folder: it must be writable only by the runtime.
 //!
-//! Deserialising trusts the cache folder: it must be writable only by the runtime.
+//! Without the `compiler` feature there is nothing to compile, hence no disk cache: a
+//! `.wasm` component is refused and precompiled artifacts load directly.
 
 use std::collections::HashMap;
 use std::fs;
-use std::hash::{Hash, Hasher};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +23,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
+
+use crate::precompiled::{self, ArtifactForm};
 
 /// How often the cache was hit and missed since the host was created.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -30,52 +35,42 @@ pub struct CacheStats {
     pub disk_hits: u64,
     /// Loads that compiled the component (and wrote a cache file).
     pub compiles: u64,
+    /// Loads of precompiled artifacts (`handrail precompile`), deserialised as they are.
+    pub precompiled: u64,
 }
 
-/// The compiled-component cache of one engine.
+/// The component cache of one engine.
 pub(crate) struct ComponentCache {
-    dir: PathBuf,
-    engine_key: String,
+    #[cfg(feature = "compiler")]
+    disk: DiskCache,
     loaded: Mutex<HashMap<String, Component>>,
     memory_hits: AtomicU64,
     disk_hits: AtomicU64,
     compiles: AtomicU64,
-}
-
-/// Feeds a `Hash` value into sha256, so the key is stable across processes (unlike
-/// `DefaultHasher`, whose output is not specified).
-struct Sha256Hasher(Sha256);
-
-impl Hasher for Sha256Hasher {
-    fn finish(&self) -> u64 {
-        0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        self.0.update(bytes);
-    }
+    precompiled: AtomicU64,
 }
 
 impl ComponentCache {
-    /// A cache in `dir` (created when missing) for components of `engine`.
+    /// A cache in `dir` (created when missing; not used without the compiler) for
+    /// components of `engine`.
     pub(crate) fn new(engine: &Engine, dir: PathBuf) -> std::io::Result<Self> {
-        fs::create_dir_all(&dir)?;
-        let mut hasher = Sha256Hasher(Sha256::new());
-        engine.precompile_compatibility_hash().hash(&mut hasher);
-        let engine_key = handrail::registry::hex(&hasher.0.finalize()[..8]);
+        #[cfg(not(feature = "compiler"))]
+        let _ = (engine, dir);
         Ok(ComponentCache {
-            dir,
-            engine_key,
+            #[cfg(feature = "compiler")]
+            disk: DiskCache::new(engine, dir)?,
             loaded: Mutex::default(),
             memory_hits: AtomicU64::new(0),
             disk_hits: AtomicU64::new(0),
             compiles: AtomicU64::new(0),
+            precompiled: AtomicU64::new(0),
         })
     }
 
     /// The cache file of an artifact with this sha256.
+    #[cfg(feature = "compiler")]
     pub(crate) fn entry_path(&self, sha256: &str) -> PathBuf {
-        self.dir.join(format!("{sha256}-{}.cwasm", self.engine_key))
+        self.disk.entry_path(sha256)
     }
 
     pub(crate) fn stats(&self) -> CacheStats {
@@ -83,11 +78,13 @@ impl ComponentCache {
             memory_hits: self.memory_hits.load(Ordering::Relaxed),
             disk_hits: self.disk_hits.load(Ordering::Relaxed),
             compiles: self.compiles.load(Ordering::Relaxed),
+            precompiled: self.precompiled.load(Ordering::Relaxed),
         }
     }
 
     /// The component of `artifact`, whose sha256 the registry has verified to be
-    /// `sha256`: from memory, from the cache file, or compiled (and cached).
+    /// `sha256`: from memory, from the cache file, deserialised when precompiled, or
+    /// compiled (and cached).
     pub(crate) fn load(
         &self,
         engine: &Engine,
@@ -98,24 +95,48 @@ impl ComponentCache {
             self.memory_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(component.clone());
         }
-        let entry = self.entry_path(sha256);
-        let component = match self.deserialize(engine, &entry) {
-            Some(component) => {
-                self.disk_hits.fetch_add(1, Ordering::Relaxed);
-                component
-            }
-            None => {
-                let component = self.compile(engine, artifact, sha256)?;
-                self.compiles.fetch_add(1, Ordering::Relaxed);
-                if let Err(e) = self.store(&component, &entry) {
-                    // A cache that cannot be written costs a compile next time, nothing more.
-                    tracing::warn!(cache = %entry.display(), "cannot write the compiled-handler cache: {e}");
-                }
-                component
-            }
-        };
+        let component = self.load_uncached(engine, artifact, sha256)?;
         self.lock().insert(sha256.to_owned(), component.clone());
         Ok(component)
+    }
+
+    fn load_uncached(
+        &self,
+        engine: &Engine,
+        artifact: &Path,
+        sha256: &str,
+    ) -> Result<Component, String> {
+        #[cfg(feature = "compiler")]
+        if let Some(component) = self.disk.read(engine, sha256) {
+            self.disk_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(component);
+        }
+        let bytes = read_verified(artifact, sha256)?;
+        match precompiled::form(&bytes)? {
+            ArtifactForm::Precompiled => {
+                let component = precompiled::deserialize(engine, &bytes)?;
+                self.precompiled.fetch_add(1, Ordering::Relaxed);
+                Ok(component)
+            }
+            ArtifactForm::Component => self.compile(engine, &bytes, sha256),
+        }
+    }
+
+    #[cfg(feature = "compiler")]
+    fn compile(&self, engine: &Engine, bytes: &[u8], sha256: &str) -> Result<Component, String> {
+        let component = Component::new(engine, bytes)
+            .map_err(|e| format!("not a valid WebAssembly component: {e:#}"))?;
+        self.compiles.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = self.disk.write(&component, sha256) {
+            // A cache that cannot be written costs a compile next time, nothing more.
+            tracing::warn!(cache = %self.entry_path(sha256).display(), "cannot write the compiled-handler cache: {e}");
+        }
+        Ok(component)
+    }
+
+    #[cfg(not(feature = "compiler"))]
+    fn compile(&self, _: &Engine, _: &[u8], _: &str) -> Result<Component, String> {
+        Err(precompiled::NOT_PRECOMPILED.to_owned())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Component>> {
@@ -124,16 +145,69 @@ impl ComponentCache {
             Err(poisoned) => poisoned.into_inner(),
         }
     }
+}
 
-    fn deserialize(&self, engine: &Engine, entry: &Path) -> Option<Component> {
+/// The bytes of `artifact`, checked against the `sha256` the registry verified: what the
+/// host loads is exactly what was verified, even if the file changed since.
+pub(crate) fn read_verified(artifact: &Path, sha256: &str) -> Result<Vec<u8>, String> {
+    let bytes = fs::read(artifact).map_err(|e| format!("cannot read the artifact: {e}"))?;
+    let actual = handrail::registry::hex(&Sha256::digest(&bytes));
+    if actual != sha256 {
+        return Err(format!(
+            "the artifact's sha256 is {actual}, not the registered {sha256}; it changed after it was verified"
+        ));
+    }
+    Ok(bytes)
+}
+
+/// The compiled components on disk, one file per artifact and engine configuration.
+#[cfg(feature = "compiler")]
+struct DiskCache {
+    dir: PathBuf,
+    engine_key: String,
+}
+
+/// Feeds a `Hash` value into sha256, so the key is stable across processes (unlike
+/// `DefaultHasher`, whose output is not specified).
+#[cfg(feature = "compiler")]
+struct Sha256Hasher(Sha256);
+
+#[cfg(feature = "compiler")]
+impl std::hash::Hasher for Sha256Hasher {
+    fn finish(&self) -> u64 {
+        0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}
+
+#[cfg(feature = "compiler")]
+impl DiskCache {
+    fn new(engine: &Engine, dir: PathBuf) -> std::io::Result<Self> {
+        use std::hash::Hash;
+        fs::create_dir_all(&dir)?;
+        let mut hasher = Sha256Hasher(Sha256::new());
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        let engine_key = handrail::registry::hex(&hasher.0.finalize()[..8]);
+        Ok(DiskCache { dir, engine_key })
+    }
+
+    fn entry_path(&self, sha256: &str) -> PathBuf {
+        self.dir.join(format!("{sha256}-{}.cwasm", self.engine_key))
+    }
+
+    fn read(&self, engine: &Engine, sha256: &str) -> Option<Component> {
+        let entry = self.entry_path(sha256);
         if !entry.is_file() {
             return None;
         }
-        // SAFETY: the file was written by `store` below from a component this engine
+        // SAFETY: the file was written by `write` below from a component this engine
         // configuration compiled (the engine key is part of its name), in a folder only
         // the runtime writes to. wasmtime still checks the header and rejects files of
         // another version or configuration, which we treat as a miss.
-        match unsafe { Component::deserialize_file(engine, entry) } {
+        match unsafe { Component::deserialize_file(engine, &entry) } {
             Ok(component) => Some(component),
             Err(e) => {
                 tracing::warn!(cache = %entry.display(), "ignoring an unusable compiled-handler cache entry: {e}");
@@ -142,24 +216,38 @@ impl ComponentCache {
         }
     }
 
-    fn compile(&self, engine: &Engine, artifact: &Path, sha256: &str) -> Result<Component, String> {
-        let bytes = fs::read(artifact).map_err(|e| format!("cannot read the artifact: {e}"))?;
-        let actual = handrail::registry::hex(&Sha256::digest(&bytes));
-        if actual != sha256 {
-            return Err(format!(
-                "the artifact's sha256 is {actual}, not the registered {sha256}; it changed after it was verified"
-            ));
-        }
-        Component::new(engine, &bytes)
-            .map_err(|e| format!("not a valid WebAssembly component: {e:#}"))
-    }
-
-    fn store(&self, component: &Component, entry: &Path) -> std::io::Result<()> {
+    fn write(&self, component: &Component, sha256: &str) -> std::io::Result<()> {
+        use std::io::Write;
         let bytes = component.serialize().map_err(std::io::Error::other)?;
         let mut file = tempfile::NamedTempFile::new_in(&self.dir)?;
         file.write_all(&bytes)?;
         file.as_file().sync_all()?;
-        file.persist(entry).map_err(|e| e.error)?;
+        file.persist(self.entry_path(sha256)).map_err(|e| e.error)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The same test in both builds: a `.wasm` component is compiled with the compiler
+    /// and refused, with the advice, without it.
+    #[test]
+    fn a_component_is_compiled_or_refused_as_the_build_allows() {
+        let dir = tempfile::tempdir().unwrap();
+        let artifact = dir.path().join("hostile.wasm");
+        fs::write(&artifact, handrail_test_guest_artifacts::HOSTILE).unwrap();
+        let sha256 = handrail::registry::sha256_file(&artifact).unwrap();
+        let engine = Engine::new(&crate::engine_config()).unwrap();
+        let cache = ComponentCache::new(&engine, dir.path().join("cache")).unwrap();
+        let loaded = cache.load(&engine, &artifact, &sha256);
+        if cfg!(feature = "compiler") {
+            assert!(loaded.is_ok(), "{:?}", loaded.err());
+            assert_eq!(cache.stats().compiles, 1);
+        } else {
+            assert_eq!(loaded.err().as_deref(), Some(precompiled::NOT_PRECOMPILED));
+            assert!(!dir.path().join("cache").exists(), "nothing cached");
+        }
     }
 }

@@ -168,13 +168,10 @@ impl WasmHandler {
         };
         let stdout = CappedOutput::new(GUEST_OUTPUT_CAP);
         let stderr = CappedOutput::new(GUEST_OUTPUT_CAP);
-        let mut wasi = sandboxed_wasi(&stdout, &stderr);
-        let preopened = wasi
-            .preopened_dir(sandbox.payload_dir(), PAYLOAD_DIR, FsPerms::ReadOnly)
-            .and_then(|w| w.preopened_dir(sandbox.work_dir(), WORK_DIR, FsPerms::ReadWrite));
-        if let Err(e) = preopened {
-            return InvocationEnd::HostFailure(format!("cannot open the sandbox folders: {e:#}"));
-        }
+        let mut wasi = match action_wasi(&sandbox, &stdout, &stderr) {
+            Ok(wasi) => wasi,
+            Err(e) => return InvocationEnd::HostFailure(e),
+        };
         if let Err(e) = self.mount_granted_folders(&mut wasi) {
             return InvocationEnd::HostFailure(e);
         }
@@ -276,6 +273,32 @@ pub(crate) fn sandboxed_wasi(stdout: &CappedOutput, stderr: &CappedOutput) -> Wa
         .allow_udp(false)
         .allow_ip_name_lookup(false);
     wasi
+}
+
+/// The WASI context of one action: [`sandboxed_wasi`] with the sandbox's payload folder
+/// (read-only) and work folder (read-write) opened; granted folders come on top.
+fn action_wasi(
+    sandbox: &Sandbox,
+    stdout: &CappedOutput,
+    stderr: &CappedOutput,
+) -> Result<WasiCtxBuilder, String> {
+    let mut wasi = sandboxed_wasi(stdout, stderr);
+    wasi.preopened_dir(sandbox.payload_dir(), PAYLOAD_DIR, FsPerms::ReadOnly)
+        .and_then(|w| w.preopened_dir(sandbox.work_dir(), WORK_DIR, FsPerms::ReadWrite))
+        .map_err(|e| format!("cannot open the sandbox folders: {e:#}"))?;
+    Ok(wasi)
+}
+
+/// Builds, then drops, the file-system sandbox and WASI context an action of a handler
+/// with no granted folders gets for `context` — the sandbox's share of a call, which the
+/// benchmark measures on its own.
+#[doc(hidden)]
+pub fn sandbox_setup(context: &StepContext) -> Result<(), String> {
+    let (sandbox, _) = Sandbox::prepare(context)?;
+    let stdout = CappedOutput::new(GUEST_OUTPUT_CAP);
+    let stderr = CappedOutput::new(GUEST_OUTPUT_CAP);
+    drop(action_wasi(&sandbox, &stdout, &stderr)?.build());
+    Ok(())
 }
 
 /// What a failed guest call means: out of memory when the limiter refused a growth,

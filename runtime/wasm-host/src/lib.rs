@@ -20,6 +20,13 @@
 //! Guest stdout and stderr are captured (capped) and written to the log at the end of
 //! the action.
 //!
+//! A registration may name a `.wasm` component or one precompiled by [`Precompiler`]
+//! (`handrail precompile`, a `.cwasm`); the host tells them apart by their header. With
+//! the default `compiler` feature it runs both. Without it (the lean build for devices:
+//! no Cranelift in the binary) it runs only precompiled components and refuses a `.wasm`
+//! one with a load error saying so; see the `precompiled` module for the trust a
+//! precompiled artifact gets and when it is refused.
+//!
 //! The same host loads component-enumerator plugins
 //! (`handrail:handler/component-enumerator`, `wit/enumerator.wit`) with
 //! [`WasmHost::load_enumerator`], sandboxed the same way; see [`WasmEnumerator`].
@@ -41,6 +48,7 @@
 mod cache;
 mod enumerator;
 mod handler;
+mod precompiled;
 mod run;
 mod sandbox;
 mod state;
@@ -59,6 +67,11 @@ use wasmtime::{Config, Engine};
 
 pub use cache::CacheStats;
 pub use enumerator::WasmEnumerator;
+#[doc(hidden)]
+pub use handler::sandbox_setup;
+pub use precompiled::check_artifact;
+#[cfg(feature = "compiler")]
+pub use precompiled::{PrecompileError, Precompiler};
 pub use run::MAX_OUTPUT as MAX_RUN_OUTPUT;
 pub use sandbox::{PAYLOAD_DIR, WORK_DIR};
 pub use state::{MAX_GUEST_RESOURCES, MAX_LOG_MESSAGE_BYTES, MAX_LOG_MESSAGES};
@@ -80,6 +93,16 @@ mod bindings {
 /// How often the engine's epoch advances: the granularity of time limits, and how often
 /// a running guest yields to the async runtime.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// The engine configuration of every build, with or without the compiler: precompiled
+/// components are only accepted by an engine configured exactly like the one that made
+/// them, so this is the one place its settings live.
+pub(crate) fn engine_config() -> Config {
+    let mut config = Config::new();
+    config.epoch_interruption(true);
+    config.wasm_component_model(true);
+    config
+}
 
 /// Error creating a [`WasmHost`].
 #[derive(Debug, thiserror::Error)]
@@ -115,11 +138,11 @@ pub(crate) struct Shared {
 impl WasmHost {
     /// A host whose compiled handlers are cached in `cache_dir` (created when missing;
     /// it must be writable only by the runtime, since cached machine code is trusted).
+    /// Without the `compiler` feature nothing is compiled, so nothing is cached and the
+    /// folder is neither created nor used.
     pub fn new(cache_dir: PathBuf) -> Result<WasmHost, WasmHostError> {
-        let mut config = Config::new();
-        config.epoch_interruption(true);
-        config.wasm_component_model(true);
-        let engine = Engine::new(&config).map_err(|e| WasmHostError::Engine(format!("{e:#}")))?;
+        let engine =
+            Engine::new(&engine_config()).map_err(|e| WasmHostError::Engine(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .and_then(|()| {
@@ -149,6 +172,7 @@ impl WasmHost {
     }
 
     /// The cache file a handler with this artifact sha256 is (or would be) stored in.
+    #[cfg(feature = "compiler")]
     pub fn cache_entry(&self, sha256: &str) -> PathBuf {
         self.shared.cache.entry_path(sha256)
     }
@@ -163,12 +187,13 @@ impl WasmHost {
         let shared = self.shared.clone();
         let artifact = registration.artifact.clone();
         let sha256 = registration.sha256.clone();
-        // Compiling is CPU-bound for a while; keep it off the async workers.
+        // Compiling (or deserialising) is CPU-bound for a while; keep it off the async
+        // workers.
         let component = tokio::task::spawn_blocking(move || {
             shared.cache.load(&shared.engine, &artifact, &sha256)
         })
         .await
-        .map_err(|e| format!("the compile task failed: {e}"))??;
+        .map_err(|e| format!("the load task failed: {e}"))??;
         WasmHandler::new(self.shared.clone(), registration, &component).await
     }
 }

@@ -124,6 +124,12 @@ impl Device {
         self.run_env(args, &[])
     }
 
+    /// Runs `handrail deploy <manifest> --payloads <payload folder>`.
+    pub fn deploy(&self, manifest: &Path) -> Run {
+        let payloads = self.payloads.to_str().unwrap();
+        self.run(&["deploy", manifest.to_str().unwrap(), "--payloads", payloads])
+    }
+
     /// The device log written by `device-step.sh`.
     pub fn log(&self) -> Vec<String> {
         fs::read_to_string(self.device.join("log"))

@@ -2,6 +2,7 @@
 
 mod cache;
 mod pipeline;
+mod precompiled;
 mod sandbox;
 mod script;
 mod support;

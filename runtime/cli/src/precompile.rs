@@ -1,0 +1,90 @@
+//! `handrail precompile`: handlers compiled ahead of time for the lean build (no
+//! compiler), which runs only precompiled components.
+//!
+//! Two forms: one component into a `.cwasm` (its sha256 printed for the registration),
+//! or the built-in handlers into a folder, each `.cwasm` with a registration naming it
+//! and granting what the built-in needs, ready to be copied into a device's
+//! `<state-dir>/handlers/`. Their file names do not start with `bundled-`, so a full
+//! build sharing that folder takes them as the owner's registrations of those ids and
+//! steps its own bundled copies aside. Every file is written atomically (temporary
+//! file, fsync, rename), the artifact before the registration naming it.
+//!
+//! Precompiled code is for this wasmtime, this engine configuration and this machine's
+//! CPU features: precompile on the kind of machine the lean build will run on.
+
+use std::path::{Path, PathBuf};
+
+use handrail::bundled;
+use handrail::registry::{HandlerKind, Limits, Registration, hex};
+use handrail_wasm_host::{PrecompileError, Precompiler};
+
+use crate::output::Output;
+
+/// The extension of precompiled components.
+const PRECOMPILED_EXTENSION: &str = "cwasm";
+
+/// Precompiles the component `input` into `output` (default: `input` with `.cwasm`).
+pub fn component(input: &Path, output: Option<&Path>, out: &Output) -> anyhow::Result<u8> {
+    let output = output
+        .map(Path::to_owned)
+        .unwrap_or_else(|| input.with_extension(PRECOMPILED_EXTENSION));
+    let sha256 = Precompiler::new()?.precompile_file(input, &output)?;
+    out.message(&format!(
+        "wrote {} (sha256 {sha256}): register it as a `wasm` handler with this sha256",
+        output.display()
+    ));
+    Ok(0)
+}
+
+/// Precompiles the built-in handlers into `dir` (created when missing), each with its
+/// registration.
+pub fn builtins(dir: &Path, out: &Output) -> anyhow::Result<u8> {
+    let write_error = |path: &Path| {
+        let output = path.display().to_string();
+        move |source| PrecompileError::Write { output, source }
+    };
+    let dir = std::path::absolute(dir).map_err(write_error(dir))?;
+    handrail::durable::create_dir_all(&dir).map_err(write_error(&dir))?;
+    let precompiler = Precompiler::new()?;
+    let mut written = Vec::new();
+    for handler in handrail_builtin_handlers::builtin_handlers() {
+        let stem = bundled::file_stem(handler.id);
+        let artifact = PathBuf::from(format!("{stem}.{PRECOMPILED_EXTENSION}"));
+        let precompiled =
+            precompiler.precompile(&format!("built-in {}", handler.id), handler.wasm)?;
+        let artifact_path = dir.join(&artifact);
+        handrail::durable::write_atomic(&artifact_path, &precompiled)
+            .map_err(write_error(&artifact_path))?;
+        let registration = Registration {
+            id: handler.id.to_owned(),
+            kind: HandlerKind::Wasm,
+            artifact,
+            sha256: {
+                use sha2::Digest;
+                hex(&sha2::Sha256::digest(&precompiled))
+            },
+            capabilities: handler.capabilities,
+            limits: Limits::default(),
+            config: Default::default(),
+            source: None,
+        };
+        let registration_path = dir.join(format!("{stem}.toml"));
+        let text = bundled::registration_text(
+            &format!(
+                "Built-in handler precompiled by `handrail precompile --builtins` (handrail {}).\nRuns only on a build of the same version, on a CPU like the one it was precompiled on.",
+                env!("CARGO_PKG_VERSION")
+            ),
+            &registration,
+        )
+        .map_err(write_error(&registration_path))?;
+        handrail::durable::write_atomic(&registration_path, text.as_bytes())
+            .map_err(write_error(&registration_path))?;
+        written.push(handler.id);
+    }
+    out.message(&format!(
+        "precompiled {} into {}: copy its files into the device's <state-dir>/handlers/",
+        written.join(", "),
+        dir.display()
+    ));
+    Ok(0)
+}
