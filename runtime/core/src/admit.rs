@@ -658,6 +658,6 @@ fn copy_hashing(src: &Path, dst: &Path, limit: u64) -> std::io::Result<(u64, [u8
         output.write_all(&buf[..n])?;
         size += n as u64;
     }
-    output.sync_all()?;
+    crate::durable::sync_file(&output)?;
     Ok((size, hasher.finalize().into()))
 }

@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub const CRASH_AFTER_WRITE_ENV: &str = "HANDRAIL_CRASH_AFTER_WRITE";
 
 static WRITES: AtomicU64 = AtomicU64::new(0);
+static SYNCS: AtomicU64 = AtomicU64::new(0);
 
 fn crash_after() -> Option<u64> {
     static AT: OnceLock<Option<u64>> = OnceLock::new();
@@ -48,9 +49,27 @@ pub fn writes_so_far() -> u64 {
     WRITES.load(Ordering::SeqCst)
 }
 
+/// How many fsyncs (of files and folders) this process has made through this module;
+/// the benchmark compares a deployment with as many bare fsync'ed appends.
+pub fn syncs_so_far() -> u64 {
+    SYNCS.load(Ordering::Relaxed)
+}
+
+/// fsyncs a file's data and metadata.
+pub fn sync_file(file: &File) -> io::Result<()> {
+    SYNCS.fetch_add(1, Ordering::Relaxed);
+    file.sync_all()
+}
+
+/// fsyncs a file's data (and the metadata needed to read it back).
+fn sync_data(file: &File) -> io::Result<()> {
+    SYNCS.fetch_add(1, Ordering::Relaxed);
+    file.sync_data()
+}
+
 /// fsyncs a folder so a rename or creation inside it survives a power cut.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+    sync_file(&File::open(dir)?)
 }
 
 /// Creates a folder (and parents) and makes its entry durable.
@@ -70,7 +89,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
     tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
+    sync_file(tmp.as_file())?;
     tmp.persist(path).map_err(|e| e.error)?;
     sync_dir(dir)?;
     journal_point();
@@ -121,7 +140,7 @@ impl AppendLog {
             .create(true)
             .open(path)?;
         if !existed {
-            file.sync_all()?;
+            sync_file(&file)?;
             sync_dir(path.parent().unwrap_or(Path::new(".")))?;
         }
         let mut records = Vec::new();
@@ -143,7 +162,7 @@ impl AppendLog {
         }
         if file.metadata()?.len() != good_len {
             file.set_len(good_len)?;
-            file.sync_all()?;
+            sync_file(&file)?;
         }
         Ok((
             AppendLog {
@@ -173,7 +192,7 @@ impl AppendLog {
         buf.extend_from_slice(record.as_bytes());
         buf.push(b'\n');
         self.file.write_all(&buf)?;
-        self.file.sync_data()?;
+        sync_data(&self.file)?;
         journal_point();
         Ok(())
     }

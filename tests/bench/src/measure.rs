@@ -1,0 +1,566 @@
+//! The measurements behind each section of the report.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use handrail::host::{
+    Description, HandlerHost, Invocation, InvocationEnd, LoadedHandler, ProgressFn,
+};
+use handrail::in_process::{InProcessHandler, InProcessHost};
+use handrail::registry::{Capabilities, HandlerKind, Registration};
+use handrail::{AdmitOptions, CancelToken, DeploymentStatus, Event, Runtime};
+use handrail_contract::{Action, CONTRACT_VERSION, ResultFile, StepContext, UpdateId, codes};
+use handrail_native_host::NativeHost;
+use handrail_wasm_host::WasmHost;
+
+use crate::fixtures::{self, NOOP_ID, SCRIPT_ID};
+use crate::{
+    CALLS, COLD_LOADS, ENGINE_RUNS, ENGINE_STEPS, LONG_STEPS, NATIVE_CALLS, Programs, Result,
+    WARM_LOADS,
+};
+
+/// The no-op as an in-process handler.
+struct NoopInProcess;
+
+impl InProcessHandler for NoopInProcess {
+    fn describe(&self) -> Description {
+        Description {
+            id: NOOP_ID.into(),
+            actions: vec![Action::Install],
+            contract: CONTRACT_VERSION,
+        }
+    }
+
+    fn run(&self, _: Action, _: &StepContext, _: &CancelToken) -> Option<ResultFile> {
+        Some(ResultFile::new(codes::INSTALL_SUCCESS, ""))
+    }
+}
+
+/// Registrations, payloads and folders shared by the measurements.
+pub struct Bench {
+    dir: PathBuf,
+    handrail: PathBuf,
+    builtins: Vec<Registration>,
+    script: Registration,
+    noop_wasm: Registration,
+    noop_native: Registration,
+    payloads: PathBuf,
+    /// The compiled-handler cache the call and step measurements load from (warm).
+    cache: PathBuf,
+}
+
+/// Median cold and warm load times.
+pub struct Loads {
+    pub cold: Duration,
+    pub warm: Duration,
+}
+
+/// Median time of one no-op action per way of running it.
+pub struct Calls {
+    pub fork_exec: Duration,
+    pub in_process: Duration,
+    pub sandbox: Duration,
+    pub wasm: Duration,
+    pub native: Duration,
+}
+
+/// One host's deployments, per step.
+pub struct StepRow {
+    pub what: &'static str,
+    pub per_step: Duration,
+    pub actions: usize,
+}
+
+/// The long deployment against the fsync floor.
+pub struct Durability {
+    pub deployment: Duration,
+    pub syncs: u64,
+    pub floor: Duration,
+}
+
+/// Hashing the same file both ways.
+pub struct Hashing {
+    pub handrail: Duration,
+    pub sha256sum: Duration,
+}
+
+impl Bench {
+    pub fn new(dir: &Path, programs: &Programs) -> Result<Bench> {
+        let artifacts = dir.join("artifacts");
+        fs::create_dir_all(&artifacts)?;
+        let builtins = handrail_builtin_handlers::builtin_handlers()
+            .into_iter()
+            .map(|h| {
+                fixtures::registration(&artifacts, h.id, HandlerKind::Wasm, h.wasm, h.capabilities)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let script = builtins
+            .iter()
+            .find(|r| r.id == SCRIPT_ID)
+            .cloned()
+            .ok_or("the built-in script handler is missing")?;
+        let noop_wasm = fixtures::registration(
+            &artifacts,
+            NOOP_ID,
+            HandlerKind::Wasm,
+            fixtures::NOOP_WASM,
+            Capabilities::default(),
+        )?;
+        let native = fs::read(fixtures::NOOP_NATIVE)
+            .map_err(|e| format!("cannot read {}: {e}", fixtures::NOOP_NATIVE))?;
+        let noop_native = fixtures::registration(
+            &artifacts,
+            NOOP_ID,
+            HandlerKind::Native,
+            &native,
+            Capabilities::default(),
+        )?;
+        Ok(Bench {
+            dir: dir.to_owned(),
+            handrail: programs.handrail.clone(),
+            builtins,
+            script,
+            noop_wasm,
+            noop_native,
+            payloads: fixtures::payloads(dir)?,
+            cache: dir.join("cache"),
+        })
+    }
+
+    /// Cold and warm loads of every built-in handler and of the no-op.
+    pub async fn loads(&self) -> Result<Vec<(String, Loads)>> {
+        let mut rows = Vec::new();
+        for registration in self.builtins.iter().chain([&self.noop_wasm]) {
+            let size = fs::metadata(&registration.artifact)?.len() / 1024;
+            rows.push((
+                format!("{} ({size} KiB)", registration.id),
+                self.load_times(registration).await?,
+            ));
+        }
+        Ok(rows)
+    }
+
+    async fn load_times(&self, registration: &Registration) -> Result<Loads> {
+        let name = registration.id.replace(['/', ':'], "_");
+        let mut cold = Vec::with_capacity(COLD_LOADS);
+        let mut cache = PathBuf::new();
+        for i in 0..COLD_LOADS {
+            cache = self.dir.join(format!("cache-{name}-{i}"));
+            let host = WasmHost::new(cache.clone())?;
+            let started = Instant::now();
+            host.load(registration).await?;
+            cold.push(started.elapsed());
+            if host.cache_stats().compiles != 1 {
+                return Err(format!("a cold load of {name} did not compile").into());
+            }
+        }
+        let mut warm = Vec::with_capacity(WARM_LOADS);
+        for _ in 0..WARM_LOADS {
+            let host = WasmHost::new(cache.clone())?;
+            let started = Instant::now();
+            host.load(registration).await?;
+            warm.push(started.elapsed());
+            let stats = host.cache_stats();
+            if stats.compiles != 0 || stats.disk_hits != 1 {
+                return Err(format!("a warm load of {name} missed the cache: {stats:?}").into());
+            }
+        }
+        Ok(Loads {
+            cold: median(cold),
+            warm: median(warm),
+        })
+    }
+
+    /// One no-op `install` per way of running it.
+    pub async fn calls(&self) -> Result<Calls> {
+        let wasm_host = WasmHost::new(self.cache.clone())?;
+        let wasm = wasm_host.load(&self.noop_wasm).await?;
+        let native_host = NativeHost::beside_current_exe()?;
+        let native = native_host.load(&self.noop_native).await?;
+        let in_process_host = InProcessHost::new().with(NoopInProcess);
+        let registration = in_process_host
+            .registrations()
+            .pop()
+            .ok_or("no in-process registration")?;
+        let in_process = in_process_host.load(&registration).await?;
+
+        let folder = self.dir.join("calls");
+        Ok(Calls {
+            fork_exec: self.fork_exec(&folder.join("fork-exec"))?,
+            in_process: invoke_times(in_process.as_ref(), &folder.join("in-process"), CALLS)
+                .await?,
+            sandbox: sandbox_times(&folder.join("sandbox"))?,
+            wasm: invoke_times(wasm.as_ref(), &folder.join("wasm"), CALLS).await?,
+            native: invoke_times(native.as_ref(), &folder.join("native"), NATIVE_CALLS).await?,
+        })
+    }
+
+    /// Mender-style: the no-op script started with `/bin/sh` for one action, waited for,
+    /// its result file read.
+    fn fork_exec(&self, work: &Path) -> Result<Duration> {
+        fs::create_dir_all(work)?;
+        let script = self.payloads.join(fixtures::NOOP_SCRIPT_NAME);
+        let result = work.join("result-install.json");
+        let mut times = Vec::with_capacity(CALLS);
+        for _ in 0..CALLS {
+            remove_if_present(&result)?;
+            let started = Instant::now();
+            let status = Command::new("/bin/sh")
+                .arg(&script)
+                .arg("--action-install")
+                .arg("--result-file")
+                .arg(&result)
+                .current_dir(work)
+                .stdin(Stdio::null())
+                .status()?;
+            let written = fs::read(&result)?;
+            times.push(started.elapsed());
+            let written = ResultFile::interpret(Action::Install, Some(&written));
+            if !status.success() || written.result_code != codes::INSTALL_SUCCESS {
+                return Err(format!("the no-op script ended {status}: {written:?}").into());
+            }
+        }
+        Ok(median(times))
+    }
+
+    /// Deployments of [`ENGINE_STEPS`] no-op steps through each host.
+    pub async fn steps(&self) -> Result<Vec<StepRow>> {
+        let mut rows = Vec::new();
+        let in_process_host = InProcessHost::new().with(NoopInProcess);
+        let registration = in_process_host
+            .registrations()
+            .pop()
+            .ok_or("no in-process registration")?;
+        let runtime = Runtime::builder(self.dir.join("state-in-process"))
+            .allow_unsigned()
+            .registry(fixtures::registry(registration)?)
+            .host(in_process_host)
+            .open()?;
+        rows.push(
+            self.per_step(&runtime, NOOP_ID, "in-process Rust handler")
+                .await?,
+        );
+        let runtime = Runtime::builder(self.dir.join("state-wasm"))
+            .allow_unsigned()
+            .registry(fixtures::registry(self.noop_wasm.clone())?)
+            .host(WasmHost::new(self.cache.clone())?)
+            .open()?;
+        rows.push(
+            self.per_step(&runtime, NOOP_ID, "WebAssembly component")
+                .await?,
+        );
+        let runtime = Runtime::builder(self.dir.join("state-native"))
+            .allow_unsigned()
+            .registry(fixtures::registry(self.noop_native.clone())?)
+            .host(NativeHost::beside_current_exe()?)
+            .open()?;
+        rows.push(
+            self.per_step(&runtime, NOOP_ID, "native library in its worker")
+                .await?,
+        );
+        let runtime = Runtime::builder(self.dir.join("state-script"))
+            .allow_unsigned()
+            .registry(fixtures::registry(self.script.clone())?)
+            .host(WasmHost::new(self.cache.clone())?)
+            .open()?;
+        rows.push(
+            self.per_step(&runtime, SCRIPT_ID, "script handler, no-op script")
+                .await?,
+        );
+        Ok(rows)
+    }
+
+    /// Median time from one step's end to the next's, and the actions a step ran.
+    async fn per_step(
+        &self,
+        runtime: &Runtime,
+        handler: &str,
+        what: &'static str,
+    ) -> Result<StepRow> {
+        let manifest = fixtures::manifest(handler, ENGINE_STEPS)?;
+        let mut per_step = Vec::with_capacity(ENGINE_RUNS * ENGINE_STEPS);
+        let mut actions = 0;
+        for run in 0..ENGINE_RUNS {
+            let options = AdmitOptions {
+                deployment_id: Some(format!("bench-{run}")),
+                ..AdmitOptions::default()
+            };
+            let mut deployment = runtime.deploy(&manifest, &self.payloads, options).await?;
+            let mut previous: Option<Instant> = None;
+            actions = 0;
+            while let Some(event) = deployment.next_event().await {
+                match event {
+                    Event::StepFinished { .. } => {
+                        let now = Instant::now();
+                        if let Some(previous) = previous {
+                            per_step.push(now - previous);
+                        }
+                        previous = Some(now);
+                    }
+                    Event::ActionFinished { .. } => actions += 1,
+                    _ => {}
+                }
+            }
+            let report = deployment.finish().await?;
+            if report.status != DeploymentStatus::Succeeded {
+                return Err(format!("the {what} deployment ended {}", report.status).into());
+            }
+        }
+        Ok(StepRow {
+            what,
+            per_step: median(per_step),
+            actions: actions / ENGINE_STEPS,
+        })
+    }
+
+    /// A [`LONG_STEPS`]-step deployment of the WebAssembly no-op, then as many bare
+    /// fsync'ed appends as it made fsyncs, in the same folder.
+    pub async fn durability(&self) -> Result<Durability> {
+        let state = self.dir.join("state-long");
+        let runtime = Runtime::builder(&state)
+            .allow_unsigned()
+            .registry(fixtures::registry(self.noop_wasm.clone())?)
+            .host(WasmHost::new(self.cache.clone())?)
+            .open()?;
+        let manifest = fixtures::manifest(NOOP_ID, LONG_STEPS)?;
+        let syncs_before = handrail::durable::syncs_so_far();
+        let started = Instant::now();
+        let deployment = runtime
+            .deploy(&manifest, &self.payloads, AdmitOptions::default())
+            .await?;
+        let report = deployment.finish().await?;
+        let elapsed = started.elapsed();
+        let syncs = handrail::durable::syncs_so_far() - syncs_before;
+        if report.status != DeploymentStatus::Succeeded {
+            return Err(format!("the {LONG_STEPS}-step deployment ended {}", report.status).into());
+        }
+        drop(runtime);
+
+        // A journal record of the engine is about this long.
+        let record = [b'x'; 160];
+        let mut log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(state.join("floor.log"))?;
+        let started = Instant::now();
+        for _ in 0..syncs {
+            log.write_all(&record)?;
+            log.write_all(b"\n")?;
+            log.sync_data()?;
+        }
+        Ok(Durability {
+            deployment: elapsed,
+            syncs,
+            floor: started.elapsed(),
+        })
+    }
+
+    /// sha256 of a `bytes`-long file, Handrail's hasher against `sha256sum`, alternating,
+    /// after one untimed read that puts the file in the page cache.
+    pub fn hashing(&self, bytes: u64) -> Result<Hashing> {
+        let file = self.dir.join("payload.bin");
+        write_pseudo_random(&file, bytes)?;
+        let ours = handrail::registry::sha256_file(&file)?;
+        let mut handrail = Vec::new();
+        let mut sha256sum = Vec::new();
+        for _ in 0..3 {
+            let started = Instant::now();
+            let digest = handrail::registry::sha256_file(&file)?;
+            handrail.push(started.elapsed());
+            if digest != ours {
+                return Err("the hash of the same file changed".into());
+            }
+            let started = Instant::now();
+            let output = Command::new("sha256sum").arg(&file).output()?;
+            sha256sum.push(started.elapsed());
+            let theirs = String::from_utf8_lossy(&output.stdout);
+            if !output.status.success() || !theirs.starts_with(&ours) {
+                return Err(format!("sha256sum disagrees: {theirs} vs {ours}").into());
+            }
+        }
+        fs::remove_file(&file)?;
+        Ok(Hashing {
+            handrail: median(handrail),
+            sha256sum: median(sha256sum),
+        })
+    }
+
+    /// Peak RSS (KiB) of `handrail deploy` of the WebAssembly no-op, per step count.
+    pub fn peak_rss(&self, step_counts: &[usize]) -> Result<Vec<(usize, u64)>> {
+        let mut rows = Vec::new();
+        for &steps in step_counts {
+            let state = self.dir.join(format!("state-rss-{steps}"));
+            fs::create_dir_all(state.join("handlers"))?;
+            fs::write(
+                state.join("handlers").join("noop.toml"),
+                fixtures::registration_toml(&self.noop_wasm),
+            )?;
+            fs::write(state.join("config.toml"), fixtures::CONFIG_TOML)?;
+            let manifest = state.join("update.json");
+            fs::write(&manifest, fixtures::manifest(NOOP_ID, steps)?)?;
+            // The compiled handler is cached first, as on a device that ran it before.
+            fs::create_dir_all(state.join("cache"))?;
+            for entry in fs::read_dir(&self.cache)? {
+                let entry = entry?;
+                fs::copy(entry.path(), state.join("cache").join(entry.file_name()))?;
+            }
+            let child = Command::new(&self.handrail)
+                .arg("--state-dir")
+                .arg(&state)
+                .arg("deploy")
+                .arg(&manifest)
+                .arg("--payloads")
+                .arg(&self.payloads)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()?;
+            let (status, max_rss_kib) = wait_with_rusage(child)?;
+            if status != 0 {
+                return Err(format!(
+                    "`handrail deploy` of {steps} steps exited with {status} (state in {})",
+                    state.display()
+                )
+                .into());
+            }
+            rows.push((steps, max_rss_kib));
+        }
+        Ok(rows)
+    }
+}
+
+/// Median time of `calls` no-op `install`s through `handler.invoke`, in `dir`.
+async fn invoke_times(handler: &dyn LoadedHandler, dir: &Path, calls: usize) -> Result<Duration> {
+    let context = step_context(dir)?;
+    let result = PathBuf::from(&context.result_file);
+    let progress: ProgressFn = Arc::new(|_, _| {});
+    let mut times = Vec::with_capacity(calls);
+    for _ in 0..calls {
+        // The engine clears the result file before every action; so does the benchmark,
+        // untimed.
+        remove_if_present(&result)?;
+        let invocation = Invocation {
+            action: Action::Install,
+            context: context.clone(),
+            cancel: CancelToken::new(),
+            progress: progress.clone(),
+        };
+        let started = Instant::now();
+        let end = handler.invoke(invocation).await;
+        times.push(started.elapsed());
+        if end != InvocationEnd::Returned {
+            return Err(format!("the no-op install ended with {end:?}").into());
+        }
+    }
+    let written = ResultFile::interpret(Action::Install, fs::read(&result).ok().as_deref());
+    if written.result_code != codes::INSTALL_SUCCESS {
+        return Err(format!("the no-op install reported {written:?}").into());
+    }
+    Ok(median(times))
+}
+
+/// Median time of the WebAssembly sandbox set-up of one action, alone.
+fn sandbox_times(dir: &Path) -> Result<Duration> {
+    let context = step_context(dir)?;
+    let mut times = Vec::with_capacity(CALLS);
+    for _ in 0..CALLS {
+        let started = Instant::now();
+        handrail_wasm_host::sandbox_setup(&context)?;
+        times.push(started.elapsed());
+    }
+    Ok(median(times))
+}
+
+/// The step context of a no-op install with its work folder in `dir`.
+fn step_context(dir: &Path) -> Result<StepContext> {
+    let work = dir.join("work");
+    fs::create_dir_all(&work)?;
+    Ok(StepContext {
+        workflow_id: "bench".into(),
+        update_id: UpdateId {
+            provider: "bench".into(),
+            name: "noop".into(),
+            version: "1.0".into(),
+        },
+        step_index: 0,
+        level: 0,
+        handler_id: NOOP_ID.into(),
+        handler_properties: Default::default(),
+        handler_config: Default::default(),
+        files: Vec::new(),
+        work_folder: work.display().to_string(),
+        result_file: work.join("result-install.json").display().to_string(),
+        installed_criteria: None,
+        component: None,
+    })
+}
+
+fn remove_if_present(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+/// Writes `bytes` of incompressible-looking data (xorshift), 1 MiB at a time.
+fn write_pseudo_random(path: &Path, bytes: u64) -> Result<()> {
+    let mut file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)?;
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut chunk = vec![0u8; 1 << 20];
+    let mut left = bytes;
+    while left > 0 {
+        for word in chunk.chunks_exact_mut(8) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            word.copy_from_slice(&state.to_le_bytes());
+        }
+        let n = usize::try_from(left.min(chunk.len() as u64))?;
+        file.write_all(&chunk[..n])?;
+        left -= n as u64;
+    }
+    Ok(())
+}
+
+/// Waits for `child` and returns its exit code (-1 for a signal) and its peak RSS in KiB.
+fn wait_with_rusage(mut child: std::process::Child) -> Result<(i32, u64)> {
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        use std::io::Read;
+        pipe.read_to_string(&mut stderr)?;
+    }
+    let pid = libc::pid_t::try_from(child.id())?;
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value of the plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: wait4 on our own child, with pointers to live locals; `child` is not waited
+    // for again afterwards (std's handle only closes its pipes on drop).
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    if waited != pid {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    if code != 0 && !stderr.is_empty() {
+        eprintln!("{}", stderr.trim_end());
+    }
+    Ok((code, u64::try_from(usage.ru_maxrss)?))
+}
+
+fn median(mut times: Vec<Duration>) -> Duration {
+    times.sort();
+    times.get(times.len() / 2).copied().unwrap_or_default()
+}
