@@ -1,11 +1,17 @@
 //! Durable writes: the only way Handrail changes its state on disk.
 //!
-//! Two primitives, both fsync'ed before they return:
+//! Two primitives:
 //! - [`write_atomic`]: replace a whole file (temporary file in the same folder, write,
 //!   fsync, rename over the target, fsync the folder), so a reader sees the old or the new
 //!   content, never a mix;
 //! - [`AppendLog`]: append one newline-terminated record to a log and fsync it; a torn
-//!   last record (a crash mid-append) is dropped on [`AppendLog::open`].
+//!   last record (a crash mid-append) is dropped on [`AppendLog::open`]. A record may
+//!   also be appended *deferred* ([`AppendLog::append_deferred`]): written at once,
+//!   made durable by the log's next fsync (one fdatasync covers every earlier write of
+//!   the file). That is for records nothing outside the log acts on before the next
+//!   synced append or [`AppendLog::sync`]: a power cut can lose such a record only
+//!   together with everything that followed it, which is what a cut a moment earlier
+//!   would have left.
 //!
 //! Every durable write is also a numbered *journal point*. Setting
 //! `HANDRAIL_CRASH_AFTER_WRITE=N` makes the process kill itself with SIGKILL right after
@@ -122,11 +128,14 @@ impl CompleteLines for Vec<u8> {
     }
 }
 
-/// An append-only log of newline-terminated records, each fsync'ed as it is appended.
+/// An append-only log of newline-terminated records, each fsync'ed as it is appended
+/// (or, deferred, with the next one).
 #[derive(Debug)]
 pub struct AppendLog {
     path: PathBuf,
     file: File,
+    /// Records were written since the last fsync.
+    unsynced: bool,
 }
 
 impl AppendLog {
@@ -168,9 +177,41 @@ impl AppendLog {
             AppendLog {
                 path: path.to_owned(),
                 file,
+                unsynced: false,
             },
             records,
         ))
+    }
+
+    /// Opens (creating if needed) the log to append to, without reading its records:
+    /// only its last byte is read, so appending to a long log costs the same as to a
+    /// short one. A torn last record is dropped as by [`AppendLog::open`].
+    pub fn open_for_append(path: &Path) -> io::Result<AppendLog> {
+        use std::os::unix::fs::FileExt;
+        let existed = path.exists();
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)?;
+        if !existed {
+            sync_file(&file)?;
+            sync_dir(path.parent().unwrap_or(Path::new(".")))?;
+        }
+        let len = file.metadata()?.len();
+        if len > 0 {
+            let mut last = [0u8; 1];
+            file.read_exact_at(&mut last, len - 1)?;
+            if last[0] != b'\n' {
+                drop(file);
+                return AppendLog::open(path).map(|(log, _)| log);
+            }
+        }
+        Ok(AppendLog {
+            path: path.to_owned(),
+            file,
+            unsynced: false,
+        })
     }
 
     /// Reads the complete records of a log without changing it (a torn last record is
@@ -185,16 +226,41 @@ impl AppendLog {
             .collect())
     }
 
-    /// Appends one record (must not contain a newline) and fsyncs it.
+    /// Appends one record (must not contain a newline) and fsyncs it, with every
+    /// deferred record before it.
     pub fn append(&mut self, record: &str) -> io::Result<()> {
+        self.write_record(record)?;
+        sync_data(&self.file)?;
+        self.unsynced = false;
+        journal_point();
+        Ok(())
+    }
+
+    /// Appends one record without an fsync of its own: it is durable once the next
+    /// [`AppendLog::append`] or [`AppendLog::sync`] returns. Readers (another process
+    /// included) see it at once.
+    pub fn append_deferred(&mut self, record: &str) -> io::Result<()> {
+        self.write_record(record)?;
+        self.unsynced = true;
+        journal_point();
+        Ok(())
+    }
+
+    /// Makes every deferred record durable (nothing to do when there is none).
+    pub fn sync(&mut self) -> io::Result<()> {
+        if self.unsynced {
+            sync_data(&self.file)?;
+            self.unsynced = false;
+        }
+        Ok(())
+    }
+
+    fn write_record(&mut self, record: &str) -> io::Result<()> {
         debug_assert!(!record.contains('\n'));
         let mut buf = Vec::with_capacity(record.len() + 1);
         buf.extend_from_slice(record.as_bytes());
         buf.push(b'\n');
-        self.file.write_all(&buf)?;
-        sync_data(&self.file)?;
-        journal_point();
-        Ok(())
+        self.file.write_all(&buf)
     }
 
     /// The log's path.
@@ -225,6 +291,49 @@ mod tests {
         log.append("three").unwrap();
         let (_, recs) = AppendLog::open(&p).unwrap();
         assert_eq!(recs, ["one", "two", "three"]);
+    }
+
+    #[test]
+    fn opening_to_append_drops_a_torn_tail_without_reading_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("log");
+        let mut log = AppendLog::open_for_append(&p).unwrap();
+        log.append("one").unwrap();
+        drop(log);
+        AppendLog::open_for_append(&p)
+            .unwrap()
+            .append("two")
+            .unwrap();
+        let mut f = OpenOptions::new().append(true).open(&p).unwrap();
+        f.write_all(b"{\"half").unwrap();
+        drop(f);
+        AppendLog::open_for_append(&p)
+            .unwrap()
+            .append("three")
+            .unwrap();
+        assert_eq!(AppendLog::read(&p).unwrap(), ["one", "two", "three"]);
+    }
+
+    #[test]
+    fn deferred_records_are_read_at_once_and_synced_by_the_next_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("log");
+        let (mut log, _) = AppendLog::open(&p).unwrap();
+        let syncs = syncs_so_far();
+        log.append_deferred("one").unwrap();
+        log.append_deferred("two").unwrap();
+        assert!(log.unsynced);
+        assert_eq!(AppendLog::read(&p).unwrap(), ["one", "two"]);
+        log.append("three").unwrap();
+        assert!(!log.unsynced, "the synced append covers the deferred ones");
+        log.sync().unwrap();
+        log.append_deferred("four").unwrap();
+        log.sync().unwrap();
+        assert!(!log.unsynced);
+        // Tests in this binary run in parallel: at least this log's two fsyncs counted.
+        assert!(syncs_so_far() >= syncs + 2);
+        let (_, recs) = AppendLog::open(&p).unwrap();
+        assert_eq!(recs, ["one", "two", "three", "four"]);
     }
 
     #[test]

@@ -5,6 +5,15 @@
 //! validated result before the engine acts on it, and so on. [`Journal::open`] replays
 //! the log into a [`Replay`], from which the engine decides what to do next, so a crash
 //! at any instant resumes correctly.
+//!
+//! Each record is durable before anything outside the journal depends on it: records
+//! that lead to a handler call, a hook, a reboot or the end of the deployment are
+//! fsync'ed as they are appended ([`Journal::append`]); the ones in between
+//! (`action-finished`, `step-finished`) are appended deferred
+//! ([`Journal::append_deferred`]) and become durable with the next synced record, or
+//! with [`Journal::sync`] before the engine writes another state file. A power cut
+//! between the two loses them together with what followed, which replays as a cut
+//! during the action: the same state the journal already recovers from.
 
 use std::path::Path;
 
@@ -181,17 +190,40 @@ impl Journal {
         replay(path, &lines)
     }
 
-    /// Appends a record durably.
+    /// Appends a record durably (with every deferred one before it).
     pub fn append(&mut self, record: &Record) -> Result<(), JournalError> {
-        let line = serde_json::to_string(record).map_err(|e| JournalError::Corrupt {
+        let line = self.line(record)?;
+        let result = self.log.append(&line);
+        result.map_err(|source| self.io_error(source))
+    }
+
+    /// Appends a record that is durable once the next [`Journal::append`] or
+    /// [`Journal::sync`] returns.
+    pub fn append_deferred(&mut self, record: &Record) -> Result<(), JournalError> {
+        let line = self.line(record)?;
+        let result = self.log.append_deferred(&line);
+        result.map_err(|source| self.io_error(source))
+    }
+
+    /// Makes every deferred record durable.
+    pub fn sync(&mut self) -> Result<(), JournalError> {
+        let result = self.log.sync();
+        result.map_err(|source| self.io_error(source))
+    }
+
+    fn line(&self, record: &Record) -> Result<String, JournalError> {
+        serde_json::to_string(record).map_err(|e| JournalError::Corrupt {
             path: self.log.path().display().to_string(),
             index: 0,
             message: e.to_string(),
-        })?;
-        self.log.append(&line).map_err(|source| JournalError::Io {
+        })
+    }
+
+    fn io_error(&self, source: std::io::Error) -> JournalError {
+        JournalError::Io {
             path: self.log.path().display().to_string(),
             source,
-        })
+        }
     }
 }
 

@@ -118,6 +118,8 @@ pub(super) async fn roll_back(
         if result.is_success() {
             let step = &replay.plan.steps[i];
             if let Some(criteria) = &step.installed_criteria {
+                // Another file: the restore's result is made durable first.
+                journal.sync()?;
                 cx.installed.forget(
                     criteria,
                     &step.handler,

@@ -194,9 +194,21 @@ impl Context {
     }
 }
 
-/// Appends a record and applies it to the replayed state.
+/// Appends a record durably and applies it to the replayed state.
 fn record(journal: &mut Journal, replay: &mut Replay, rec: Record) -> Result<(), EngineError> {
     journal.append(&rec)?;
+    replay.apply(rec).map_err(EngineError::Inconsistent)
+}
+
+/// Appends a record deferred (durable with the next [`record`] or [`Journal::sync`]) and
+/// applies it: for a result or outcome that nothing outside the journal acts on before
+/// the engine's next synced record.
+fn record_deferred(
+    journal: &mut Journal,
+    replay: &mut Replay,
+    rec: Record,
+) -> Result<(), EngineError> {
+    journal.append_deferred(&rec)?;
     replay.apply(rec).map_err(EngineError::Inconsistent)
 }
 
@@ -392,10 +404,13 @@ async fn run_step(
         let events = &replay.steps[i].events;
         match next_move(events, &supports) {
             Move::Finish(outcome) => {
-                if outcome == StepOutcome::Succeeded {
+                if outcome == StepOutcome::Succeeded && step.installed_criteria.is_some() {
+                    // The installed-criteria log is another file: the results it rests
+                    // on are made durable first.
+                    journal.sync()?;
                     record_installed(cx, &replay.plan.deployment, &step)?;
                 }
-                record(journal, replay, Record::StepFinished { step: i, outcome })?;
+                record_deferred(journal, replay, Record::StepFinished { step: i, outcome })?;
                 cx.emit(Event::StepFinished { step: i, outcome });
                 return Ok(None);
             }
@@ -490,7 +505,7 @@ async fn journaled_action(
         action,
         result: result.clone(),
     });
-    record(
+    record_deferred(
         journal,
         replay,
         Record::ActionFinished {

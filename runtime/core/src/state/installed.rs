@@ -106,7 +106,8 @@ impl InstalledRecords {
             path: self.path.clone(),
             message: e.to_string(),
         })?;
-        let (mut log, _) = durable::AppendLog::open(&self.path).map_err(io_err(&self.path))?;
+        let mut log =
+            durable::AppendLog::open_for_append(&self.path).map_err(io_err(&self.path))?;
         log.append(&line).map_err(io_err(&self.path))?;
         drop(log);
         self.compact_if_large()
