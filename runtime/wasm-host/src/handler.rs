@@ -154,10 +154,11 @@ impl WasmHandler {
 
     async fn run_action(&self, invocation: Invocation) -> InvocationEnd {
         let action = invocation.action;
-        let (sandbox, guest_context) = match Sandbox::prepare(&invocation.context) {
-            Ok(prepared) => prepared,
-            Err(e) => return InvocationEnd::HostFailure(e),
-        };
+        let (sandbox, guest_context) =
+            match Sandbox::prepare(&invocation.context, &self.shared.empty_payload) {
+                Ok(prepared) => prepared,
+                Err(e) => return InvocationEnd::HostFailure(e),
+            };
         let sandbox = Arc::new(sandbox);
         // `cancel` is what runs *because* the deployment was cancelled; the cancelled
         // token must not stop it.
@@ -292,9 +293,8 @@ fn action_wasi(
 /// Builds, then drops, the file-system sandbox and WASI context an action of a handler
 /// with no granted folders gets for `context` — the sandbox's share of a call, which the
 /// benchmark measures on its own.
-#[doc(hidden)]
-pub fn sandbox_setup(context: &StepContext) -> Result<(), String> {
-    let (sandbox, _) = Sandbox::prepare(context)?;
+pub(crate) fn sandbox_setup(shared: &Shared, context: &StepContext) -> Result<(), String> {
+    let (sandbox, _) = Sandbox::prepare(context, &shared.empty_payload)?;
     let stdout = CappedOutput::new(GUEST_OUTPUT_CAP);
     let stderr = CappedOutput::new(GUEST_OUTPUT_CAP);
     drop(action_wasi(&sandbox, &stdout, &stderr)?.build());

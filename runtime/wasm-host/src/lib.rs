@@ -67,8 +67,6 @@ use wasmtime::{Config, Engine};
 
 pub use cache::CacheStats;
 pub use enumerator::WasmEnumerator;
-#[doc(hidden)]
-pub use handler::sandbox_setup;
 pub use precompiled::check_artifact;
 #[cfg(feature = "compiler")]
 pub use precompiled::{PrecompileError, Precompiler};
@@ -78,6 +76,7 @@ pub use state::{MAX_GUEST_RESOURCES, MAX_LOG_MESSAGE_BYTES, MAX_LOG_MESSAGES};
 
 use cache::ComponentCache;
 use handler::WasmHandler;
+use sandbox::EmptyFolder;
 use state::HostState;
 
 mod bindings {
@@ -104,12 +103,51 @@ pub(crate) fn engine_config() -> Config {
     config
 }
 
+/// How many handler instances (actions, load-time `describe` calls, enumerator calls)
+/// one host's instance pool holds at once. The engine runs one action at a time, so
+/// this is far more than a deployment needs; an instantiation past it fails the action
+/// with wasmtime's "pool exhausted" error rather than waiting.
+pub const POOLED_INSTANCES: u32 = 32;
+
+/// The engine that runs handlers: [`engine_config`] with an instance pool, so the
+/// memories, tables and async stacks of past actions are reused instead of mapped and
+/// unmapped for each one (every action instantiates its handler afresh). Memory limits
+/// are unchanged: a registration's `memory_mib` is enforced per store by the resource
+/// limiter, whatever allocator backs the memory. The pool only reserves address space
+/// (some hundreds of GiB on a 64-bit host, committed as used); on 32-bit hosts, or
+/// where the reservation is refused (a `ulimit -v`), instances are allocated on demand.
+/// The allocation strategy does not change compiled code, so precompiled and cached
+/// artifacts load in either.
+fn running_engine() -> Result<Engine, WasmHostError> {
+    if cfg!(target_pointer_width = "64") {
+        let mut pool = wasmtime::PoolingAllocationConfig::new();
+        pool.total_component_instances(POOLED_INSTANCES)
+            .total_core_instances(POOLED_INSTANCES * 8)
+            .total_memories(POOLED_INSTANCES * 2)
+            .total_tables(POOLED_INSTANCES * 8)
+            .total_stacks(POOLED_INSTANCES);
+        let mut config = engine_config();
+        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+        match Engine::new(&config) {
+            Ok(engine) => return Ok(engine),
+            Err(e) => tracing::warn!(
+                "cannot reserve the WebAssembly instance pool ({e:#}); allocating each instance on demand"
+            ),
+        }
+    }
+    Engine::new(&engine_config()).map_err(|e| WasmHostError::Engine(format!("{e:#}")))
+}
+
 /// Error creating a [`WasmHost`].
 #[derive(Debug, thiserror::Error)]
 pub enum WasmHostError {
     /// wasmtime refused the engine configuration.
     #[error("cannot create the WebAssembly engine: {0}")]
     Engine(String),
+    /// The empty folder that file-less steps see as `/payload` cannot be created in the
+    /// temporary folder.
+    #[error("cannot create an empty folder in the temporary folder: {0}")]
+    Scratch(std::io::Error),
     /// The compiled-handler cache folder cannot be created.
     #[error("cannot create the compiled-handler cache folder {path}: {source}")]
     CacheDir {
@@ -132,6 +170,8 @@ pub(crate) struct Shared {
     pub(crate) engine: Engine,
     pub(crate) linker: Linker<HostState>,
     cache: ComponentCache,
+    /// What a step without files sees as `/payload`.
+    pub(crate) empty_payload: EmptyFolder,
     _ticker: Ticker,
 }
 
@@ -141,8 +181,7 @@ impl WasmHost {
     /// Without the `compiler` feature nothing is compiled, so nothing is cached and the
     /// folder is neither created nor used.
     pub fn new(cache_dir: PathBuf) -> Result<WasmHost, WasmHostError> {
-        let engine =
-            Engine::new(&engine_config()).map_err(|e| WasmHostError::Engine(format!("{e:#}")))?;
+        let engine = running_engine()?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .and_then(|()| {
@@ -155,15 +194,25 @@ impl WasmHost {
                 source,
             }
         })?;
+        let empty_payload = EmptyFolder::new().map_err(WasmHostError::Scratch)?;
         let ticker = Ticker::start(engine.clone());
         Ok(WasmHost {
             shared: Arc::new(Shared {
                 engine,
                 linker,
                 cache,
+                empty_payload,
                 _ticker: ticker,
             }),
         })
+    }
+
+    /// Builds, then drops, the file-system sandbox and WASI context an action of a
+    /// handler with no granted folders gets for `context`: the sandbox's share of a
+    /// call, which the benchmark measures on its own.
+    #[doc(hidden)]
+    pub fn sandbox_setup(&self, context: &handrail_contract::StepContext) -> Result<(), String> {
+        handler::sandbox_setup(&self.shared, context)
     }
 
     /// Cache hits and misses since the host was created.

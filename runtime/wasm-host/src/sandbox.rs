@@ -26,17 +26,59 @@ pub const WORK_DIR: &str = "/work";
 /// links or copies, never the payload files themselves).
 #[derive(Debug)]
 pub(crate) struct Sandbox {
-    payload: TempDir,
+    payload: PayloadView,
     work: PathBuf,
+}
+
+/// What the guest sees as `/payload`.
+#[derive(Debug)]
+enum PayloadView {
+    /// The step's files, linked into a folder of the action's own.
+    Own(TempDir),
+    /// A step without files: the host's one empty folder ([`EmptyFolder`]), so no
+    /// folder is made and removed for the action.
+    Empty(PathBuf),
+}
+
+/// An empty folder, read-only to everyone, that every file-less step's `/payload` shows;
+/// removed when dropped.
+#[derive(Debug)]
+pub(crate) struct EmptyFolder(TempDir);
+
+impl EmptyFolder {
+    /// A new empty folder in the temporary folder.
+    pub(crate) fn new() -> io::Result<EmptyFolder> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::Builder::new()
+            .prefix(".handrail-empty-payload-")
+            .tempdir()?;
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o555))?;
+        Ok(EmptyFolder(dir))
+    }
+
+    /// Its path.
+    pub(crate) fn path(&self) -> &Path {
+        self.0.path()
+    }
 }
 
 impl Sandbox {
     /// Builds the view for `context` (host paths) and returns it with the context the
-    /// guest is given (sandbox paths).
-    pub(crate) fn prepare(context: &StepContext) -> Result<(Sandbox, StepContext), String> {
+    /// guest is given (sandbox paths); a step without files sees `empty`.
+    pub(crate) fn prepare(
+        context: &StepContext,
+        empty: &EmptyFolder,
+    ) -> Result<(Sandbox, StepContext), String> {
         let work = fs::canonicalize(&context.work_folder)
             .map_err(|e| format!("work folder {} is not usable: {e}", context.work_folder))?;
         let result_name = result_file_name(context, &work)?;
+        if context.files.is_empty() {
+            let mut guest = context.clone();
+            guest.work_folder = WORK_DIR.to_owned();
+            guest.result_file = format!("{WORK_DIR}/{result_name}");
+            let payload = PayloadView::Empty(empty.path().to_owned());
+            return Ok((Sandbox { payload, work }, guest));
+        }
         let payload = payload_folder(context)?;
         let mut guest = context.clone();
         for file in &mut guest.files {
@@ -57,12 +99,16 @@ impl Sandbox {
         }
         guest.work_folder = WORK_DIR.to_owned();
         guest.result_file = format!("{WORK_DIR}/{result_name}");
+        let payload = PayloadView::Own(payload);
         Ok((Sandbox { payload, work }, guest))
     }
 
     /// The host folder shown as `/payload`.
     pub(crate) fn payload_dir(&self) -> &Path {
-        self.payload.path()
+        match &self.payload {
+            PayloadView::Own(dir) => dir.path(),
+            PayloadView::Empty(dir) => dir,
+        }
     }
 
     /// The host folder shown as `/work`.
@@ -83,7 +129,7 @@ impl Sandbox {
             return Err(refuse("is not an absolute sandbox path"));
         }
         let root = match parts.next() {
-            Some(Component::Normal(top)) if top == "payload" => self.payload.path(),
+            Some(Component::Normal(top)) if top == "payload" => self.payload_dir(),
             Some(Component::Normal(top)) if top == "work" => self.work.as_path(),
             _ => return Err(refuse("is not under /payload or /work")),
         };
@@ -268,7 +314,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ctx = context(dir.path(), &[("a.sh", "echo a"), ("fw.bin", "xx")]);
         fs::write(dir.path().join("downloads/other-step.bin"), "no").unwrap();
-        let (sandbox, guest) = Sandbox::prepare(&ctx).unwrap();
+        let (sandbox, guest) = Sandbox::prepare(&ctx, &EmptyFolder::new().unwrap()).unwrap();
         assert_eq!(guest.files[0].path, "/payload/a.sh");
         assert_eq!(guest.files[1].path, "/payload/fw.bin");
         assert_eq!(guest.work_folder, "/work");
@@ -286,10 +332,26 @@ mod tests {
     }
 
     #[test]
+    fn a_step_without_files_sees_the_shared_empty_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = EmptyFolder::new().unwrap();
+        let ctx = context(dir.path(), &[]);
+        let (sandbox, guest) = Sandbox::prepare(&ctx, &empty).unwrap();
+        assert_eq!(sandbox.payload_dir(), empty.path());
+        assert_eq!(guest.work_folder, "/work");
+        assert_eq!(fs::read_dir(empty.path()).unwrap().count(), 0);
+        drop(sandbox);
+        assert!(empty.path().is_dir(), "shared: outlives each action");
+        let path = empty.path().to_owned();
+        drop(empty);
+        assert!(!path.exists());
+    }
+
+    #[test]
     fn sandbox_paths_map_back_and_escapes_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let ctx = context(dir.path(), &[("a.sh", "echo a")]);
-        let (sandbox, _) = Sandbox::prepare(&ctx).unwrap();
+        let (sandbox, _) = Sandbox::prepare(&ctx, &EmptyFolder::new().unwrap()).unwrap();
         assert_eq!(
             sandbox.host_path("/payload/a.sh").unwrap(),
             sandbox.payload_dir().join("a.sh")
@@ -318,13 +380,17 @@ mod tests {
         let mut ctx = context(dir.path(), &[("a.sh", "x")]);
         ctx.files[0].name = "../a.sh".into();
         assert!(
-            Sandbox::prepare(&ctx)
+            Sandbox::prepare(&ctx, &EmptyFolder::new().unwrap())
                 .unwrap_err()
                 .contains("plain file name")
         );
         let mut ctx = context(dir.path(), &[]);
         ctx.result_file = "/tmp/result.json".into();
-        assert!(Sandbox::prepare(&ctx).unwrap_err().contains("result file"));
+        assert!(
+            Sandbox::prepare(&ctx, &EmptyFolder::new().unwrap())
+                .unwrap_err()
+                .contains("result file")
+        );
     }
 
     fn granting(read: &[&Path], write: &[&Path]) -> Registration {
