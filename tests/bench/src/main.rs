@@ -10,13 +10,15 @@
 //! 3. **step**: the same through whole deployments (journal, work folder, result file),
 //!    plus the built-in script handler running a no-op script;
 //! 4. **durability**: a 1,000-step deployment against the fsync floor of this disk — as
-//!    many bare fsync'ed appends as the deployment made fsyncs;
+//!    many bare fsync'ed appends as the deployment made durable writes (journal and state
+//!    records), each fsync'ed on its own;
 //! 5. **hashing**: sha256 of a 1 GiB payload, Handrail's streaming hash against
 //!    `sha256sum` on the same (cached) file;
 //! 6. **memory**: peak RSS of `handrail deploy` (the real binary) for 10 and 1,000 steps.
 //!
 //! Every figure is a median; ratios compare medians. Run it with `scripts/bench.sh`
-//! (which builds the `handrail` binary and the native worker beside this one).
+//! (which builds the `handrail` binary and the native worker beside this one); naming
+//! sections runs only those (`scripts/bench.sh call step`).
 
 mod fixtures;
 mod measure;
@@ -46,6 +48,7 @@ const HASHED_BYTES: u64 = 1 << 30;
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    let sections = Section::chosen(std::env::args().skip(1))?;
     let bin = sibling_programs()?;
     let scratch = tempfile::tempdir_in(
         std::env::var_os("HANDRAIL_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from),
@@ -60,127 +63,186 @@ async fn main() -> Result<()> {
 
     let bench = measure::Bench::new(dir, &bin)?;
 
-    println!();
-    println!(
-        "{:<40} {:>14} {:>12} {:>10}",
-        "1. load, to a described handler", "cold (compile)", "warm (cache)", "warm/cold"
-    );
-    for (name, loads) in bench.loads().await? {
+    if sections.contains(&Section::Load) {
+        println!();
         println!(
             "{:<40} {:>14} {:>12} {:>10}",
-            name,
-            show(loads.cold),
-            show(loads.warm),
-            format!("{:.4}", ratio(loads.warm, loads.cold)),
+            "1. load, to a described handler", "cold (compile)", "warm (cache)", "warm/cold"
         );
+        for (name, loads) in bench.loads().await? {
+            println!(
+                "{:<40} {:>14} {:>12} {:>10}",
+                name,
+                show(loads.cold),
+                show(loads.warm),
+                format!("{:.4}", ratio(loads.warm, loads.cold)),
+            );
+        }
     }
 
-    let calls = bench.calls().await?;
-    println!();
-    println!(
-        "{:<40} {:>14} {:>12}",
-        "2. one no-op action, warm", "per call", "vs fork/exec"
-    );
-    for (what, time) in [
-        ("fork/exec of a shell script (baseline)", calls.fork_exec),
-        ("in-process Rust handler", calls.in_process),
-        ("WebAssembly sandbox set-up alone", calls.sandbox),
-        ("WebAssembly component", calls.wasm),
-        ("native library in its worker process", calls.native),
-    ] {
-        println!(
-            "{:<40} {:>14} {:>12}",
-            what,
-            show(time),
-            format!("{:.2}x", ratio(time, calls.fork_exec))
-        );
+    // The per-step figures compare with the fork/exec baseline measured here.
+    if sections.contains(&Section::Call) || sections.contains(&Section::Step) {
+        let calls = bench.calls().await?;
+        if sections.contains(&Section::Call) {
+            println!();
+            println!(
+                "{:<40} {:>14} {:>12}",
+                "2. one no-op action, warm", "per call", "vs fork/exec"
+            );
+            for (what, time) in [
+                ("fork/exec of a shell script (baseline)", calls.fork_exec),
+                ("in-process Rust handler", calls.in_process),
+                ("WebAssembly sandbox set-up alone", calls.sandbox),
+                ("WebAssembly component", calls.wasm),
+                ("native library in its worker process", calls.native),
+            ] {
+                println!(
+                    "{:<40} {:>14} {:>12}",
+                    what,
+                    show(time),
+                    format!("{:.2}x", ratio(time, calls.fork_exec))
+                );
+            }
+            println!(
+                "{:<40} {:>14}",
+                "WebAssembly / (in-process + sandbox)",
+                format!(
+                    "{:.2}x",
+                    ratio(calls.wasm, calls.in_process + calls.sandbox)
+                )
+            );
+        }
+        if sections.contains(&Section::Step) {
+            println!();
+            println!(
+                "{:<40} {:>14} {:>12} {:>12} {:>12}",
+                format!("3. through the engine ({ENGINE_STEPS} steps)"),
+                "per step",
+                "actions",
+                "per action",
+                "vs fork/exec"
+            );
+            for row in bench.steps().await? {
+                let per_action = row.per_step / u32::try_from(row.actions)?;
+                println!(
+                    "{:<40} {:>14} {:>12} {:>12} {:>12}",
+                    row.what,
+                    show(row.per_step),
+                    row.actions,
+                    show(per_action),
+                    format!("{:.2}x", ratio(per_action, calls.fork_exec))
+                );
+            }
+        }
     }
-    println!(
-        "{:<40} {:>14}",
-        "WebAssembly / (in-process + sandbox)",
-        format!(
-            "{:.2}x",
-            ratio(calls.wasm, calls.in_process + calls.sandbox)
-        )
-    );
 
-    println!();
-    println!(
-        "{:<40} {:>14} {:>12} {:>12} {:>12}",
-        format!("3. through the engine ({ENGINE_STEPS} steps)"),
-        "per step",
-        "actions",
-        "per action",
-        "vs fork/exec"
-    );
-    for row in bench.steps().await? {
-        let per_action = row.per_step / u32::try_from(row.actions)?;
+    if sections.contains(&Section::Durability) {
+        let durability = bench.durability().await?;
+        println!();
         println!(
             "{:<40} {:>14} {:>12} {:>12} {:>12}",
-            row.what,
-            show(row.per_step),
-            row.actions,
-            show(per_action),
-            format!("{:.2}x", ratio(per_action, calls.fork_exec))
+            format!("4. {LONG_STEPS}-step deployment"),
+            "time",
+            "writes",
+            "fsyncs",
+            "vs floor"
+        );
+        println!(
+            "{:<40} {:>14} {:>12} {:>12} {:>12}",
+            "engine, WebAssembly no-op",
+            show(durability.deployment),
+            durability.writes,
+            durability.syncs,
+            format!("{:.2}x", ratio(durability.deployment, durability.floor))
+        );
+        println!(
+            "{:<40} {:>14} {:>12} {:>12} {:>12}",
+            "fsync floor (each write fsync'ed, bare)",
+            show(durability.floor),
+            durability.writes,
+            durability.writes,
+            "1.00x"
         );
     }
 
-    let durability = bench.durability().await?;
-    println!();
-    println!(
-        "{:<40} {:>14} {:>12} {:>12}",
-        format!("4. {LONG_STEPS}-step deployment"),
-        "time",
-        "fsyncs",
-        "vs floor"
-    );
-    println!(
-        "{:<40} {:>14} {:>12} {:>12}",
-        "engine, WebAssembly no-op",
-        show(durability.deployment),
-        durability.syncs,
-        format!("{:.2}x", ratio(durability.deployment, durability.floor))
-    );
-    println!(
-        "{:<40} {:>14} {:>12} {:>12}",
-        "fsync floor (bare fsync'ed appends)",
-        show(durability.floor),
-        durability.syncs,
-        "1.00x"
-    );
-
-    let hashing = bench.hashing(HASHED_BYTES)?;
-    println!();
-    println!(
-        "{:<40} {:>14} {:>12} {:>12}",
-        "5. sha256 of a 1 GiB payload", "time", "GB/s", "vs sha256sum"
-    );
-    for (what, time) in [
-        ("Handrail (streaming, as admission)", hashing.handrail),
-        ("sha256sum", hashing.sha256sum),
-    ] {
+    if sections.contains(&Section::Hashing) {
+        let hashing = bench.hashing(HASHED_BYTES)?;
+        println!();
         println!(
             "{:<40} {:>14} {:>12} {:>12}",
-            what,
-            show(time),
-            format!("{:.2}", HASHED_BYTES as f64 / time.as_secs_f64() / 1e9),
-            format!("{:.2}x", ratio(hashing.sha256sum, time))
+            "5. sha256 of a 1 GiB payload", "time", "GB/s", "vs sha256sum"
         );
+        for (what, time) in [
+            ("Handrail (streaming, as admission)", hashing.handrail),
+            ("sha256sum", hashing.sha256sum),
+        ] {
+            println!(
+                "{:<40} {:>14} {:>12} {:>12}",
+                what,
+                show(time),
+                format!("{:.2}", HASHED_BYTES as f64 / time.as_secs_f64() / 1e9),
+                format!("{:.2}x", ratio(hashing.sha256sum, time))
+            );
+        }
     }
 
-    println!();
-    println!(
-        "{:<40} {:>14}",
-        "6. peak RSS of `handrail deploy`", "max RSS"
-    );
-    for (steps, kib) in bench.peak_rss(&[10, LONG_STEPS])? {
+    if sections.contains(&Section::Memory) {
+        println!();
         println!(
             "{:<40} {:>14}",
-            format!("{steps} WebAssembly no-op steps"),
-            format!("{:.1} MiB", kib as f64 / 1024.0)
+            "6. peak RSS of `handrail deploy`", "max RSS"
         );
+        for (steps, kib) in bench.peak_rss(&[10, LONG_STEPS]).await? {
+            println!(
+                "{:<40} {:>14}",
+                format!("{steps} WebAssembly no-op steps"),
+                format!("{:.1} MiB", kib as f64 / 1024.0)
+            );
+        }
     }
     Ok(())
+}
+
+/// One section of the report; the command line may name some (`scripts/bench.sh call
+/// step`), else every one runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Section {
+    Load,
+    Call,
+    Step,
+    Durability,
+    Hashing,
+    Memory,
+}
+
+impl Section {
+    const ALL: [(&'static str, Section); 6] = [
+        ("load", Section::Load),
+        ("call", Section::Call),
+        ("step", Section::Step),
+        ("durability", Section::Durability),
+        ("hashing", Section::Hashing),
+        ("memory", Section::Memory),
+    ];
+
+    fn chosen(args: impl Iterator<Item = String>) -> Result<Vec<Section>> {
+        let mut chosen = Vec::new();
+        for arg in args {
+            let Some((_, section)) = Section::ALL.iter().find(|(name, _)| *name == arg) else {
+                let names: Vec<&str> = Section::ALL.iter().map(|(name, _)| *name).collect();
+                return Err(format!(
+                    "unknown section `{arg}`; the sections are {}",
+                    names.join(", ")
+                )
+                .into());
+            };
+            chosen.push(*section);
+        }
+        if chosen.is_empty() {
+            chosen = Section::ALL.iter().map(|(_, section)| *section).collect();
+        }
+        Ok(chosen)
+    }
 }
 
 /// The programs measured beside this one: the `handrail` binary and the native worker.

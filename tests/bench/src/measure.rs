@@ -79,6 +79,9 @@ pub struct StepRow {
 /// The long deployment against the fsync floor.
 pub struct Durability {
     pub deployment: Duration,
+    /// Durable writes (records) the deployment made.
+    pub writes: u64,
+    /// fsyncs it made for them (deferred records share one) and for folders.
     pub syncs: u64,
     pub floor: Duration,
 }
@@ -187,45 +190,34 @@ impl Bench {
             .registrations()
             .pop()
             .ok_or("no in-process registration")?;
-        let in_process = in_process_host.load(&registration).await?;
+        let in_process_handler = in_process_host.load(&registration).await?;
 
         let folder = self.dir.join("calls");
-        Ok(Calls {
-            fork_exec: self.fork_exec(&folder.join("fork-exec"))?,
-            in_process: invoke_times(in_process.as_ref(), &folder.join("in-process"), CALLS)
-                .await?,
-            sandbox: sandbox_times(&folder.join("sandbox"))?,
-            wasm: invoke_times(wasm.as_ref(), &folder.join("wasm"), CALLS).await?,
-            native: invoke_times(native.as_ref(), &folder.join("native"), NATIVE_CALLS).await?,
-        })
-    }
-
-    /// Mender-style: the no-op script started with `/bin/sh` for one action, waited for,
-    /// its result file read.
-    fn fork_exec(&self, work: &Path) -> Result<Duration> {
-        fs::create_dir_all(work)?;
+        let mut fork_exec = Caller::new(&folder.join("fork-exec"))?;
+        let mut in_process = Caller::new(&folder.join("in-process"))?;
+        let mut sandbox = Caller::new(&folder.join("sandbox"))?;
+        let mut wasm_calls = Caller::new(&folder.join("wasm"))?;
+        let mut native_calls = Caller::new(&folder.join("native"))?;
         let script = self.payloads.join(fixtures::NOOP_SCRIPT_NAME);
-        let result = work.join("result-install.json");
-        let mut times = Vec::with_capacity(CALLS);
-        for _ in 0..CALLS {
-            remove_if_present(&result)?;
-            let started = Instant::now();
-            let status = Command::new("/bin/sh")
-                .arg(&script)
-                .arg("--action-install")
-                .arg("--result-file")
-                .arg(&result)
-                .current_dir(work)
-                .stdin(Stdio::null())
-                .status()?;
-            let written = fs::read(&result)?;
-            times.push(started.elapsed());
-            let written = ResultFile::interpret(Action::Install, Some(&written));
-            if !status.success() || written.result_code != codes::INSTALL_SUCCESS {
-                return Err(format!("the no-op script ended {status}: {written:?}").into());
+        // Round by round, one call of each kind: a machine that slows down or speeds up
+        // during the run does so for every row alike, so the ratios hold.
+        for round in 0..CALLS {
+            fork_exec.fork_exec(&script)?;
+            in_process.invoke(in_process_handler.as_ref()).await?;
+            sandbox.sandbox_setup(&wasm_host)?;
+            wasm_calls.invoke(wasm.as_ref()).await?;
+            // Each native call starts a worker process: fewer of them.
+            if round % (CALLS / NATIVE_CALLS) == 0 {
+                native_calls.invoke(native.as_ref()).await?;
             }
         }
-        Ok(median(times))
+        Ok(Calls {
+            fork_exec: fork_exec.median(),
+            in_process: in_process.median(),
+            sandbox: sandbox.median(),
+            wasm: wasm_calls.median(),
+            native: native_calls.median(),
+        })
     }
 
     /// Deployments of [`ENGINE_STEPS`] no-op steps through each host.
@@ -319,7 +311,9 @@ impl Bench {
     }
 
     /// A [`LONG_STEPS`]-step deployment of the WebAssembly no-op, then as many bare
-    /// fsync'ed appends as it made fsyncs, in the same folder.
+    /// fsync'ed appends as it made durable writes (journal and state records), in the
+    /// same folder: the cost of making each of its writes durable on its own, with no
+    /// handler, sandbox or engine around it.
     pub async fn durability(&self) -> Result<Durability> {
         let state = self.dir.join("state-long");
         let runtime = Runtime::builder(&state)
@@ -328,6 +322,7 @@ impl Bench {
             .host(WasmHost::new(self.cache.clone())?)
             .open()?;
         let manifest = fixtures::manifest(NOOP_ID, LONG_STEPS)?;
+        let writes_before = handrail::durable::writes_so_far();
         let syncs_before = handrail::durable::syncs_so_far();
         let started = Instant::now();
         let deployment = runtime
@@ -335,6 +330,7 @@ impl Bench {
             .await?;
         let report = deployment.finish().await?;
         let elapsed = started.elapsed();
+        let writes = handrail::durable::writes_so_far() - writes_before;
         let syncs = handrail::durable::syncs_so_far() - syncs_before;
         if report.status != DeploymentStatus::Succeeded {
             return Err(format!("the {LONG_STEPS}-step deployment ended {}", report.status).into());
@@ -348,13 +344,14 @@ impl Bench {
             .append(true)
             .open(state.join("floor.log"))?;
         let started = Instant::now();
-        for _ in 0..syncs {
+        for _ in 0..writes {
             log.write_all(&record)?;
             log.write_all(b"\n")?;
             log.sync_data()?;
         }
         Ok(Durability {
             deployment: elapsed,
+            writes,
             syncs,
             floor: started.elapsed(),
         })
@@ -391,7 +388,11 @@ impl Bench {
     }
 
     /// Peak RSS (KiB) of `handrail deploy` of the WebAssembly no-op, per step count.
-    pub fn peak_rss(&self, step_counts: &[usize]) -> Result<Vec<(usize, u64)>> {
+    pub async fn peak_rss(&self, step_counts: &[usize]) -> Result<Vec<(usize, u64)>> {
+        // Fill the cache the deployments start from (when no section before did).
+        WasmHost::new(self.cache.clone())?
+            .load(&self.noop_wasm)
+            .await?;
         let mut rows = Vec::new();
         for &steps in step_counts {
             let state = self.dir.join(format!("state-rss-{steps}"));
@@ -434,46 +435,87 @@ impl Bench {
     }
 }
 
-/// Median time of `calls` no-op `install`s through `handler.invoke`, in `dir`.
-async fn invoke_times(handler: &dyn LoadedHandler, dir: &Path, calls: usize) -> Result<Duration> {
-    let context = step_context(dir)?;
-    let result = PathBuf::from(&context.result_file);
-    let progress: ProgressFn = Arc::new(|_, _| {});
-    let mut times = Vec::with_capacity(calls);
-    for _ in 0..calls {
+/// One kind of no-op `install` call, timed call by call in its own folder.
+struct Caller {
+    context: StepContext,
+    result: PathBuf,
+    progress: ProgressFn,
+    times: Vec<Duration>,
+}
+
+impl Caller {
+    fn new(dir: &Path) -> Result<Caller> {
+        let context = step_context(dir)?;
+        Ok(Caller {
+            result: PathBuf::from(&context.result_file),
+            context,
+            progress: Arc::new(|_, _| {}),
+            times: Vec::with_capacity(CALLS),
+        })
+    }
+
+    /// One `install` through `handler.invoke`; the result file it wrote must say success.
+    async fn invoke(&mut self, handler: &dyn LoadedHandler) -> Result<()> {
         // The engine clears the result file before every action; so does the benchmark,
         // untimed.
-        remove_if_present(&result)?;
+        remove_if_present(&self.result)?;
         let invocation = Invocation {
             action: Action::Install,
-            context: context.clone(),
+            context: self.context.clone(),
             cancel: CancelToken::new(),
-            progress: progress.clone(),
+            progress: self.progress.clone(),
         };
         let started = Instant::now();
         let end = handler.invoke(invocation).await;
-        times.push(started.elapsed());
+        self.times.push(started.elapsed());
         if end != InvocationEnd::Returned {
             return Err(format!("the no-op install ended with {end:?}").into());
         }
+        self.check_result()
     }
-    let written = ResultFile::interpret(Action::Install, fs::read(&result).ok().as_deref());
-    if written.result_code != codes::INSTALL_SUCCESS {
-        return Err(format!("the no-op install reported {written:?}").into());
-    }
-    Ok(median(times))
-}
 
-/// Median time of the WebAssembly sandbox set-up of one action, alone.
-fn sandbox_times(dir: &Path) -> Result<Duration> {
-    let context = step_context(dir)?;
-    let mut times = Vec::with_capacity(CALLS);
-    for _ in 0..CALLS {
+    /// Mender-style: the no-op script started with `/bin/sh` for one action, waited
+    /// for, its result file read.
+    fn fork_exec(&mut self, script: &Path) -> Result<()> {
+        remove_if_present(&self.result)?;
         let started = Instant::now();
-        handrail_wasm_host::sandbox_setup(&context)?;
-        times.push(started.elapsed());
+        let status = Command::new("/bin/sh")
+            .arg(script)
+            .arg("--action-install")
+            .arg("--result-file")
+            .arg(&self.result)
+            .current_dir(&self.context.work_folder)
+            .stdin(Stdio::null())
+            .status()?;
+        let written = fs::read(&self.result)?;
+        self.times.push(started.elapsed());
+        let written = ResultFile::interpret(Action::Install, Some(&written));
+        if !status.success() || written.result_code != codes::INSTALL_SUCCESS {
+            return Err(format!("the no-op script ended {status}: {written:?}").into());
+        }
+        Ok(())
     }
-    Ok(median(times))
+
+    /// The WebAssembly sandbox set-up of one action, alone.
+    fn sandbox_setup(&mut self, host: &WasmHost) -> Result<()> {
+        let started = Instant::now();
+        host.sandbox_setup(&self.context)?;
+        self.times.push(started.elapsed());
+        Ok(())
+    }
+
+    fn check_result(&self) -> Result<()> {
+        let written =
+            ResultFile::interpret(Action::Install, fs::read(&self.result).ok().as_deref());
+        if written.result_code != codes::INSTALL_SUCCESS {
+            return Err(format!("the no-op install reported {written:?}").into());
+        }
+        Ok(())
+    }
+
+    fn median(self) -> Duration {
+        median(self.times)
+    }
 }
 
 /// The step context of a no-op install with its work folder in `dir`.
