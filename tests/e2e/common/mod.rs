@@ -99,7 +99,23 @@ impl Device {
     }
 
     fn command(&self, allow_unsigned: bool, args: &[&str], env: &[(&str, &str)]) -> Run {
-        let mut cmd = Command::new(handrail_bin());
+        self.command_of(&handrail_bin(), allow_unsigned, args, env)
+    }
+
+    /// Runs another build of `handrail` (`bin`) as [`Device::run`] runs the one under
+    /// test.
+    pub fn run_bin(&self, bin: &Path, args: &[&str]) -> Run {
+        self.command_of(bin, true, args, &[])
+    }
+
+    fn command_of(
+        &self,
+        bin: &Path,
+        allow_unsigned: bool,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Run {
+        let mut cmd = Command::new(bin);
         cmd.arg("--state-dir").arg(&self.state);
         if allow_unsigned {
             cmd.arg("--allow-unsigned");
