@@ -369,14 +369,23 @@ async fn install_and_switch_with(fx: &mut Fixture, properties: Value) {
     assert_eq!(fx.device.env("ustate").as_deref(), Some("1"));
 }
 
-#[tokio::test]
-async fn installs_into_the_inactive_slot_switches_and_verifies_after_the_reboot() {
+/// A fixture whose update is installed and switched to, holding the one-run-at-a-time
+/// lock; `None` where swupdate cannot run here.
+async fn switched() -> Option<(tokio::sync::MutexGuard<'static, ()>, Fixture)> {
     if !can_run() {
-        return;
+        return None;
     }
-    let _one = SWUPDATE_RUNS.lock().await;
+    let one = SWUPDATE_RUNS.lock().await;
     let mut fx = Fixture::new();
     install_and_switch(&mut fx).await;
+    Some((one, fx))
+}
+
+#[tokio::test]
+async fn installs_into_the_inactive_slot_switches_and_verifies_after_the_reboot() {
+    let Some((_one, mut fx)) = switched().await else {
+        return;
+    };
 
     // The device reboots into slot b, which runs 2.0.
     fx.device.boot("b", "2.0");
@@ -406,12 +415,9 @@ async fn installs_into_the_inactive_slot_switches_and_verifies_after_the_reboot(
 
 #[tokio::test]
 async fn a_fallback_to_the_old_slot_fails_after_the_reboot_and_rolls_back_once() {
-    if !can_run() {
+    let Some((_one, fx)) = switched().await else {
         return;
-    }
-    let _one = SWUPDATE_RUNS.lock().await;
-    let mut fx = Fixture::new();
-    install_and_switch(&mut fx).await;
+    };
 
     // The new slot does not come up: the bootloader boots slot a again, still 1.0.
     fx.device.boot("a", "1.0");
@@ -450,12 +456,9 @@ async fn a_fallback_to_the_old_slot_fails_after_the_reboot_and_rolls_back_once()
 
 #[tokio::test]
 async fn resumed_without_the_reboot_the_update_is_not_running_and_is_restored() {
-    if !can_run() {
+    let Some((_one, fx)) = switched().await else {
         return;
-    }
-    let _one = SWUPDATE_RUNS.lock().await;
-    let mut fx = Fixture::new();
-    install_and_switch(&mut fx).await;
+    };
 
     // The agent resumes, but the device never rebooted: 1.0 still runs. Is-installed
     // cannot verify anything yet and says so (901) instead of judging the new slot; the

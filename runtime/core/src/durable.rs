@@ -128,6 +128,22 @@ impl CompleteLines for Vec<u8> {
     }
 }
 
+/// Opens a log file to read and append, creating it (durably: the file and its folder
+/// entry) when it is missing.
+fn open_log_file(path: &Path) -> io::Result<File> {
+    let existed = path.exists();
+    let file = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(path)?;
+    if !existed {
+        sync_file(&file)?;
+        sync_dir(path.parent().unwrap_or(Path::new(".")))?;
+    }
+    Ok(file)
+}
+
 /// An append-only log of newline-terminated records, each fsync'ed as it is appended
 /// (or, deferred, with the next one).
 #[derive(Debug)]
@@ -142,16 +158,7 @@ impl AppendLog {
     /// Opens (creating if needed) the log, drops a torn last record, and returns the
     /// complete records in order.
     pub fn open(path: &Path) -> io::Result<(AppendLog, Vec<String>)> {
-        let existed = path.exists();
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(path)?;
-        if !existed {
-            sync_file(&file)?;
-            sync_dir(path.parent().unwrap_or(Path::new(".")))?;
-        }
+        let mut file = open_log_file(path)?;
         let mut records = Vec::new();
         let mut good_len = 0u64;
         {
@@ -188,16 +195,7 @@ impl AppendLog {
     /// short one. A torn last record is dropped as by [`AppendLog::open`].
     pub fn open_for_append(path: &Path) -> io::Result<AppendLog> {
         use std::os::unix::fs::FileExt;
-        let existed = path.exists();
-        let file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(path)?;
-        if !existed {
-            sync_file(&file)?;
-            sync_dir(path.parent().unwrap_or(Path::new(".")))?;
-        }
+        let file = open_log_file(path)?;
         let len = file.metadata()?.len();
         if len > 0 {
             let mut last = [0u8; 1];

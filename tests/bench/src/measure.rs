@@ -228,43 +228,45 @@ impl Bench {
             .registrations()
             .pop()
             .ok_or("no in-process registration")?;
-        let runtime = Runtime::builder(self.dir.join("state-in-process"))
-            .allow_unsigned()
-            .registry(fixtures::registry(registration)?)
-            .host(in_process_host)
-            .open()?;
+        let runtime = self.runtime("state-in-process", registration, in_process_host)?;
         rows.push(
             self.per_step(&runtime, NOOP_ID, "in-process Rust handler")
                 .await?,
         );
-        let runtime = Runtime::builder(self.dir.join("state-wasm"))
-            .allow_unsigned()
-            .registry(fixtures::registry(self.noop_wasm.clone())?)
-            .host(WasmHost::new(self.cache.clone())?)
-            .open()?;
+        let wasm = WasmHost::new(self.cache.clone())?;
+        let runtime = self.runtime("state-wasm", self.noop_wasm.clone(), wasm)?;
         rows.push(
             self.per_step(&runtime, NOOP_ID, "WebAssembly component")
                 .await?,
         );
-        let runtime = Runtime::builder(self.dir.join("state-native"))
-            .allow_unsigned()
-            .registry(fixtures::registry(self.noop_native.clone())?)
-            .host(NativeHost::beside_current_exe()?)
-            .open()?;
+        let native = NativeHost::beside_current_exe()?;
+        let runtime = self.runtime("state-native", self.noop_native.clone(), native)?;
         rows.push(
             self.per_step(&runtime, NOOP_ID, "native library in its worker")
                 .await?,
         );
-        let runtime = Runtime::builder(self.dir.join("state-script"))
-            .allow_unsigned()
-            .registry(fixtures::registry(self.script.clone())?)
-            .host(WasmHost::new(self.cache.clone())?)
-            .open()?;
+        let wasm = WasmHost::new(self.cache.clone())?;
+        let runtime = self.runtime("state-script", self.script.clone(), wasm)?;
         rows.push(
             self.per_step(&runtime, SCRIPT_ID, "script handler, no-op script")
                 .await?,
         );
         Ok(rows)
+    }
+
+    /// A runtime over the state folder `state` in the scratch folder, with `registration`
+    /// run by `host`, taking unsigned manifests.
+    fn runtime(
+        &self,
+        state: &str,
+        registration: Registration,
+        host: impl HandlerHost + 'static,
+    ) -> Result<Runtime> {
+        Ok(Runtime::builder(self.dir.join(state))
+            .allow_unsigned()
+            .registry(fixtures::registry(registration)?)
+            .host(host)
+            .open()?)
     }
 
     /// Median time from one step's end to the next's, and the actions a step ran.
@@ -316,11 +318,8 @@ impl Bench {
     /// handler, sandbox or engine around it.
     pub async fn durability(&self) -> Result<Durability> {
         let state = self.dir.join("state-long");
-        let runtime = Runtime::builder(&state)
-            .allow_unsigned()
-            .registry(fixtures::registry(self.noop_wasm.clone())?)
-            .host(WasmHost::new(self.cache.clone())?)
-            .open()?;
+        let wasm = WasmHost::new(self.cache.clone())?;
+        let runtime = self.runtime("state-long", self.noop_wasm.clone(), wasm)?;
         let manifest = fixtures::manifest(NOOP_ID, LONG_STEPS)?;
         let writes_before = handrail::durable::writes_so_far();
         let syncs_before = handrail::durable::syncs_so_far();
