@@ -9,6 +9,7 @@ use handrail_contract::{Action, MAX_RESULT_FILE_BYTES, ResultFile, StepContext};
 
 use super::{Context, Event};
 use crate::cancel::CancelToken;
+use crate::durable;
 use crate::host::{Invocation, InvocationEnd, LoadedHandler};
 use crate::plan::PlannedStep;
 
@@ -46,11 +47,7 @@ pub(super) async fn run_action(
     action: Action,
 ) -> ResultFile {
     let work: PathBuf = deployment_dir.join("work").join(step.work_folder_name());
-    // Not fsync'ed: the folder holds the handler's files, which the handler writes
-    // without fsync, and the result file, whose content the journal records before the
-    // engine acts on it. An entry made durable alone would survive a power cut without
-    // what was in it; a clean reboot keeps both. Every action makes it again if missing.
-    if let Err(e) = std::fs::create_dir_all(&work) {
+    if let Err(e) = durable::create_dir_all(&work) {
         return ResultFile::failure(
             ext::HOST_FAILURE,
             format!("cannot create work folder {}: {e}", work.display()),
