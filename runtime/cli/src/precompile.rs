@@ -15,7 +15,7 @@
 use std::path::{Path, PathBuf};
 
 use handrail::bundled;
-use handrail::registry::{HandlerKind, Limits, Registration, hex};
+use handrail::registry::{HandlerKind, Limits, Registration, sha256_hex};
 use handrail_wasm_host::{PrecompileError, Precompiler};
 
 use crate::output::Output;
@@ -59,10 +59,7 @@ pub fn builtins(dir: &Path, out: &Output) -> anyhow::Result<u8> {
             id: handler.id.to_owned(),
             kind: HandlerKind::Wasm,
             artifact,
-            sha256: {
-                use sha2::Digest;
-                hex(&sha2::Sha256::digest(&precompiled))
-            },
+            sha256: sha256_hex(&precompiled),
             capabilities: handler.capabilities,
             limits: Limits::default(),
             config: Default::default(),

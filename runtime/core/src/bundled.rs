@@ -11,7 +11,7 @@ use std::fs;
 use std::path::Path;
 
 use crate::durable;
-use crate::registry::{Capabilities, HandlerKind, Limits, Registration, hex};
+use crate::registry::{Capabilities, HandlerKind, Limits, Registration, sha256_hex};
 
 /// A handler artifact carried by the embedding program.
 #[derive(Debug, Clone)]
@@ -84,8 +84,7 @@ pub fn install(handlers_dir: &Path, bundled: &[BundledHandler]) -> Result<(), st
             durable::remove_file(&artifact_path)?;
             continue;
         }
-        use sha2::Digest;
-        let sum = hex(&sha2::Sha256::digest(b.artifact));
+        let sum = sha256_hex(b.artifact);
         let registration = Registration {
             id: b.id.clone(),
             kind: b.kind,

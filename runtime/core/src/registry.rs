@@ -212,6 +212,16 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
     Ok(hex(&hasher.finalize()))
 }
 
+/// The lowercase hex sha256 of bytes held in memory, as [`sha256_file`] gives it for a
+/// file.
+///
+/// ```
+/// assert!(handrail::registry::sha256_hex(b"").starts_with("e3b0c442"));
+/// ```
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
 /// Lowercase hex of bytes.
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;

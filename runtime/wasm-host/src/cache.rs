@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+#[cfg(feature = "compiler")]
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
@@ -151,7 +152,7 @@ impl ComponentCache {
 /// host loads is exactly what was verified, even if the file changed since.
 pub(crate) fn read_verified(artifact: &Path, sha256: &str) -> Result<Vec<u8>, String> {
     let bytes = fs::read(artifact).map_err(|e| format!("cannot read the artifact: {e}"))?;
-    let actual = handrail::registry::hex(&Sha256::digest(&bytes));
+    let actual = handrail::registry::sha256_hex(&bytes);
     if actual != sha256 {
         return Err(format!(
             "the artifact's sha256 is {actual}, not the registered {sha256}; it changed after it was verified"

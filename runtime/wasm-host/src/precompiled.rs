@@ -94,7 +94,6 @@ pub use compile::{PrecompileError, Precompiler};
 mod compile {
     use std::path::Path;
 
-    use sha2::{Digest, Sha256};
     use wasmtime::Engine;
 
     use super::{ArtifactForm, form};
@@ -195,7 +194,7 @@ mod compile {
                     output: output.display().to_string(),
                     source,
                 })?;
-            Ok(handrail::registry::hex(&Sha256::digest(&precompiled)))
+            Ok(handrail::registry::sha256_hex(&precompiled))
         }
     }
 }
