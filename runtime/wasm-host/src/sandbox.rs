@@ -62,6 +62,15 @@ impl EmptyFolder {
     }
 }
 
+impl PayloadView {
+    fn path(&self) -> &Path {
+        match self {
+            PayloadView::Own(dir) => dir.path(),
+            PayloadView::Empty(dir) => dir,
+        }
+    }
+}
+
 impl Sandbox {
     /// Builds the view for `context` (host paths) and returns it with the context the
     /// guest is given (sandbox paths); a step without files sees `empty`.
@@ -72,14 +81,11 @@ impl Sandbox {
         let work = fs::canonicalize(&context.work_folder)
             .map_err(|e| format!("work folder {} is not usable: {e}", context.work_folder))?;
         let result_name = result_file_name(context, &work)?;
-        if context.files.is_empty() {
-            let mut guest = context.clone();
-            guest.work_folder = WORK_DIR.to_owned();
-            guest.result_file = format!("{WORK_DIR}/{result_name}");
-            let payload = PayloadView::Empty(empty.path().to_owned());
-            return Ok((Sandbox { payload, work }, guest));
-        }
-        let payload = payload_folder(context)?;
+        let payload = if context.files.is_empty() {
+            PayloadView::Empty(empty.path().to_owned())
+        } else {
+            PayloadView::Own(payload_folder(context)?)
+        };
         let mut guest = context.clone();
         for file in &mut guest.files {
             if !is_plain_name(&file.name) {
@@ -99,16 +105,12 @@ impl Sandbox {
         }
         guest.work_folder = WORK_DIR.to_owned();
         guest.result_file = format!("{WORK_DIR}/{result_name}");
-        let payload = PayloadView::Own(payload);
         Ok((Sandbox { payload, work }, guest))
     }
 
     /// The host folder shown as `/payload`.
     pub(crate) fn payload_dir(&self) -> &Path {
-        match &self.payload {
-            PayloadView::Own(dir) => dir.path(),
-            PayloadView::Empty(dir) => dir,
-        }
+        self.payload.path()
     }
 
     /// The host folder shown as `/work`.
