@@ -73,18 +73,6 @@ pub fn registry(registration: Registration) -> Result<Registry> {
     Ok(registry)
 }
 
-/// The registration file of `registration` (written into a state directory's
-/// `handlers/` for the command-line runs).
-pub fn registration_toml(registration: &Registration) -> String {
-    format!(
-        "id = \"{}\"\nkind = \"{}\"\nartifact = \"{}\"\nsha256 = \"{}\"\n",
-        registration.id,
-        registration.kind,
-        registration.artifact.display(),
-        registration.sha256
-    )
-}
-
 /// A payload folder holding the no-op script.
 pub fn payloads(dir: &Path) -> Result<PathBuf> {
     let payloads = dir.join("payloads");

@@ -398,7 +398,7 @@ impl Bench {
             fs::create_dir_all(state.join("handlers"))?;
             fs::write(
                 state.join("handlers").join("noop.toml"),
-                fixtures::registration_toml(&self.noop_wasm),
+                handrail::bundled::registration_text("Written by the benchmark.", &self.noop_wasm)?,
             )?;
             fs::write(state.join("config.toml"), fixtures::CONFIG_TOML)?;
             let manifest = state.join("update.json");
