@@ -459,11 +459,13 @@ fn download(version: Version, step: &StepContext) -> Result<ResultFile, ResultFi
     let swu = swu_file(version, step)?;
     let config = config(version, step)?;
     let (target, selection) = inactive(&config)?;
-    let folder = run::RunFolder::create(&step.work_folder, Mode::Check)?;
     run::swupdate(
         version.id(),
-        &folder,
-        run::arguments(&config, &swu, &selection, Mode::Check),
+        &step.work_folder,
+        &config,
+        &swu,
+        &selection,
+        Mode::Check,
     )?;
     Ok(ResultFile::new(
         codes::DOWNLOAD_SUCCESS,
@@ -502,11 +504,13 @@ fn install(version: Version, step: &StepContext) -> Result<ResultFile, ResultFil
         config.device(target)
     ));
     host::progress(0, 1);
-    let folder = run::RunFolder::create(&step.work_folder, Mode::Install)?;
     run::swupdate(
         version.id(),
-        &folder,
-        run::arguments(&config, &swu, &selection, Mode::Install),
+        &step.work_folder,
+        &config,
+        &swu,
+        &selection,
+        Mode::Install,
     )?;
     host::progress(1, 1);
     Ok(ResultFile::new(

@@ -182,10 +182,20 @@ pub fn unpacked_signature_unread(stdout: &[u8], stderr: &[u8]) -> bool {
         })
 }
 
-/// Runs swupdate with `args` for the handler `id`, with `folder` as its `TMPDIR`; its
-/// output when it exits 0, otherwise the failure with the tail of what swupdate said
-/// (its `[ERROR]` lines first).
-pub fn swupdate(id: &str, folder: &RunFolder, args: Vec<Arg>) -> Result<RunOutput, ResultFile> {
+/// Runs swupdate in `mode` on the image `swu` with `selection` for the handler `id`,
+/// with a [`RunFolder`] of its own in `work_folder` as its `TMPDIR`; its output when it
+/// exits 0, otherwise the failure with the tail of what swupdate said (its `[ERROR]`
+/// lines first).
+pub fn swupdate(
+    id: &str,
+    work_folder: &str,
+    config: &SwupdateConfig,
+    swu: &str,
+    selection: &str,
+    mode: Mode,
+) -> Result<RunOutput, ResultFile> {
+    let folder = RunFolder::create(work_folder, mode)?;
+    let args = arguments(config, swu, selection, mode);
     let env = vec![
         ("PATH".to_owned(), SYSTEM_PATH.to_owned()),
         ("TMPDIR".to_owned(), folder.name.clone()),
