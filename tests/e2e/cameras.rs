@@ -9,11 +9,10 @@ mod common;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use base64::Engine as _;
-use common::Device;
+use common::{Device, sha256_base64};
+use handrail::registry::sha256_hex;
 use handrail_example_handlers::{VIRTUAL_CAMERA, VIRTUAL_CAMERAS_ENUMERATOR};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 /// The firmware the child update installs.
 const FIRMWARE: &[u8] = b"virtual-camera firmware 2.0\n";
@@ -108,7 +107,7 @@ impl Cameras {
         json!({
             "fileName": name,
             "sizeInBytes": bytes.len(),
-            "hashes": {"sha256": base64::engine::general_purpose::STANDARD.encode(Sha256::digest(bytes))},
+            "hashes": {"sha256": sha256_base64(bytes)},
         })
     }
 
@@ -153,13 +152,6 @@ fn write_plugin(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     let path = dir.join(name);
     fs::write(&path, bytes).unwrap();
     path
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 fn steps(report: &Value) -> &Vec<Value> {

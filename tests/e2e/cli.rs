@@ -232,9 +232,7 @@ fn without_a_configuration_unsigned_manifests_are_refused_unless_allowed() {
 
 #[test]
 fn a_signed_envelope_deploys_through_the_binary_and_a_tampered_one_does_not() {
-    use base64::Engine as _;
     use handrail::trust::sign::KeyPair;
-    use sha2::Digest as _;
 
     let keys = Path::new(env!("CARGO_MANIFEST_DIR")).join("../core/tests/keys");
     let device = Device::new();
@@ -244,8 +242,7 @@ fn a_signed_envelope_deploys_through_the_binary_and_a_tampered_one_does_not() {
     manifest["files"] = serde_json::json!({"f1": {
         "fileName": "device-step.sh",
         "sizeInBytes": script.len(),
-        "hashes": {"sha256": base64::engine::general_purpose::STANDARD
-            .encode(sha2::Sha256::digest(&script))},
+        "hashes": {"sha256": common::sha256_base64(&script)},
     }});
     let text = manifest.to_string();
     let root = KeyPair::from_pem(&fs::read_to_string(keys.join("rsa-root.pem")).unwrap()).unwrap();

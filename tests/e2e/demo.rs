@@ -10,9 +10,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use base64::Engine as _;
-use common::{Device, Run};
-use sha2::{Digest, Sha256};
+use common::{Device, Run, sha256_base64};
 
 /// Purges the demo's apt package when created and when dropped.
 struct DemoPackage;
@@ -58,10 +56,6 @@ fn script(name: &str, args: &[&Path]) {
 fn build_swu(slots: &Path, out: &Path) -> Vec<u8> {
     script("ab/make-swu.sh", &[slots, out]);
     fs::read(out).unwrap()
-}
-
-fn sha256_base64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(Sha256::digest(bytes))
 }
 
 /// The planned steps in order.

@@ -8,6 +8,13 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// The base64 sha256 of a file's bytes, as a manifest's `hashes.sha256` gives it.
+pub fn sha256_base64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(bytes))
+}
+
 /// The `handrail` binary under test.
 pub fn handrail_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_handrail"))
