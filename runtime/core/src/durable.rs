@@ -78,16 +78,39 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     sync_file(&File::open(dir)?)
 }
 
-/// Creates a folder (and parents) and makes its entry durable.
+/// Creates a folder (and parents) and makes its entry (and theirs) durable.
 pub fn create_dir_all(dir: &Path) -> io::Result<()> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    fs::create_dir_all(dir)?;
-    if let Some(parent) = dir.parent() {
-        sync_dir(parent)?;
+    for parent in create_dir_all_deferred(dir)? {
+        sync_dir(&parent)?;
     }
     Ok(())
+}
+
+/// Creates a folder and any missing parents like [`create_dir_all`], without making
+/// them durable yet: returns the folders to [`sync_dir`] for that, outermost first (the
+/// parent of each folder it made). Empty when `dir` already existed.
+pub fn create_dir_all_deferred(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut made = Vec::new();
+    let mut at = dir;
+    while !at.is_dir() {
+        made.push(at);
+        match at.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => at = parent,
+            _ => break,
+        }
+    }
+    if made.is_empty() {
+        return Ok(Vec::new());
+    }
+    fs::create_dir_all(dir)?;
+    Ok(made
+        .iter()
+        .rev()
+        .map(|d| match d.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
+            _ => PathBuf::from("."),
+        })
+        .collect())
 }
 
 /// Replaces `path` with `bytes` atomically and durably.
@@ -270,6 +293,25 @@ impl AppendLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deferred_folder_creation_names_the_parent_of_every_folder_it_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("a/b/c");
+        assert_eq!(
+            create_dir_all_deferred(&deep).unwrap(),
+            [
+                dir.path().to_owned(),
+                dir.path().join("a"),
+                dir.path().join("a/b")
+            ]
+        );
+        assert!(deep.is_dir());
+        assert!(create_dir_all_deferred(&deep).unwrap().is_empty());
+        let file = dir.path().join("file");
+        fs::write(&file, "x").unwrap();
+        assert!(create_dir_all_deferred(&file.join("d")).is_err());
+    }
 
     #[test]
     fn torn_tail_is_dropped_and_appends_continue() {

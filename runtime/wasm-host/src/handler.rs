@@ -266,13 +266,20 @@ impl LoadedHandler for WasmHandler {
 
 /// A WASI context with nothing in it but the given output streams: no files, no
 /// network, no environment, no arguments. Callers add the preopened folders.
+///
+/// The guest's file operations run on the thread that runs the guest rather than on
+/// the async runtime's blocking pool: they are local-disk calls of the sandbox's own
+/// folders, short next to the two thread hand-offs per call the pool costs (most of a
+/// no-op action's time). Time limits and cancellation still apply between calls, and
+/// `run`, the one host call that waits long, stays asynchronous.
 pub(crate) fn sandboxed_wasi(stdout: &CappedOutput, stderr: &CappedOutput) -> WasiCtxBuilder {
     let mut wasi = WasiCtxBuilder::new();
     wasi.stdout(stdout.clone())
         .stderr(stderr.clone())
         .allow_tcp(false)
         .allow_udp(false)
-        .allow_ip_name_lookup(false);
+        .allow_ip_name_lookup(false)
+        .allow_blocking_current_thread(true);
     wasi
 }
 

@@ -109,6 +109,11 @@ pub(crate) fn engine_config() -> Config {
 /// with wasmtime's "pool exhausted" error rather than waiting.
 pub const POOLED_INSTANCES: u32 = 32;
 
+/// How much of each pooled memory and table stays mapped between actions, reset with
+/// `memset` (only the pages the last action touched, where the kernel can say which)
+/// instead of being handed back to the kernel and faulted in again page by page.
+const KEEP_RESIDENT: usize = 1 << 20;
+
 /// The engine that runs handlers: [`engine_config`] with an instance pool, so the
 /// memories, tables and async stacks of past actions are reused instead of mapped and
 /// unmapped for each one (every action instantiates its handler afresh). Memory limits
@@ -125,7 +130,10 @@ fn running_engine() -> Result<Engine, WasmHostError> {
             .total_core_instances(POOLED_INSTANCES * 8)
             .total_memories(POOLED_INSTANCES * 2)
             .total_tables(POOLED_INSTANCES * 8)
-            .total_stacks(POOLED_INSTANCES);
+            .total_stacks(POOLED_INSTANCES)
+            .linear_memory_keep_resident(KEEP_RESIDENT)
+            .table_keep_resident(KEEP_RESIDENT)
+            .pagemap_scan(wasmtime::Enabled::Auto);
         let mut config = engine_config();
         config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
         match Engine::new(&config) {

@@ -78,8 +78,7 @@ impl Sandbox {
         context: &StepContext,
         empty: &EmptyFolder,
     ) -> Result<(Sandbox, StepContext), String> {
-        let work = fs::canonicalize(&context.work_folder)
-            .map_err(|e| format!("work folder {} is not usable: {e}", context.work_folder))?;
+        let work = work_folder(&context.work_folder)?;
         let result_name = result_file_name(context, &work)?;
         let payload = if context.files.is_empty() {
             PayloadView::Empty(empty.path().to_owned())
@@ -216,16 +215,33 @@ impl GrantedFolder {
     }
 }
 
-/// The result file's name, which must sit directly in the work folder.
+/// The work folder as an absolute path; it must be a folder.
+fn work_folder(given: &str) -> Result<PathBuf, String> {
+    let unusable = |e: io::Error| format!("work folder {given} is not usable: {e}");
+    let work = std::path::absolute(given).map_err(unusable)?;
+    if !fs::metadata(&work).map_err(unusable)?.is_dir() {
+        return Err(unusable(io::Error::other("not a folder")));
+    }
+    Ok(work)
+}
+
+/// The result file's name, which must sit directly in the work folder: its parent is the
+/// work folder as written (what the engine hands over), or resolves to the same folder.
 fn result_file_name(context: &StepContext, work: &Path) -> Result<String, String> {
     let result = Path::new(&context.result_file);
     let name = result
         .file_name()
         .and_then(|n| n.to_str())
         .filter(|n| is_plain_name(n));
-    let parent = result.parent().and_then(|p| fs::canonicalize(p).ok());
-    match (name, parent) {
-        (Some(name), Some(parent)) if parent == work => Ok(name.to_owned()),
+    let in_work = result.parent().is_some_and(|parent| {
+        std::path::absolute(parent).is_ok_and(|p| p == work)
+            || fs::canonicalize(parent)
+                .ok()
+                .zip(fs::canonicalize(work).ok())
+                .is_some_and(|(p, w)| p == w)
+    });
+    match name {
+        Some(name) if in_work => Ok(name.to_owned()),
         _ => Err(format!(
             "result file {} is not a file directly inside the work folder {}",
             context.result_file, context.work_folder

@@ -161,11 +161,50 @@ pub fn dispatch<H: Handler>(action: Action, ctx: wit::StepContext) {
         Action::Restore => H::restore(&step),
         Action::Cancel => H::cancel(&step),
     };
-    if let Err(e) = std::fs::write(&step.result_file, result.to_json()) {
+    if let Err(e) = write_result_file(&step.result_file, result.to_json().as_bytes()) {
         // The runtime reports the missing file as a failure; say why in the log.
         host::error(&format!(
             "cannot write the result file {}: {e}",
             step.result_file
         ));
     }
+}
+
+/// Writes the result file: created (or truncated) and filled with positional writes, so
+/// the host serves each write directly instead of through a stream.
+fn write_result_file(path: &str, bytes: &[u8]) -> std::io::Result<()> {
+    let file = std::fs::File::create(path)?;
+    write_all_at(&file, bytes)
+}
+
+#[cfg(target_os = "wasi")]
+fn write_all_at(file: &std::fs::File, mut bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let mut offset: libc::off_t = 0;
+    while !bytes.is_empty() {
+        // SAFETY: pwrite(2) reads `bytes.len()` bytes from a live slice into an open file
+        // descriptor owned by `file`, which outlives the call.
+        let n =
+            unsafe { libc::pwrite(file.as_raw_fd(), bytes.as_ptr().cast(), bytes.len(), offset) };
+        match n {
+            n if n > 0 => {
+                let n = n as usize;
+                bytes = &bytes[n..];
+                offset += n as libc::off_t;
+            }
+            0 => return Err(std::io::ErrorKind::WriteZero.into()),
+            _ => {
+                let e = std::io::Error::last_os_error();
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "wasi"))]
+fn write_all_at(mut file: &std::fs::File, bytes: &[u8]) -> std::io::Result<()> {
+    std::io::Write::write_all(&mut file, bytes)
 }

@@ -11,7 +11,8 @@
 //!    plus the built-in script handler running a no-op script;
 //! 4. **durability**: a 1,000-step deployment against the fsync floor of this disk — as
 //!    many bare fsync'ed appends as the deployment made durable writes (journal and state
-//!    records), each fsync'ed on its own;
+//!    records), each fsync'ed on its own — and against making its steps' work folders
+//!    and result files bare, which the floor leaves out;
 //! 5. **hashing**: sha256 of a 1 GiB payload, Handrail's streaming hash against
 //!    `sha256sum` on the same (cached) file;
 //! 6. **memory**: peak RSS of `handrail deploy` (the real binary) for 10 and 1,000 steps.
@@ -55,13 +56,28 @@ async fn main() -> Result<()> {
     )?;
     let dir = scratch.path();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let fs = file_system(dir)?;
     println!(
-        "Handrail benchmark ({cpus} CPUs, scratch on {}): medians; ratios compare figures \
-         measured in this run",
+        "Handrail benchmark ({cpus} CPUs, scratch on {} ({fs})): medians; ratios compare \
+         figures measured in this run",
         dir.display()
     );
+    if fs == "tmpfs" {
+        println!(
+            "warning: the scratch folder is in memory, where fsync costs nothing; set \
+             HANDRAIL_BENCH_DIR to a folder on the device's disk"
+        );
+    }
 
     let bench = measure::Bench::new(dir, &bin)?;
+    // Measured before the call and step sections, which make and delete thousands of
+    // files: on ext4 without a journal those deletions slow every file creation of the
+    // next half minute, and the floor makes none.
+    let durability = if sections.contains(&Section::Durability) {
+        Some(bench.durability().await?)
+    } else {
+        None
+    };
 
     if sections.contains(&Section::Load) {
         println!();
@@ -136,8 +152,7 @@ async fn main() -> Result<()> {
         }
     }
 
-    if sections.contains(&Section::Durability) {
-        let durability = bench.durability().await?;
+    if let Some(durability) = durability {
         println!();
         println!(
             "{:<40} {:>14} {:>12} {:>12} {:>12}",
@@ -162,6 +177,14 @@ async fn main() -> Result<()> {
             durability.writes,
             durability.writes,
             "1.00x"
+        );
+        println!(
+            "{:<40} {:>14} {:>12} {:>12} {:>12}",
+            "a work folder + result file per step",
+            show(durability.creations),
+            "",
+            0,
+            format!("{:.2}x", ratio(durability.creations, durability.floor))
         );
     }
 
@@ -265,6 +288,28 @@ fn sibling_programs() -> Result<Programs> {
         }
     }
     Ok(Programs { handrail })
+}
+
+/// The kind of file system `dir` is on, by its statfs magic number.
+fn file_system(dir: &Path) -> Result<String> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes())?;
+    // SAFETY: an all-zero statfs is a valid value of the plain C struct.
+    let mut info: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: statfs(2) with a NUL-terminated path and a pointer to a live local.
+    if unsafe { libc::statfs(path.as_ptr(), &mut info) } != 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    #[allow(clippy::unnecessary_cast)]
+    Ok(match info.f_type as i64 {
+        0xEF53 => "ext4".into(),
+        0x0102_1994 => "tmpfs".into(),
+        0x5846_5342 => "xfs".into(),
+        0x9123_683E => "btrfs".into(),
+        0xF2F5_2010 => "f2fs".into(),
+        0x2485_1990 => "overlayfs".into(),
+        other => format!("file system 0x{other:x}"),
+    })
 }
 
 fn ratio(a: Duration, b: Duration) -> f64 {

@@ -84,6 +84,8 @@ pub struct Durability {
     /// fsyncs it made for them (deferred records share one) and for folders.
     pub syncs: u64,
     pub floor: Duration,
+    /// Making what each step makes on disk, bare: a work folder and a result file.
+    pub creations: Duration,
 }
 
 /// Hashing the same file both ways.
@@ -133,6 +135,15 @@ impl Bench {
             payloads: fixtures::payloads(dir)?,
             cache: dir.join("cache"),
         })
+    }
+
+    /// Fills the compiled-handler cache the deployments start from with the no-op (when
+    /// no section before did), so that they measure warm loads.
+    async fn warm_cache(&self) -> Result<()> {
+        WasmHost::new(self.cache.clone())?
+            .load(&self.noop_wasm)
+            .await?;
+        Ok(())
     }
 
     /// Cold and warm loads of every built-in handler and of the no-op.
@@ -315,8 +326,23 @@ impl Bench {
     /// A [`LONG_STEPS`]-step deployment of the WebAssembly no-op, then as many bare
     /// fsync'ed appends as it made durable writes (journal and state records), in the
     /// same folder: the cost of making each of its writes durable on its own, with no
-    /// handler, sandbox or engine around it.
+    /// handler, sandbox or engine around it. Before both, the folders and files its
+    /// steps make, made bare: what the file system charges for them, which the floor
+    /// leaves out.
     pub async fn durability(&self) -> Result<Durability> {
+        self.warm_cache().await?;
+        // What the steps make, bare and first: kept until the end, so that no deletion
+        // slows the deployment's own creations down.
+        let made = self.dir.join("creations");
+        fs::create_dir_all(&made)?;
+        let started = Instant::now();
+        for i in 0..LONG_STEPS {
+            let work = made.join(format!("step-{i:04}"));
+            fs::create_dir(&work)?;
+            fs::write(work.join("result-install.json"), [b'x'; 64])?;
+        }
+        let creations = started.elapsed();
+
         let state = self.dir.join("state-long");
         let wasm = WasmHost::new(self.cache.clone())?;
         let runtime = self.runtime("state-long", self.noop_wasm.clone(), wasm)?;
@@ -353,6 +379,7 @@ impl Bench {
             writes,
             syncs,
             floor: started.elapsed(),
+            creations,
         })
     }
 
@@ -388,10 +415,7 @@ impl Bench {
 
     /// Peak RSS (KiB) of `handrail deploy` of the WebAssembly no-op, per step count.
     pub async fn peak_rss(&self, step_counts: &[usize]) -> Result<Vec<(usize, u64)>> {
-        // Fill the cache the deployments start from (when no section before did).
-        WasmHost::new(self.cache.clone())?
-            .load(&self.noop_wasm)
-            .await?;
+        self.warm_cache().await?;
         let mut rows = Vec::new();
         for &steps in step_counts {
             let state = self.dir.join(format!("state-rss-{steps}"));
@@ -435,7 +459,15 @@ impl Bench {
 }
 
 /// One kind of no-op `install` call, timed call by call in its own folder.
+///
+/// Every call gets a new work folder, made untimed, and writes a new result file in it,
+/// as every step of a deployment does. Nothing is deleted while the calls run: on ext4
+/// without a journal, making a file skips the inodes deleted in the last half minute
+/// one by one, so deleting a result file per call would make every later creation (of
+/// every row) slower and slower.
 struct Caller {
+    dir: PathBuf,
+    calls: usize,
     context: StepContext,
     result: PathBuf,
     progress: ProgressFn,
@@ -444,8 +476,10 @@ struct Caller {
 
 impl Caller {
     fn new(dir: &Path) -> Result<Caller> {
-        let context = step_context(dir)?;
+        let context = step_context(&dir.join("work-0"))?;
         Ok(Caller {
+            dir: dir.to_owned(),
+            calls: 0,
             result: PathBuf::from(&context.result_file),
             context,
             progress: Arc::new(|_, _| {}),
@@ -453,11 +487,17 @@ impl Caller {
         })
     }
 
+    /// Moves on to a new work folder for the next call.
+    fn next_folder(&mut self) -> Result<()> {
+        self.calls += 1;
+        self.context = step_context(&self.dir.join(format!("work-{}", self.calls)))?;
+        self.result = PathBuf::from(&self.context.result_file);
+        Ok(())
+    }
+
     /// One `install` through `handler.invoke`; the result file it wrote must say success.
     async fn invoke(&mut self, handler: &dyn LoadedHandler) -> Result<()> {
-        // The engine clears the result file before every action; so does the benchmark,
-        // untimed.
-        remove_if_present(&self.result)?;
+        self.next_folder()?;
         let invocation = Invocation {
             action: Action::Install,
             context: self.context.clone(),
@@ -476,7 +516,7 @@ impl Caller {
     /// Mender-style: the no-op script started with `/bin/sh` for one action, waited
     /// for, its result file read.
     fn fork_exec(&mut self, script: &Path) -> Result<()> {
-        remove_if_present(&self.result)?;
+        self.next_folder()?;
         let started = Instant::now();
         let status = Command::new("/bin/sh")
             .arg(script)
@@ -497,6 +537,7 @@ impl Caller {
 
     /// The WebAssembly sandbox set-up of one action, alone.
     fn sandbox_setup(&mut self, host: &WasmHost) -> Result<()> {
+        self.next_folder()?;
         let started = Instant::now();
         host.sandbox_setup(&self.context)?;
         self.times.push(started.elapsed());
@@ -517,10 +558,9 @@ impl Caller {
     }
 }
 
-/// The step context of a no-op install with its work folder in `dir`.
-fn step_context(dir: &Path) -> Result<StepContext> {
-    let work = dir.join("work");
-    fs::create_dir_all(&work)?;
+/// The step context of a no-op install with its work folder `work` (made here).
+fn step_context(work: &Path) -> Result<StepContext> {
+    fs::create_dir_all(work)?;
     Ok(StepContext {
         workflow_id: "bench".into(),
         update_id: UpdateId {
@@ -539,13 +579,6 @@ fn step_context(dir: &Path) -> Result<StepContext> {
         installed_criteria: None,
         component: None,
     })
-}
-
-fn remove_if_present(path: &Path) -> Result<()> {
-    match fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
-        _ => Ok(()),
-    }
 }
 
 /// Writes `bytes` of incompressible-looking data (xorshift), 1 MiB at a time.

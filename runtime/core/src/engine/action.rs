@@ -12,6 +12,7 @@ use crate::cancel::CancelToken;
 use crate::durable;
 use crate::host::{Invocation, InvocationEnd, LoadedHandler};
 use crate::plan::PlannedStep;
+use crate::state::{StateError, io_err};
 
 /// The host-path step context of one action.
 fn step_context(
@@ -37,22 +38,67 @@ fn step_context(
     }
 }
 
-/// Runs one action and turns however it ended into a validated result.
+/// A step's work folder, made when an action first needs it.
+///
+/// Making it durable (its entry, and those of parents made with it) waits until
+/// something depends on it: another action of the step, which may read what this one
+/// left there, or a reboot or restart the step waits for. Until then a power cut can
+/// lose the folder only together with the result of the action that made it, and a
+/// resumed deployment runs that action again in a new one. A step of one action that
+/// nothing waits on so costs no folder fsync.
+pub(super) struct WorkFolder {
+    path: PathBuf,
+    /// Folders whose new entries are not durable yet.
+    unsynced: Vec<PathBuf>,
+}
+
+impl WorkFolder {
+    /// The work folder of `step` in the deployment's folder (not made yet).
+    pub(super) fn of(deployment_dir: &Path, step: &PlannedStep) -> WorkFolder {
+        WorkFolder {
+            path: deployment_dir.join("work").join(step.work_folder_name()),
+            unsynced: Vec::new(),
+        }
+    }
+
+    /// Makes the folder as it is durable, when it was made since the last call.
+    pub(super) fn make_durable(&mut self) -> Result<(), StateError> {
+        for dir in &self.unsynced {
+            durable::sync_dir(dir).map_err(io_err(dir))?;
+        }
+        self.unsynced.clear();
+        Ok(())
+    }
+
+    /// Makes the folder exist for an action: what earlier actions made durable first
+    /// (this one may read what they left), what it makes now left to [`Self::make_durable`].
+    fn prepare(&mut self) -> Result<&Path, String> {
+        self.make_durable().map_err(|e| {
+            format!(
+                "cannot make work folder {} durable: {e}",
+                self.path.display()
+            )
+        })?;
+        let made = durable::create_dir_all_deferred(&self.path)
+            .map_err(|e| format!("cannot create work folder {}: {e}", self.path.display()))?;
+        self.unsynced = made;
+        Ok(&self.path)
+    }
+}
+
+/// Runs one action in `work` and turns however it ended into a validated result.
 pub(super) async fn run_action(
     cx: &Context,
     handler: &dyn LoadedHandler,
-    deployment_dir: &Path,
+    work: &mut WorkFolder,
     workflow_id: &str,
     step: &PlannedStep,
     action: Action,
 ) -> ResultFile {
-    let work: PathBuf = deployment_dir.join("work").join(step.work_folder_name());
-    if let Err(e) = durable::create_dir_all(&work) {
-        return ResultFile::failure(
-            ext::HOST_FAILURE,
-            format!("cannot create work folder {}: {e}", work.display()),
-        );
-    }
+    let work = match work.prepare() {
+        Ok(path) => path,
+        Err(e) => return ResultFile::failure(ext::HOST_FAILURE, e),
+    };
     let result_path = work.join(format!("result-{action}.json"));
     if let Err(e) = std::fs::remove_file(&result_path)
         && e.kind() != std::io::ErrorKind::NotFound
@@ -77,7 +123,7 @@ pub(super) async fn run_action(
                 .get(&step.handler)
                 .map(|r| r.config.clone())
                 .unwrap_or_default(),
-            &work,
+            work,
             &result_path,
         ),
         // The handler's own cancel action must not be cancelled by the same token.
@@ -160,4 +206,49 @@ fn read_capped(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
     file.take(MAX_RESULT_FILE_BYTES as u64 + 1)
         .read_to_end(&mut buf)?;
     Ok(Some(buf))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_work_folder_is_made_durable_before_a_later_action_in_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut work = WorkFolder {
+            path: dir.path().join("work/step-0001"),
+            unsynced: Vec::new(),
+        };
+        // The first action makes it, both levels, and leaves them to sync.
+        let path = work.prepare().unwrap().to_owned();
+        assert!(path.is_dir());
+        assert_eq!(
+            work.unsynced,
+            [dir.path().to_owned(), dir.path().join("work")]
+        );
+        // The next action finds it made, syncs it first and has nothing left to sync.
+        work.prepare().unwrap();
+        assert!(work.unsynced.is_empty());
+        // A folder lost (a power cut before it was durable) is made again for the action.
+        std::fs::remove_dir(&path).unwrap();
+        work.prepare().unwrap();
+        assert_eq!(work.unsynced, [dir.path().join("work")]);
+        work.make_durable().unwrap();
+        assert!(work.unsynced.is_empty());
+    }
+
+    #[test]
+    fn a_work_folder_that_cannot_be_made_fails_the_action_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("work"), "not a folder").unwrap();
+        let mut work = WorkFolder {
+            path: dir.path().join("work/step-0001"),
+            unsynced: Vec::new(),
+        };
+        let err = work.prepare().unwrap_err();
+        assert!(
+            err.starts_with("cannot create work folder") && err.contains("step-0001"),
+            "{err}"
+        );
+    }
 }

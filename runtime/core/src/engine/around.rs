@@ -9,7 +9,7 @@ use std::time::Duration;
 use handrail_contract::Action;
 
 use super::sequence::backed_up;
-use super::{Context, EngineError, Event, journaled_action, record};
+use super::{Context, EngineError, Event, WorkFolder, journaled_action, record};
 use crate::hooks::{self, HookKind};
 use crate::journal::{Journal, Record, Replay, StepEvent};
 use crate::plan::Plan;
@@ -111,7 +111,18 @@ pub(super) async fn roll_back(
         let result = match finished_restore {
             Some(r) => r,
             None => {
-                journaled_action(cx, journal, replay, i, &handler, Action::Restore, false).await?
+                let mut work = WorkFolder::of(&replay.plan.deployment_dir, &replay.plan.steps[i]);
+                journaled_action(
+                    cx,
+                    journal,
+                    replay,
+                    i,
+                    &handler,
+                    &mut work,
+                    Action::Restore,
+                    false,
+                )
+                .await?
             }
         };
         restored += 1;

@@ -32,7 +32,7 @@ use crate::plan::PlannedStep;
 use crate::registry::Registry;
 use crate::report::{DeploymentStatus, Report, StepOutcome};
 use crate::state::{History, InstalledCriteria, InstalledRecords, StateError, now_rfc3339};
-use action::run_action;
+use action::{WorkFolder, run_action};
 use sequence::{Move, next_move, pending_interruption};
 
 /// Something that happened during a deployment, for progress displays.
@@ -400,10 +400,16 @@ async fn run_step(
         // Unloadable: the first action reports why.
         Err(_) => true,
     };
+    let mut work = WorkFolder::of(&replay.plan.deployment_dir, &step);
+    // What the step's actions left in its work folder is read again after the reboot
+    // or restart it waits for: the folder is made durable before the run stops.
     loop {
         let events = &replay.steps[i].events;
         match next_move(events, &supports) {
             Move::Finish(outcome) => {
+                if pending_interruption(events).is_some() {
+                    work.make_durable()?;
+                }
                 if outcome == StepOutcome::Succeeded && step.installed_criteria.is_some() {
                     // The installed-criteria log is another file: the results it rests
                     // on are made durable first.
@@ -415,16 +421,21 @@ async fn run_step(
                 return Ok(None);
             }
             Move::AwaitRestart(interruption) => {
+                work.make_durable()?;
                 return suspend(cx, journal, replay, i, interruption).map(Some);
             }
             Move::Run(action) => {
                 if let Some(interruption) = pending_interruption(events)
                     && interruption.is_immediate()
                 {
+                    work.make_durable()?;
                     return suspend(cx, journal, replay, i, interruption).map(Some);
                 }
                 let verifying = action == Action::IsInstalled && sequence::verifies(events);
-                journaled_action(cx, journal, replay, i, &handler, action, verifying).await?;
+                journaled_action(
+                    cx, journal, replay, i, &handler, &mut work, action, verifying,
+                )
+                .await?;
             }
         }
     }
@@ -450,13 +461,16 @@ fn suspend(
     Ok(DeploymentStatus::Suspended)
 }
 
-/// Runs one action of step `i`, journaling its start and its validated result.
+/// Runs one action of step `i` in its work folder, journaling its start and its
+/// validated result.
+#[allow(clippy::too_many_arguments)]
 async fn journaled_action(
     cx: &Context,
     journal: &mut Journal,
     replay: &mut Replay,
     i: usize,
     handler: &LoadOutcome,
+    work: &mut WorkFolder,
     action: Action,
     verifying: bool,
 ) -> Result<ResultFile, EngineError> {
@@ -473,17 +487,7 @@ async fn journaled_action(
         }
     } else {
         match handler {
-            Ok(h) => {
-                run_action(
-                    cx,
-                    h.as_ref(),
-                    &replay.plan.deployment_dir,
-                    &replay.plan.workflow_id,
-                    step,
-                    action,
-                )
-                .await
-            }
+            Ok(h) => run_action(cx, h.as_ref(), work, &replay.plan.workflow_id, step, action).await,
             Err(failure) => failure.clone(),
         }
     };
