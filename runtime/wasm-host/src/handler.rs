@@ -169,7 +169,8 @@ impl WasmHandler {
         };
         let stdout = CappedOutput::new(GUEST_OUTPUT_CAP);
         let stderr = CappedOutput::new(GUEST_OUTPUT_CAP);
-        let mut wasi = match action_wasi(&sandbox, &stdout, &stderr) {
+        let inline_files = self.folders.is_empty() && self.granted.is_empty();
+        let mut wasi = match action_wasi(&sandbox, &stdout, &stderr, inline_files) {
             Ok(wasi) => wasi,
             Err(e) => return InvocationEnd::HostFailure(e),
         };
@@ -266,31 +267,34 @@ impl LoadedHandler for WasmHandler {
 
 /// A WASI context with nothing in it but the given output streams: no files, no
 /// network, no environment, no arguments. Callers add the preopened folders.
-///
-/// The guest's file operations run on the thread that runs the guest rather than on
-/// the async runtime's blocking pool: they are local-disk calls of the sandbox's own
-/// folders, short next to the two thread hand-offs per call the pool costs (most of a
-/// no-op action's time). Time limits and cancellation still apply between calls, and
-/// `run`, the one host call that waits long, stays asynchronous.
 pub(crate) fn sandboxed_wasi(stdout: &CappedOutput, stderr: &CappedOutput) -> WasiCtxBuilder {
     let mut wasi = WasiCtxBuilder::new();
     wasi.stdout(stdout.clone())
         .stderr(stderr.clone())
         .allow_tcp(false)
         .allow_udp(false)
-        .allow_ip_name_lookup(false)
-        .allow_blocking_current_thread(true);
+        .allow_ip_name_lookup(false);
     wasi
 }
 
 /// The WASI context of one action: [`sandboxed_wasi`] with the sandbox's payload folder
 /// (read-only) and work folder (read-write) opened; granted folders come on top.
+///
+/// With `inline_files`, the guest's file calls run on the thread that runs the guest
+/// instead of going through the async runtime's blocking pool, whose two thread
+/// hand-offs per call are most of a no-op action's time. That is for a guest that can
+/// reach only regular files: the step's payload files and what it made itself in its
+/// work folder (WASI makes no FIFOs or devices). A guest granted folders, or programs
+/// that could make a FIFO in its work folder, may open a file that waits forever; on
+/// the pool its time limit and cancel still end the action.
 fn action_wasi(
     sandbox: &Sandbox,
     stdout: &CappedOutput,
     stderr: &CappedOutput,
+    inline_files: bool,
 ) -> Result<WasiCtxBuilder, String> {
     let mut wasi = sandboxed_wasi(stdout, stderr);
+    wasi.allow_blocking_current_thread(inline_files);
     wasi.preopened_dir(sandbox.payload_dir(), PAYLOAD_DIR, FsPerms::ReadOnly)
         .and_then(|w| w.preopened_dir(sandbox.work_dir(), WORK_DIR, FsPerms::ReadWrite))
         .map_err(|e| format!("cannot open the sandbox folders: {e:#}"))?;
@@ -304,7 +308,7 @@ pub(crate) fn sandbox_setup(shared: &Shared, context: &StepContext) -> Result<()
     let (sandbox, _) = Sandbox::prepare(context, &shared.empty_payload)?;
     let stdout = CappedOutput::new(GUEST_OUTPUT_CAP);
     let stderr = CappedOutput::new(GUEST_OUTPUT_CAP);
-    drop(action_wasi(&sandbox, &stdout, &stderr)?.build());
+    drop(action_wasi(&sandbox, &stdout, &stderr, true)?.build());
     Ok(())
 }
 

@@ -407,3 +407,60 @@ async fn a_missing_work_folder_is_a_host_failure() {
     let (end, _) = invoke(&handler, Action::Install, context, CancelToken::new()).await;
     assert!(matches!(end, InvocationEnd::HostFailure(_)), "{end:?}");
 }
+
+/// A guest that may meet a file that never answers — a FIFO in a granted folder, or one a
+/// granted program made in its work folder — still ends at its time limit.
+#[tokio::test]
+async fn a_guest_waiting_on_a_fifo_it_could_reach_times_out() {
+    for case in ["granted folder", "work folder, with a program granted"] {
+        let scratch = Scratch::new();
+        let one_second = Setup {
+            timeout_secs: 1,
+            ..if case == "granted folder" {
+                PLAIN
+            } else {
+                WITH_SHELL
+            }
+        };
+        let mut registration = scratch.hostile(&one_second);
+        let (fifo, guest_path) = if case == "granted folder" {
+            std::fs::create_dir_all(scratch.path("granted")).unwrap();
+            registration.capabilities.read = vec![scratch.path("granted")];
+            let fifo = scratch.path("granted/pipe");
+            (fifo.clone(), fifo.display().to_string())
+        } else {
+            (scratch.path("work/pipe"), "/work/pipe".to_owned())
+        };
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success(), "{case}: mkfifo {}", fifo.display());
+        let handler = load(&registration).await;
+        // Should the guest's wait hold the test's only thread, a writer comes after 10 s,
+        // the guest reads an empty file and returns: the test fails instead of hanging.
+        let watched = fifo.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(10));
+            let _ = open_writer(&watched);
+        });
+        let properties = json!({"behaviour": "probe", "read": [guest_path]});
+        let (end, _, elapsed) = install(&scratch, &handler, properties, CancelToken::new()).await;
+        assert_eq!(end, InvocationEnd::TimedOut, "{case}");
+        assert!(elapsed < Duration::from_secs(5), "{case}: {elapsed:?}");
+        // Let the thread still waiting to open the FIFO go: a writer comes and leaves.
+        assert!(
+            open_writer(&fifo).is_ok(),
+            "{case}: nobody was reading the FIFO"
+        );
+    }
+}
+
+/// Opens a FIFO for writing without waiting: fails when nobody has it open to read.
+fn open_writer(fifo: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(fifo)
+}
