@@ -78,6 +78,14 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     sync_file(&File::open(dir)?)
 }
 
+/// The folder that holds `path`: its parent, `.` for a bare name.
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    }
+}
+
 /// Creates a folder (and parents) and makes its entry (and theirs) durable.
 pub fn create_dir_all(dir: &Path) -> io::Result<()> {
     for parent in create_dir_all_deferred(dir)? {
@@ -106,16 +114,13 @@ pub fn create_dir_all_deferred(dir: &Path) -> io::Result<Vec<PathBuf>> {
     Ok(made
         .iter()
         .rev()
-        .map(|d| match d.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
-            _ => PathBuf::from("."),
-        })
+        .map(|d| parent_dir(d).to_owned())
         .collect())
 }
 
 /// Replaces `path` with `bytes` atomically and durably.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = parent_dir(path);
     let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
     tmp.write_all(bytes)?;
     sync_file(tmp.as_file())?;
@@ -132,7 +137,7 @@ pub fn remove_file(path: &Path) -> io::Result<()> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),
     }
-    sync_dir(path.parent().unwrap_or(Path::new(".")))?;
+    sync_dir(parent_dir(path))?;
     journal_point();
     Ok(())
 }
@@ -162,7 +167,7 @@ fn open_log_file(path: &Path) -> io::Result<File> {
         .open(path)?;
     if !existed {
         sync_file(&file)?;
-        sync_dir(path.parent().unwrap_or(Path::new(".")))?;
+        sync_dir(parent_dir(path))?;
     }
     Ok(file)
 }
