@@ -204,11 +204,11 @@ impl Bench {
         let in_process_handler = in_process_host.load(&registration).await?;
 
         let folder = self.dir.join("calls");
-        let mut fork_exec = Caller::new(&folder.join("fork-exec"))?;
-        let mut in_process = Caller::new(&folder.join("in-process"))?;
-        let mut sandbox = Caller::new(&folder.join("sandbox"))?;
-        let mut wasm_calls = Caller::new(&folder.join("wasm"))?;
-        let mut native_calls = Caller::new(&folder.join("native"))?;
+        let mut fork_exec = Caller::new(&folder.join("fork-exec"));
+        let mut in_process = Caller::new(&folder.join("in-process"));
+        let mut sandbox = Caller::new(&folder.join("sandbox"));
+        let mut wasm_calls = Caller::new(&folder.join("wasm"));
+        let mut native_calls = Caller::new(&folder.join("native"));
         let script = self.payloads.join(fixtures::NOOP_SCRIPT_NAME);
         // Round by round, one call of each kind: a machine that slows down or speeds up
         // during the run does so for every row alike, so the ratios hold.
@@ -468,39 +468,33 @@ impl Bench {
 struct Caller {
     dir: PathBuf,
     calls: usize,
-    context: StepContext,
-    result: PathBuf,
     progress: ProgressFn,
     times: Vec<Duration>,
 }
 
 impl Caller {
-    fn new(dir: &Path) -> Result<Caller> {
-        let context = step_context(&dir.join("work-0"))?;
-        Ok(Caller {
+    fn new(dir: &Path) -> Caller {
+        Caller {
             dir: dir.to_owned(),
             calls: 0,
-            result: PathBuf::from(&context.result_file),
-            context,
             progress: Arc::new(|_, _| {}),
             times: Vec::with_capacity(CALLS),
-        })
+        }
     }
 
-    /// Moves on to a new work folder for the next call.
-    fn next_folder(&mut self) -> Result<()> {
+    /// The context of the next call, in a new work folder.
+    fn next_context(&mut self) -> Result<StepContext> {
         self.calls += 1;
-        self.context = step_context(&self.dir.join(format!("work-{}", self.calls)))?;
-        self.result = PathBuf::from(&self.context.result_file);
-        Ok(())
+        step_context(&self.dir.join(format!("work-{}", self.calls)))
     }
 
     /// One `install` through `handler.invoke`; the result file it wrote must say success.
     async fn invoke(&mut self, handler: &dyn LoadedHandler) -> Result<()> {
-        self.next_folder()?;
+        let context = self.next_context()?;
+        let result = PathBuf::from(&context.result_file);
         let invocation = Invocation {
             action: Action::Install,
-            context: self.context.clone(),
+            context,
             cancel: CancelToken::new(),
             progress: self.progress.clone(),
         };
@@ -510,23 +504,27 @@ impl Caller {
         if end != InvocationEnd::Returned {
             return Err(format!("the no-op install ended with {end:?}").into());
         }
-        self.check_result()
+        let written = ResultFile::interpret(Action::Install, fs::read(&result).ok().as_deref());
+        if written.result_code != codes::INSTALL_SUCCESS {
+            return Err(format!("the no-op install reported {written:?}").into());
+        }
+        Ok(())
     }
 
     /// Mender-style: the no-op script started with `/bin/sh` for one action, waited
     /// for, its result file read.
     fn fork_exec(&mut self, script: &Path) -> Result<()> {
-        self.next_folder()?;
+        let context = self.next_context()?;
         let started = Instant::now();
         let status = Command::new("/bin/sh")
             .arg(script)
             .arg("--action-install")
             .arg("--result-file")
-            .arg(&self.result)
-            .current_dir(&self.context.work_folder)
+            .arg(&context.result_file)
+            .current_dir(&context.work_folder)
             .stdin(Stdio::null())
             .status()?;
-        let written = fs::read(&self.result)?;
+        let written = fs::read(&context.result_file)?;
         self.times.push(started.elapsed());
         let written = ResultFile::interpret(Action::Install, Some(&written));
         if !status.success() || written.result_code != codes::INSTALL_SUCCESS {
@@ -537,19 +535,10 @@ impl Caller {
 
     /// The WebAssembly sandbox set-up of one action, alone.
     fn sandbox_setup(&mut self, host: &WasmHost) -> Result<()> {
-        self.next_folder()?;
+        let context = self.next_context()?;
         let started = Instant::now();
-        host.sandbox_setup(&self.context)?;
+        host.sandbox_setup(&context)?;
         self.times.push(started.elapsed());
-        Ok(())
-    }
-
-    fn check_result(&self) -> Result<()> {
-        let written =
-            ResultFile::interpret(Action::Install, fs::read(&self.result).ok().as_deref());
-        if written.result_code != codes::INSTALL_SUCCESS {
-            return Err(format!("the no-op install reported {written:?}").into());
-        }
         Ok(())
     }
 
