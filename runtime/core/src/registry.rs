@@ -81,6 +81,11 @@ pub struct Limits {
     /// Time limit of one action in seconds.
     #[serde(default = "Limits::default_timeout_secs")]
     pub timeout_secs: u64,
+    /// How long an action that is cancelled while it runs may go on to stop by itself
+    /// (it sees `is-cancelled` answer true, and programs it runs are killed) before the
+    /// host stops it, in seconds.
+    #[serde(default = "Limits::default_cancel_grace_secs")]
+    pub cancel_grace_secs: u64,
 }
 
 impl Limits {
@@ -90,6 +95,9 @@ impl Limits {
     fn default_timeout_secs() -> u64 {
         600
     }
+    fn default_cancel_grace_secs() -> u64 {
+        5
+    }
 }
 
 impl Default for Limits {
@@ -97,6 +105,7 @@ impl Default for Limits {
         Limits {
             memory_mib: Self::default_memory_mib(),
             timeout_secs: Self::default_timeout_secs(),
+            cancel_grace_secs: Self::default_cancel_grace_secs(),
         }
     }
 }

@@ -135,7 +135,10 @@ pub(crate) async fn run(
     let output = tokio::spawn(read_capped(stderr, MAX_OUTPUT_BYTES));
     let never = CancelToken::new();
     let cancel = cancel.unwrap_or(&never);
+    // A worker that has exited keeps its status even when its time ran out or the cancel
+    // came at the same moment (`biased`: its exit is polled first).
     let stop = tokio::select! {
+        biased;
         status = child.wait() => match status {
             Ok(status) => Stop::Exited(status),
             Err(e) => return Err(format!("cannot wait for the native worker: {e}")),

@@ -40,6 +40,7 @@ pub(crate) struct WasmHandler {
     folders: Arc<[GrantedFolder]>,
     memory_limit: usize,
     timeout: Duration,
+    cancel_grace: Duration,
 }
 
 /// How a guest call ended, as the store saw it.
@@ -83,6 +84,7 @@ impl WasmHandler {
             folders: GrantedFolder::of(registration)?.into(),
             memory_limit,
             timeout: Duration::from_secs(registration.limits.timeout_secs),
+            cancel_grace: Duration::from_secs(registration.limits.cancel_grace_secs),
         };
         let description = handler.describe().await?;
         let (major, minor) = description.contract;
@@ -204,13 +206,26 @@ impl WasmHandler {
                     Action::Cancel => handler.call_cancel(&mut store, &context).await,
                 }
             };
+            let call = tokio::time::timeout(self.timeout, call);
+            tokio::pin!(call);
+            let ended = |ended: Result<wasmtime::Result<()>, _>| match ended {
+                Ok(Ok(())) => CallEnd::Returned,
+                Ok(Err(e)) => CallEnd::Failed(e),
+                Err(_) => CallEnd::TimedOut,
+            };
+            // A guest that has returned keeps its result even when the cancel came at the
+            // same moment (`biased`: the call is polled first). One still running once
+            // cancelled has the grace to notice and stop by itself, as a handler should,
+            // and is stopped past it.
             tokio::select! {
-                ended = tokio::time::timeout(self.timeout, call) => match ended {
-                    Ok(Ok(())) => CallEnd::Returned,
-                    Ok(Err(e)) => CallEnd::Failed(e),
-                    Err(_) => CallEnd::TimedOut,
-                },
-                () = cancel.cancelled() => CallEnd::Cancelled,
+                biased;
+                end = &mut call => ended(end),
+                () = cancel.cancelled() => {
+                    match tokio::time::timeout(self.cancel_grace, &mut call).await {
+                        Ok(end) => ended(end),
+                        Err(_) => CallEnd::Cancelled,
+                    }
+                }
             }
         };
         self.log_output("stdout", &stdout);

@@ -114,15 +114,21 @@ impl RunScope {
             tokio::spawn(drain(child.stderr.take(), stderr.clone())),
         ];
 
-        let status = tokio::select! {
-            status = child.wait() => status.map_err(|e| RunError::SpawnFailed(e.to_string()))?,
-            () = tokio::time::sleep(timeout) => {
+        // A program that has exited keeps its status even when its time ran out or the
+        // cancel came at the same moment (`biased`: its exit is polled first). One that is
+        // stopped is waited for, so it is gone when the action hears why.
+        let stopped = tokio::select! {
+            biased;
+            status = child.wait() => Ok(status.map_err(|e| RunError::SpawnFailed(e.to_string()))?),
+            () = tokio::time::sleep(timeout) => Err(RunError::TimedOut),
+            () = self.cancel.cancelled() => Err(RunError::Cancelled),
+        };
+        let status = match stopped {
+            Ok(status) => status,
+            Err(why) => {
                 group.kill();
-                return Err(RunError::TimedOut);
-            }
-            () = self.cancel.cancelled() => {
-                group.kill();
-                return Err(RunError::Cancelled);
+                let _ = child.wait().await;
+                return Err(why);
             }
         };
         // The program is gone; what it started in the background may live on and keep

@@ -136,6 +136,17 @@ pub async fn invoke(
     context: StepContext,
     cancel: CancelToken,
 ) -> (InvocationEnd, Vec<(u64, u64)>) {
+    invoke_observed(handler, action, context, cancel, |_, _| {}).await
+}
+
+/// [`invoke`], calling `observe` with each progress report as it comes.
+pub async fn invoke_observed(
+    handler: &Arc<dyn LoadedHandler>,
+    action: Action,
+    context: StepContext,
+    cancel: CancelToken,
+    observe: impl Fn(u64, u64) + Send + Sync + 'static,
+) -> (InvocationEnd, Vec<(u64, u64)>) {
     let progress: Progress = Arc::default();
     let sink = progress.clone();
     let end = handler
@@ -144,6 +155,7 @@ pub async fn invoke(
             context,
             cancel,
             progress: Arc::new(move |done, total| {
+                observe(done, total);
                 if let Ok(mut p) = sink.lock() {
                     p.push((done, total));
                 }
@@ -170,27 +182,33 @@ pub struct Setup {
     pub grants: &'static [&'static str],
     pub memory_mib: u64,
     pub timeout_secs: u64,
+    pub cancel_grace_secs: u64,
 }
 
-/// Nothing granted, 64 MiB, 10 s.
+/// Nothing granted, 64 MiB, 10 s, stopped at once when cancelled.
 pub const PLAIN: Setup = Setup {
     grants: &[],
     memory_mib: 64,
     timeout_secs: 10,
+    cancel_grace_secs: 0,
 };
 
 impl Scratch {
     /// The hostile guest's registration, as `setup` says.
     pub fn hostile(&self, setup: &Setup) -> Registration {
-        let limits = limits(setup.memory_mib, setup.timeout_secs);
+        let limits = Limits {
+            cancel_grace_secs: setup.cancel_grace_secs,
+            ..limits(setup.memory_mib, setup.timeout_secs)
+        };
         self.registration(HOSTILE_ID, HOSTILE, setup.grants, limits)
     }
 }
 
-/// Limits for tests: small memory, short time.
+/// Limits for tests: small memory, short time, no grace after a cancel.
 pub fn limits(memory_mib: u64, timeout_secs: u64) -> Limits {
     Limits {
         memory_mib,
         timeout_secs,
+        cancel_grace_secs: 0,
     }
 }

@@ -15,14 +15,14 @@
 //! | `not-utf8-result` | writes a result file that is not UTF-8 itself |
 //! | `echo-context` | reports the step context it was given and the payload files' contents |
 //! | `probe` | reads the paths in `handlerProperties.read`, writes those in `handlerProperties.write`; reports what worked |
-//! | `spin` | loops forever |
+//! | `spin` | reports progress 0/1, then loops forever |
 //! | `sleep` | sleeps in a host call for an hour |
 //! | `memory-bomb` | allocates until something gives |
 //! | `deep-recursion` | recurses until something gives |
 //! | `panic` | panics |
 //! | `run-ungranted` | asks the host to run `/bin/cat /etc/passwd` ([`codes::ext::CAPABILITY_DENIED`] when refused) |
 //! | `run` | runs `handlerProperties.program` with `handlerProperties.args` (sandbox paths where they start with `/`) |
-//! | `wait-for-cancel` | polls `is-cancelled` until it is set, then reports -1 |
+//! | `wait-for-cancel` | reports progress 0/1, polls `is-cancelled` until it is set, then reports -1 |
 //! | `progress` | reports progress 1/2 and 2/2 and logs a line |
 //! | `log-flood` | logs 5000 lines and writes 1 MiB to stdout |
 //! | `fd-hog` | opens its payload file again and again, keeping every handle |
@@ -87,6 +87,8 @@ impl Handler for Hostile {
             "run-ungranted" => run_ungranted(),
             "run" => run(step),
             "wait-for-cancel" => {
+                // Tells the test it is waiting, so the test cancels only now.
+                host::progress(0, 1);
                 while !host::is_cancelled() {
                     std::thread::sleep(Duration::from_millis(5));
                 }
@@ -407,6 +409,8 @@ fn echo_context(step: &StepContext) -> ResultFile {
 }
 
 fn spin() -> ResultFile {
+    // Tells the test it is running, so a test that cancels it cancels only now.
+    host::progress(0, 1);
     let mut n: u64 = 0;
     loop {
         n = std::hint::black_box(n.wrapping_add(1));
