@@ -228,8 +228,12 @@ async fn the_quarantine_keeps_only_the_newest_deployments() {
     fs::write(fx.payloads.join("pkg.json"), b"parent pACkage").unwrap();
     for i in 0..MAX_QUARANTINED + 3 {
         refusal(&rt, manifest.as_bytes(), &fx.payloads, &format!("job-{i}")).await;
-        // Distinct modification times, oldest first.
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        // Distinct modification times, oldest first, a second apart: the test's clock,
+        // not the file system's granularity.
+        let made = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000 + i as u64);
+        fs::File::open(fx.state.join(format!("quarantine/job-{i}")))
+            .and_then(|folder| folder.set_modified(made))
+            .unwrap();
     }
     let mut kept: Vec<String> = fs::read_dir(fx.state.join("quarantine"))
         .unwrap()

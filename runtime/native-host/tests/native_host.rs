@@ -5,13 +5,13 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use handrail::contract::codes::{self, ext};
 use handrail::contract::{Action, ExtendedCode};
 use handrail::host::HandlerHost;
 use handrail::registry::{Capabilities, HandlerKind, Limits, Registration, Registry, sha256_file};
-use handrail::{AdmitOptions, DeploymentStatus, Event, Report, Runtime, StepOutcome};
+use handrail::{AdmitOptions, DeploymentStatus, Report, Runtime, StepOutcome};
 use handrail_native_host::NativeHost;
 use handrail_test_native_guests as guests;
 
@@ -228,7 +228,6 @@ async fn crash_abort_hang_exit_and_panic_fail_with_their_codes_and_the_runtime_c
         ),
     ];
     for (i, (handler, props, code, said)) in cases.into_iter().enumerate() {
-        let started = Instant::now();
         let report = deploy(
             &rt,
             &manifest(&[(handler, &["firmware.bin"], props.clone())]),
@@ -254,11 +253,6 @@ async fn crash_abort_hang_exit_and_panic_fail_with_their_codes_and_the_runtime_c
             failure.result_details.contains(said),
             "{props}: {}",
             failure.result_details
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "{props} took {:?}",
-            started.elapsed()
         );
         // The failed deployment is finished and recorded; nothing is left in progress.
         assert!(rt.current().unwrap().is_none(), "{props}");
@@ -321,29 +315,38 @@ async fn cancel_kills_the_running_worker() {
         &[],
         serde_json::json!({"misbehave": "hang"}),
     )]);
-    let started = Instant::now();
     let mut deployment = rt
         .deploy(&update, &device.payloads, AdmitOptions::default())
         .await
         .unwrap();
-    while let Some(event) = deployment.next_event().await {
-        if matches!(
-            event,
-            Event::ActionStarted {
-                action: Action::Install,
-                ..
+    // The worker makes `hanging` in its work folder once it runs the action.
+    let state = device.tmp.path().join("state");
+    let canceller = deployment.cancel_token();
+    let watcher = tokio::spawn(async move {
+        for _ in 0..60_000 {
+            if contains_file(&state, "hanging") {
+                canceller.cancel();
+                return true;
             }
-        ) {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            deployment.cancel();
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
-    }
+        false
+    });
+    while deployment.next_event().await.is_some() {}
     let report = deployment.finish().await.unwrap();
+    assert!(watcher.await.unwrap(), "the worker never ran the action");
     assert_eq!(report.status, DeploymentStatus::Cancelled, "{report:#?}");
     let failure = report.failure.unwrap();
     assert_eq!(failure.result_code, codes::FAILURE_CANCELLED);
     assert_eq!(failure.extended_result_code, ext::CANCELLED.value());
-    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+/// Whether a file named `name` is anywhere under `dir`.
+fn contains_file(dir: &Path, name: &str) -> bool {
+    fs::read_dir(dir).into_iter().flatten().flatten().any(|e| {
+        let path = e.path();
+        e.file_name() == name || (path.is_dir() && contains_file(&path, name))
+    })
 }
 
 #[tokio::test]

@@ -35,8 +35,6 @@
 //! anything more, such as running a program, goes through [`host::run`] and needs a
 //! capability granted in the handler's registration.
 
-#![warn(missing_docs)]
-
 mod context;
 mod handler;
 pub mod host;

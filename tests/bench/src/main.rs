@@ -312,7 +312,10 @@ fn file_system(dir: &Path) -> Result<String> {
     if unsafe { libc::statfs(path.as_ptr(), &mut info) } != 0 {
         return Err(std::io::Error::last_os_error().into());
     }
-    #[allow(clippy::unnecessary_cast)]
+    #[allow(
+        clippy::unnecessary_cast,
+        reason = "f_type is i64 on some targets and u32 or i32 on others"
+    )]
     Ok(match info.f_type as i64 {
         0xEF53 => "ext4".into(),
         0x0102_1994 => "tmpfs".into(),

@@ -1,7 +1,10 @@
 //! Helpers shared by the end-to-end tests: run the real `handrail` binary against a
 //! temporary state directory, device folder and payload folder.
 
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    reason = "each test binary uses its own part of the shared helpers"
+)]
 
 use std::fs;
 use std::os::unix::process::ExitStatusExt;

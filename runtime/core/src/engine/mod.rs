@@ -463,7 +463,10 @@ fn suspend(
 
 /// Runs one action of step `i` in its work folder, journaling its start and its
 /// validated result.
-#[allow(clippy::too_many_arguments)]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the one place an action is journaled; each argument is a different piece of the step's state"
+)]
 async fn journaled_action(
     cx: &Context,
     journal: &mut Journal,

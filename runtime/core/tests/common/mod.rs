@@ -1,7 +1,10 @@
 //! Test fixtures shared by the engine tests: an in-process handler that keeps its
 //! "device" in a temporary folder, and a runtime over a temporary state directory.
 
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    reason = "each test binary uses its own part of the shared helpers"
+)]
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,8 @@
  * hostile.c: `test/hostile:1`, a native handler that misbehaves on request.
  *
  * Its install does what the step's handlerProperties.misbehave says:
- *   segfault | abort | exit | hang   die or never return, in the way named
+ *   segfault | abort | exit | hang   die or never return, in the way named (hang first
+ *               makes `hanging` in the work folder, its working directory)
  *   probe       try to read /etc/shadow, write beside the work folder and in /tmp, read
  *               the first payload file, write in the work folder; report what happened
  *   alloc       allocate and touch 512 MiB; report whether malloc refused
@@ -127,6 +128,8 @@ static int32_t install(const char *context) {
     } else if (strcmp(misbehave, "exit") == 0) {
         exit(3);
     } else if (strcmp(misbehave, "hang") == 0) {
+        int marker = open("hanging", O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (marker >= 0) close(marker);
         for (;;) sleep(1);
     } else if (strcmp(misbehave, "probe") == 0) {
         probe(context, details, sizeof details);

@@ -286,10 +286,11 @@ async fn cancelled_once_running(setup: &Setup, properties: Value) -> Run {
     let on_progress = cancel.clone();
     let files = vec![scratch.payload("a.txt", "payload a")];
     let context = scratch.context(HOSTILE_ID, properties, files, None);
-    let (end, progress) = invoke_observed(&handler, Action::Install, context, cancel, move |_, _| {
-        on_progress.cancel()
-    })
-    .await;
+    let (end, progress) =
+        invoke_observed(&handler, Action::Install, context, cancel, move |_, _| {
+            on_progress.cancel()
+        })
+        .await;
     let result = scratch.result(Action::Install);
     Run {
         scratch,
