@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{Device, Run, sha256_base64};
+use handrail_test_support::MachineLock;
 
 /// Purges the demo's apt package when created and when dropped.
 struct DemoPackage;
@@ -113,6 +114,9 @@ fn the_demo_image_builds_reproducibly_to_the_manifests_hash() {
 
 #[test]
 fn the_demo_deploys_reboots_resumes_and_is_idempotent() {
+    // The demo runs apt and swupdate, which other test binaries run too.
+    let _apt = MachineLock::apt();
+    let _swupdate = MachineLock::swupdate();
     let device = Device::new();
     for entry in fs::read_dir(Path::new(DEMO).join("payloads")).unwrap() {
         let entry = entry.unwrap();

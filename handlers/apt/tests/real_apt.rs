@@ -19,6 +19,7 @@ use handrail::contract::Action;
 use handrail::contract::codes;
 use handrail::registry::{HandlerKind, Limits, Registration, Registry, sha256_file};
 use handrail::{AdmitOptions, DeploymentStatus, Report, Runtime, StepOutcome};
+use handrail_test_support::MachineLock;
 use handrail_wasm_host::WasmHost;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -29,8 +30,11 @@ const HELLO: &str = "handrail-test-hello";
 const BROKEN: &str = "handrail-test-broken";
 const SHARE: &str = "/usr/share/handrail-test";
 
-/// apt and dpkg take system-wide locks: one test at a time touches them.
-static APT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// apt and dpkg take system-wide locks, and fail rather than wait for them: one test on
+/// the machine at a time touches them (the demo's end-to-end test too).
+fn one_apt_user() -> MachineLock {
+    MachineLock::apt()
+}
 
 /// True when this process may install packages; otherwise says why not.
 fn can_install() -> bool {
@@ -344,7 +348,7 @@ async fn installs_reports_installed_from_dpkg_and_upgrades() {
     if !can_install() {
         return;
     }
-    let _apt = APT.lock().await;
+    let _apt = one_apt_user();
     let _purge = Purge::now();
     let mut fx = Fixture::new(true);
     let hello_1 = apt_manifest("hello-1.0.json", &[(HELLO, "1.0")], false);
@@ -413,7 +417,7 @@ async fn a_failed_install_is_restored_from_the_backup() {
     if !can_install() {
         return;
     }
-    let _apt = APT.lock().await;
+    let _apt = one_apt_user();
     let _purge = Purge::now();
     let mut fx = Fixture::new(true);
     let before = fx

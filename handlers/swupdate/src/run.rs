@@ -7,9 +7,10 @@
 //! folder ([`RunFolder`]), named to swupdate as `TMPDIR` relative to its working
 //! directory, which the host makes the work folder.
 //!
-//! swupdate (2022.12 as Debian ships it) also, a few times in a hundred runs, reads the
-//! signature it is still unpacking and refuses the image before installing anything
-//! ([`unpacked_signature_unread`]); such a run is repeated, up to [`ATTEMPTS`] runs.
+//! swupdate (2022.12 as Debian ships it) also, a few times in a hundred runs under load,
+//! reads the signature it is still unpacking, or fails to set up its digest, and refuses
+//! the image before installing anything ([`unpacked_signature_unread`]); such a run is
+//! repeated, up to [`ATTEMPTS`] runs.
 
 use std::path::PathBuf;
 
@@ -151,12 +152,14 @@ impl Drop for RunFolder {
     }
 }
 
-/// How many times one action runs swupdate when it could not read the signature it had
-/// just unpacked ([`unpacked_signature_unread`]).
+/// How many times one action runs swupdate when it refused a good image for a fault of
+/// its own ([`unpacked_signature_unread`]).
 pub const ATTEMPTS: usize = 5;
 
-/// True when swupdate refused the image because it could not open or parse the
-/// signature it was unpacking, and so installed nothing.
+/// True when swupdate refused the image, installing nothing, for a fault of its own that
+/// a second run does not repeat: it read the signature it was still unpacking (the
+/// signature "cannot be opened" or "cannot be parsed"), or its digest set-up failed
+/// (`EVP_DigestInit_ex failed`), both seen under load with a good image.
 ///
 /// A signature that is really unreadable is refused the same way every time, so running
 /// swupdate again costs only time; a race inside swupdate is not refused again.
@@ -164,6 +167,9 @@ pub const ATTEMPTS: usize = 5;
 /// ```
 /// use handrail_swupdate_handler::run::unpacked_signature_unread;
 /// let out = b"[ERROR] : SWUPDATE failed [0] ERROR : t/sw-description.sig cannot be opened\n\
+///             [ERROR] : SWUPDATE failed [1] Image invalid or corrupted. Not installing ...\n";
+/// assert!(unpacked_signature_unread(out, b""));
+/// let out = b"[ERROR] : SWUPDATE failed [0] ERROR : EVP_DigestInit_ex failed: error:00000000\n\
 ///             [ERROR] : SWUPDATE failed [1] Image invalid or corrupted. Not installing ...\n";
 /// assert!(unpacked_signature_unread(out, b""));
 /// assert!(!unpacked_signature_unread(b"[ERROR] : HW compatibility not found\n", b""));
@@ -177,8 +183,9 @@ pub fn unpacked_signature_unread(stdout: &[u8], stderr: &[u8]) -> bool {
     text.contains("Not installing")
         && text.lines().any(|l| {
             l.contains("[ERROR]")
-                && l.contains("sw-description.sig cannot be")
-                && (l.contains("opened") || l.contains("parsed"))
+                && ((l.contains("sw-description.sig cannot be")
+                    && (l.contains("opened") || l.contains("parsed")))
+                    || l.contains("EVP_DigestInit_ex failed"))
         })
 }
 
@@ -211,7 +218,7 @@ pub fn swupdate(
             break output;
         }
         host::warn(&format!(
-            "swupdate could not read the signature it was unpacking (run {attempt} of {ATTEMPTS}); running it again"
+            "swupdate refused the image for a fault of its own, installing nothing (run {attempt} of {ATTEMPTS}); running it again"
         ));
         folder.empty()?;
         attempt += 1;

@@ -17,6 +17,7 @@ use handrail::contract::Action;
 use handrail::contract::codes;
 use handrail::registry::{Capabilities, HandlerKind, Limits, Registration, Registry, sha256_file};
 use handrail::{AdmitOptions, DeploymentStatus, Report, Runtime, StepOutcome};
+use handrail_test_support::MachineLock;
 use handrail_wasm_host::WasmHost;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -29,9 +30,6 @@ const HWREVISION: &str = "handrail-test:1.0";
 const SLOT_SIZE: usize = 64 * 1024;
 /// What slot a holds before the update.
 const OLD_BYTE: u8 = b'o';
-
-/// swupdate listens on fixed sockets under /tmp while it runs: one run at a time.
-static SWUPDATE_RUNS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn can_run() -> bool {
     let ok =
@@ -136,6 +134,9 @@ impl Device {
 }
 
 struct Fixture {
+    /// One fixture at a time on the machine: swupdate, run by several test binaries at
+    /// once, fails now and then in ways that have nothing to do with the handler.
+    _swupdate: MachineLock,
     id: &'static str,
     dir: TempDir,
     runtime: Runtime,
@@ -150,6 +151,7 @@ impl Fixture {
 
     /// A device whose runtime runs the built-in handler `id`.
     fn with(id: &'static str) -> Fixture {
+        let swupdate = MachineLock::swupdate();
         let dir = tempfile::tempdir().unwrap();
         let device = Device {
             dir: dir.path().join("device"),
@@ -230,6 +232,7 @@ impl Fixture {
             .open()
             .unwrap();
         Fixture {
+            _swupdate: swupdate,
             id,
             dir,
             runtime,
@@ -369,21 +372,20 @@ async fn install_and_switch_with(fx: &mut Fixture, properties: Value) {
     assert_eq!(fx.device.env("ustate").as_deref(), Some("1"));
 }
 
-/// A fixture whose update is installed and switched to, holding the one-run-at-a-time
-/// lock; `None` where swupdate cannot run here.
-async fn switched() -> Option<(tokio::sync::MutexGuard<'static, ()>, Fixture)> {
+/// A fixture whose update is installed and switched to; `None` where swupdate cannot
+/// run here.
+async fn switched() -> Option<Fixture> {
     if !can_run() {
         return None;
     }
-    let one = SWUPDATE_RUNS.lock().await;
     let mut fx = Fixture::new();
     install_and_switch(&mut fx).await;
-    Some((one, fx))
+    Some(fx)
 }
 
 #[tokio::test]
 async fn installs_into_the_inactive_slot_switches_and_verifies_after_the_reboot() {
-    let Some((_one, mut fx)) = switched().await else {
+    let Some(mut fx) = switched().await else {
         return;
     };
 
@@ -415,7 +417,7 @@ async fn installs_into_the_inactive_slot_switches_and_verifies_after_the_reboot(
 
 #[tokio::test]
 async fn a_fallback_to_the_old_slot_fails_after_the_reboot_and_rolls_back_once() {
-    let Some((_one, fx)) = switched().await else {
+    let Some(fx) = switched().await else {
         return;
     };
 
@@ -456,7 +458,7 @@ async fn a_fallback_to_the_old_slot_fails_after_the_reboot_and_rolls_back_once()
 
 #[tokio::test]
 async fn resumed_without_the_reboot_the_update_is_not_running_and_is_restored() {
-    let Some((_one, fx)) = switched().await else {
+    let Some(fx) = switched().await else {
         return;
     };
 
@@ -500,7 +502,6 @@ async fn swupdate_and_input_failures_have_their_own_codes() {
     if !can_run() {
         return;
     }
-    let _one = SWUPDATE_RUNS.lock().await;
     let mut fx = Fixture::new();
     fx.swu("other-board.swu", "2.0", &image(), "handrail-test:9.9");
     let report = fx
@@ -550,7 +551,6 @@ async fn v1_takes_the_steps_one_file_as_the_image_and_verifies_after_the_reboot(
     if !can_run() {
         return;
     }
-    let _one = SWUPDATE_RUNS.lock().await;
     let mut fx = Fixture::with(ID_V1);
     // ADU's :1 step: one payload file and no handler property but installedCriteria.
     install_and_switch_with(&mut fx, json!({})).await;

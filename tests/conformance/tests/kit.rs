@@ -5,9 +5,10 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use handrail::registry::{Capabilities, HandlerKind, Limits, Registration, sha256_file};
+use handrail::registry::{Capabilities, HandlerKind, Registration};
 use handrail_conformance::{Check, Kit, Profile, Report};
 use handrail_conformance_guests as guests;
+use handrail_test_support::{MachineLock, registration};
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -18,24 +19,6 @@ fn repo(path: &str) -> PathBuf {
 /// Compiled handlers are cached across the tests of this run.
 fn cache() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("conformance-cache")
-}
-
-fn registration(
-    id: &str,
-    kind: HandlerKind,
-    artifact: &Path,
-    capabilities: Capabilities,
-) -> Registration {
-    Registration {
-        id: id.into(),
-        kind,
-        artifact: artifact.to_owned(),
-        sha256: sha256_file(artifact).unwrap(),
-        capabilities,
-        limits: Limits::default(),
-        config: Default::default(),
-        source: None,
-    }
 }
 
 fn kit(registration: Registration, profile: Option<&Path>) -> Kit {
@@ -96,19 +79,11 @@ fn the_apt_handler_conforms_in_what_can_run_without_installing() {
     assert!(why.contains("installs packages on the machine"), "{why}");
 }
 
-/// swupdate listens on fixed sockets under /tmp while it runs: one kit run over a
-/// swupdate handler at a time.
-static SWUPDATE_RUNS: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn one_swupdate_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    SWUPDATE_RUNS
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 #[test]
 fn the_swupdate_handler_conforms_on_a_scratch_ab_device() {
-    let _one = one_swupdate_at_a_time();
+    // swupdate, run by several test binaries at once, fails now and then in ways that
+    // have nothing to do with the handler: one run on the machine at a time.
+    let _swupdate = MachineLock::swupdate();
     let dir = tempfile::tempdir().unwrap();
     let reg = builtin("microsoft/swupdate:2", dir.path());
     let report = kit(reg, Some(&repo("handlers/swupdate/conform.toml")))
@@ -125,7 +100,9 @@ fn the_swupdate_handler_conforms_on_a_scratch_ab_device() {
 #[test]
 fn the_swupdate_v1_handler_conforms_with_the_same_profile() {
     // :1 reads no swuFileName: the profile's one payload file is its image.
-    let _one = one_swupdate_at_a_time();
+    // swupdate, run by several test binaries at once, fails now and then in ways that
+    // have nothing to do with the handler: one run on the machine at a time.
+    let _swupdate = MachineLock::swupdate();
     let dir = tempfile::tempdir().unwrap();
     let reg = builtin("microsoft/swupdate:1", dir.path());
     let report = kit(reg, Some(&repo("handlers/swupdate/conform.toml")))

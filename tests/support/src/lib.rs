@@ -5,7 +5,7 @@
 //!   nothing, with the default limits;
 //! - [`manifest`]: update manifests (v5) in the form the runtime takes them, step by step;
 //! - [`MachineLock`]: one holder at a time across every test process on the machine, for
-//!   programs (swupdate) that misbehave when two runs overlap.
+//!   programs that misbehave (swupdate) or fail (apt, dpkg) when two runs overlap.
 
 pub mod manifest;
 
@@ -78,6 +78,12 @@ impl MachineLock {
     /// The lock every test that runs swupdate holds while it does.
     pub fn swupdate() -> MachineLock {
         MachineLock::acquire("swupdate")
+    }
+
+    /// The lock every test that runs apt-get or dpkg holds while it does: they take
+    /// system-wide locks and fail rather than wait for them.
+    pub fn apt() -> MachineLock {
+        MachineLock::acquire("apt")
     }
 }
 
