@@ -17,9 +17,10 @@ use std::process::Command;
 
 use handrail::contract::Action;
 use handrail::contract::codes;
-use handrail::registry::{HandlerKind, Limits, Registration, Registry, sha256_file};
+use handrail::registry::{HandlerKind, Registration, Registry};
 use handrail::{AdmitOptions, DeploymentStatus, Report, Runtime, StepOutcome};
-use handrail_test_support::MachineLock;
+use handrail_test_support::manifest::{Update, inline_step};
+use handrail_test_support::{MachineLock, registration};
 use handrail_wasm_host::WasmHost;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -244,14 +245,8 @@ impl Fixture {
         let mut registry = Registry::new();
         registry
             .insert(Registration {
-                id: ID.to_owned(),
-                kind: HandlerKind::Wasm,
-                sha256: sha256_file(&artifact).unwrap(),
-                artifact,
-                capabilities: builtin.capabilities,
-                limits: Limits::default(),
                 config,
-                source: None,
+                ..registration(ID, HandlerKind::Wasm, &artifact, builtin.capabilities)
             })
             .unwrap();
         fs::create_dir_all(dir.path().join("payloads")).unwrap();
@@ -284,27 +279,15 @@ impl Fixture {
                 if !criteria.is_empty() {
                     properties.insert("installedCriteria".into(), json!(criteria));
                 }
-                json!({
-                    "handler": ID,
-                    "files": files.iter().map(|(n, _)| n).collect::<Vec<_>>(),
-                    "handlerProperties": properties,
-                })
+                let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+                inline_step(ID, &names, Value::Object(properties))
             })
             .collect();
-        let manifest = json!({
-            "updateId": {"provider": "handrail-test", "name": "apt", "version": format!("{}.0", self.deployed)},
-            "isDeployable": true,
-            "compatibility": [{"manufacturer": "handrail", "model": "test"}],
-            "instructions": {"steps": steps},
-            "manifestVersion": "5.0",
-            "createdDateTime": "2026-01-01T00:00:00Z"
-        });
+        let manifest = Update::new("handrail-test", "apt", &format!("{}.0", self.deployed))
+            .compatible_with("handrail", "test")
+            .steps(steps);
         self.runtime
-            .deploy(
-                &serde_json::to_vec(&manifest).unwrap(),
-                &payloads,
-                AdmitOptions::default(),
-            )
+            .deploy(&manifest.to_vec(), &payloads, AdmitOptions::default())
             .await
             .unwrap()
             .finish()

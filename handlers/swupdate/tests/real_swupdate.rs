@@ -15,9 +15,10 @@ use std::process::Command;
 
 use handrail::contract::Action;
 use handrail::contract::codes;
-use handrail::registry::{Capabilities, HandlerKind, Limits, Registration, Registry, sha256_file};
+use handrail::registry::{Capabilities, HandlerKind, Registration, Registry};
 use handrail::{AdmitOptions, DeploymentStatus, Report, Runtime, StepOutcome};
-use handrail_test_support::MachineLock;
+use handrail_test_support::manifest::{Update, inline_step};
+use handrail_test_support::{MachineLock, registration};
 use handrail_wasm_host::WasmHost;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -209,17 +210,16 @@ impl Fixture {
         let mut registry = Registry::new();
         registry
             .insert(Registration {
-                id: id.to_owned(),
-                kind: HandlerKind::Wasm,
-                sha256: sha256_file(&artifact).unwrap(),
-                artifact,
-                capabilities: Capabilities {
-                    write: vec![device.dir.clone()],
-                    ..builtin.capabilities
-                },
-                limits: Limits::default(),
                 config,
-                source: None,
+                ..registration(
+                    id,
+                    HandlerKind::Wasm,
+                    &artifact,
+                    Capabilities {
+                        write: vec![device.dir.clone()],
+                        ..builtin.capabilities
+                    },
+                )
             })
             .unwrap();
         fs::create_dir_all(dir.path().join("payloads")).unwrap();
@@ -293,17 +293,12 @@ impl Fixture {
         self.deployed += 1;
         let mut properties = properties;
         properties["installedCriteria"] = json!(criteria);
-        let manifest = json!({
-            "updateId": {"provider": "handrail-test", "name": "swupdate", "version": format!("{}.0", self.deployed)},
-            "isDeployable": true,
-            "compatibility": [{"manufacturer": "handrail", "model": "test"}],
-            "instructions": {"steps": [{"handler": self.id, "files": files, "handlerProperties": properties}]},
-            "manifestVersion": "5.0",
-            "createdDateTime": "2026-01-01T00:00:00Z"
-        });
+        let manifest = Update::new("handrail-test", "swupdate", &format!("{}.0", self.deployed))
+            .compatible_with("handrail", "test")
+            .step(inline_step(self.id, files, properties));
         self.runtime
             .deploy(
-                &serde_json::to_vec(&manifest).unwrap(),
+                &manifest.to_vec(),
                 &self.dir.path().join("payloads"),
                 AdmitOptions::default(),
             )

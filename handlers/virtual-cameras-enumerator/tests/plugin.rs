@@ -6,11 +6,12 @@ use std::fs;
 use std::path::Path;
 
 use handrail::components::ComponentEnumerator;
-use handrail::registry::{Capabilities, HandlerKind, Limits, Registration};
+use handrail::registry::{Capabilities, HandlerKind, Registration};
 use handrail_example_handlers::VIRTUAL_CAMERAS_ENUMERATOR;
+use handrail_test_support::registration;
 use handrail_wasm_host::WasmHost;
 
-fn registration(dir: &Path, read: &[&Path], cameras_dir: &Path) -> Registration {
+fn enumerator(dir: &Path, read: &[&Path], cameras_dir: &Path) -> Registration {
     let artifact = dir.join("virtual-cameras-enumerator.wasm");
     fs::write(&artifact, VIRTUAL_CAMERAS_ENUMERATOR).unwrap();
     let mut config = serde_json::Map::new();
@@ -18,18 +19,18 @@ fn registration(dir: &Path, read: &[&Path], cameras_dir: &Path) -> Registration 
         "cameras_dir".into(),
         cameras_dir.display().to_string().into(),
     );
+    let capabilities = Capabilities {
+        read: read.iter().map(|p| p.to_path_buf()).collect(),
+        ..Capabilities::default()
+    };
     Registration {
-        id: "contoso/virtual-cameras:1".into(),
-        kind: HandlerKind::Wasm,
-        sha256: handrail::registry::sha256_file(&artifact).unwrap(),
-        artifact,
-        capabilities: Capabilities {
-            read: read.iter().map(|p| p.to_path_buf()).collect(),
-            ..Capabilities::default()
-        },
-        limits: Limits::default(),
         config,
-        source: None,
+        ..registration(
+            "contoso/virtual-cameras:1",
+            HandlerKind::Wasm,
+            &artifact,
+            capabilities,
+        )
     }
 }
 
@@ -68,7 +69,7 @@ fn lists_and_selects_the_cameras_of_the_granted_folder() {
     let cameras = inventory(dir.path());
     let host = WasmHost::new(dir.path().join("cache")).unwrap();
     let enumerator = host
-        .load_enumerator(&registration(dir.path(), &[&cameras], &cameras))
+        .load_enumerator(&enumerator(dir.path(), &[&cameras], &cameras))
         .unwrap();
 
     let all = enumerator.all_components().unwrap();
@@ -105,7 +106,7 @@ fn without_the_read_grant_the_folder_is_not_there() {
     let cameras = inventory(dir.path());
     let host = WasmHost::new(dir.path().join("cache")).unwrap();
     let enumerator = host
-        .load_enumerator(&registration(dir.path(), &[], &cameras))
+        .load_enumerator(&enumerator(dir.path(), &[], &cameras))
         .unwrap();
     let err = enumerator.all_components().unwrap_err();
     assert!(
@@ -131,7 +132,7 @@ fn a_malformed_answer_is_refused_naming_the_component_and_field() {
     .unwrap();
     let host = WasmHost::new(dir.path().join("cache")).unwrap();
     let enumerator = host
-        .load_enumerator(&registration(dir.path(), &[&cameras], &cameras))
+        .load_enumerator(&enumerator(dir.path(), &[&cameras], &cameras))
         .unwrap();
     let err = enumerator.all_components().unwrap_err().to_string();
     assert!(
@@ -145,7 +146,7 @@ fn a_step_handler_is_not_an_enumerator() {
     let dir = tempfile::tempdir().unwrap();
     let artifact = dir.path().join("camera.wasm");
     fs::write(&artifact, handrail_example_handlers::VIRTUAL_CAMERA).unwrap();
-    let mut reg = registration(dir.path(), &[], dir.path());
+    let mut reg = enumerator(dir.path(), &[], dir.path());
     reg.sha256 = handrail::registry::sha256_file(&artifact).unwrap();
     reg.artifact = artifact;
     let host = WasmHost::new(dir.path().join("cache")).unwrap();

@@ -10,10 +10,12 @@ use std::time::Duration;
 use handrail::contract::codes::{self, ext};
 use handrail::contract::{Action, ExtendedCode};
 use handrail::host::HandlerHost;
-use handrail::registry::{Capabilities, HandlerKind, Limits, Registration, Registry, sha256_file};
+use handrail::registry::{Capabilities, HandlerKind, Registration, Registry};
 use handrail::{AdmitOptions, DeploymentStatus, Report, Runtime, StepOutcome};
 use handrail_native_host::NativeHost;
 use handrail_test_native_guests as guests;
+use handrail_test_support::manifest::{Update, inline_step};
+use handrail_test_support::registration;
 
 fn host() -> NativeHost {
     NativeHost::new(env!("CARGO_BIN_EXE_handrail-native-worker"))
@@ -63,18 +65,13 @@ impl Device {
         let library = library.as_ref();
         let mut config = serde_json::Map::new();
         config.insert("markerDir".into(), self.device.display().to_string().into());
+        let capabilities = Capabilities {
+            write: vec![self.device.clone()],
+            ..Capabilities::default()
+        };
         Registration {
-            id: id.into(),
-            kind: HandlerKind::Native,
-            artifact: library.to_owned(),
-            sha256: sha256_file(library).unwrap(),
-            capabilities: Capabilities {
-                write: vec![self.device.clone()],
-                ..Capabilities::default()
-            },
-            limits: Limits::default(),
             config,
-            source: None,
+            ..registration(id, HandlerKind::Native, library, capabilities)
         }
     }
 
@@ -89,26 +86,15 @@ impl Device {
 /// gets installed criteria of its own, unique across the test run.
 fn manifest(steps: &[(&str, &[&str], serde_json::Value)]) -> Vec<u8> {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let steps: Vec<_> = steps
-        .iter()
-        .map(|(handler, files, props)| {
-            let mut props = props.clone();
-            if props.get("installedCriteria").is_none() {
-                props["installedCriteria"] =
-                    format!("criteria-{}", NEXT.fetch_add(1, Ordering::SeqCst)).into();
-            }
-            serde_json::json!({"handler": handler, "files": files, "handlerProperties": props})
-        })
-        .collect();
-    serde_json::to_vec(&serde_json::json!({
-        "updateId": {"provider": "test", "name": "native", "version": "1.0"},
-        "isDeployable": true,
-        "compatibility": [{"manufacturer": "du-device", "model": "e2e-test"}],
-        "instructions": {"steps": steps},
-        "manifestVersion": "5.0",
-        "createdDateTime": "2026-11-22T00:00:00Z"
-    }))
-    .unwrap()
+    let steps = steps.iter().map(|(handler, files, props)| {
+        let mut props = props.clone();
+        if props.get("installedCriteria").is_none() {
+            props["installedCriteria"] =
+                format!("criteria-{}", NEXT.fetch_add(1, Ordering::SeqCst)).into();
+        }
+        inline_step(handler, files, props)
+    });
+    Update::new("test", "native", "1.0").steps(steps).to_vec()
 }
 
 async fn deploy(rt: &Runtime, manifest: &[u8], payloads: &Path) -> Report {

@@ -11,6 +11,8 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use handrail_test_support::manifest::{Update, inline_step};
+
 /// The base64 sha256 of a file's bytes, as a manifest's `hashes.sha256` gives it.
 pub fn sha256_base64(bytes: &[u8]) -> String {
     use base64::Engine as _;
@@ -170,32 +172,26 @@ impl Device {
 /// `codes[i]` (e.g. `"install=605"`) overrides step i's answers.
 pub fn script_manifest(device: &Device, criteria: &[&str], codes: &[&str]) -> serde_json::Value {
     device.payload_fixture("device-step.sh");
-    let steps: Vec<_> = criteria
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let mut args = format!("--device {}", device.device.display());
-            if let Some(code) = codes.get(i).filter(|c| !c.is_empty()) {
-                args.push_str(&format!(" --codes {code}"));
-            }
+    let steps = criteria.iter().enumerate().map(|(i, c)| {
+        let mut args = format!("--device {}", device.device.display());
+        if let Some(code) = codes.get(i).filter(|c| !c.is_empty()) {
+            args.push_str(&format!(" --codes {code}"));
+        }
+        let mut step = inline_step(
+            "microsoft/script:1",
+            &["device-step.sh"],
             serde_json::json!({
-                "description": format!("step {i}"),
-                "handler": "microsoft/script:1",
-                "files": ["device-step.sh"],
-                "handlerProperties": {
-                    "scriptFileName": "device-step.sh",
-                    "arguments": args,
-                    "installedCriteria": c,
-                }
-            })
-        })
-        .collect();
-    serde_json::json!({
-        "updateId": {"provider": "contoso", "name": "device-steps", "version": "1.0"},
-        "isDeployable": true,
-        "compatibility": [{"manufacturer": "contoso", "model": "e2e"}],
-        "instructions": {"steps": steps},
-        "manifestVersion": "5.0",
-        "createdDateTime": "2026-11-22T00:00:00Z"
-    })
+                "scriptFileName": "device-step.sh",
+                "arguments": args,
+                "installedCriteria": c,
+            }),
+        );
+        step["description"] = format!("step {i}").into();
+        step
+    });
+    Update::new("contoso", "device-steps", "1.0")
+        .compatible_with("contoso", "e2e")
+        .steps(steps)
+        .json()
+        .clone()
 }

@@ -19,6 +19,7 @@ use handrail::host::Description;
 use handrail::in_process::{InProcessHandler, InProcessHost};
 use handrail::registry::Registry;
 use handrail::{AdmitOptions, CancelToken, Report, Runtime};
+use handrail_test_support::manifest::{Update, inline_step};
 
 pub const VALID: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/manifests/valid");
 
@@ -252,17 +253,6 @@ pub async fn resume(rt: &Runtime) -> Report {
 
 /// A manifest of inline steps for one handler with per-step handler properties.
 pub fn inline_manifest(handler: &str, props: &[serde_json::Value]) -> Vec<u8> {
-    let steps: Vec<_> = props
-        .iter()
-        .map(|p| serde_json::json!({"handler": handler, "files": [], "handlerProperties": p}))
-        .collect();
-    serde_json::to_vec(&serde_json::json!({
-        "updateId": {"provider": "test", "name": "engine", "version": "1.0"},
-        "isDeployable": true,
-        "compatibility": [{"manufacturer": "du-device", "model": "e2e-test"}],
-        "instructions": {"steps": steps},
-        "manifestVersion": "5.0",
-        "createdDateTime": "2026-11-22T00:00:00Z"
-    }))
-    .unwrap()
+    let steps = props.iter().map(|p| inline_step(handler, &[], p.clone()));
+    Update::new("test", "engine", "1.0").steps(steps).to_vec()
 }

@@ -13,6 +13,7 @@ use handrail_contract::{Action, ExtendedCode, MAX_RESULT_FILE_BYTES};
 use handrail_test_guests::{
     DOT_DOT_REFUSED, READ_OUTSIDE_REFUSED, SYMLINK_REFUSED, WRITE_OUTSIDE_REFUSED,
 };
+use handrail_test_support::manifest::{Update, inline_step};
 use serde_json::{Value, json};
 
 use crate::support::{HOSTILE_ID, PLAIN, Scratch, Setup, shared_host};
@@ -46,19 +47,9 @@ impl Agent {
 
     /// Deploys one hostile step with `properties` and waits for its report.
     async fn deploy(&self, properties: Value) -> Report {
-        let manifest = json!({
-            "updateId": {"provider": "test", "name": "hostile", "version": "1.0"},
-            "isDeployable": true,
-            "compatibility": [{"manufacturer": "contoso", "model": "hostile-test"}],
-            "instructions": {"steps": [{
-                "handler": HOSTILE_ID,
-                "files": [PAYLOAD.0],
-                "handlerProperties": properties,
-            }]},
-            "manifestVersion": "5.0",
-            "createdDateTime": "2026-11-22T00:00:00Z"
-        });
-        let manifest = serde_json::to_vec(&manifest).expect("manifest");
+        let manifest = Update::new("test", "hostile", "1.0")
+            .step(inline_step(HOSTILE_ID, &[PAYLOAD.0], properties))
+            .to_vec();
         self.runtime
             .deploy(
                 &manifest,

@@ -8,9 +8,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use handrail::CancelToken;
 use handrail::host::{HandlerHost, Invocation, InvocationEnd, LoadedHandler};
-use handrail::registry::{Capabilities, HandlerKind, Limits, Registration, sha256_file};
+use handrail::registry::{HandlerKind, Limits, Registration};
 use handrail_contract::{Action, Component, PayloadFile, ResultFile, StepContext, UpdateId};
 use handrail_test_guest_artifacts::HOSTILE;
+use handrail_test_support::{registration, running};
 use handrail_wasm_host::WasmHost;
 use tempfile::TempDir;
 
@@ -60,17 +61,8 @@ impl Scratch {
         let artifact = self.path(&format!("artifacts/{}.wasm", id.replace(['/', ':'], "_")));
         fs::write(&artifact, wasm).expect("artifact");
         Registration {
-            id: id.to_owned(),
-            kind: HandlerKind::Wasm,
-            sha256: sha256_file(&artifact).expect("hash"),
-            artifact,
-            capabilities: Capabilities {
-                run: run.iter().map(PathBuf::from).collect(),
-                ..Capabilities::default()
-            },
             limits,
-            config: Default::default(),
-            source: None,
+            ..registration(id, HandlerKind::Wasm, &artifact, running(run))
         }
     }
 
