@@ -354,3 +354,41 @@ fn configured_grants_reach_a_built_in_handler_and_a_wrong_id_is_refused_by_key()
         run.stderr()
     );
 }
+
+#[test]
+fn exit_codes_say_what_failed_where_it_failed() {
+    let device = Device::new();
+    let parent = Path::new(CORPUS).join("valid/parent-reference-step.json");
+    let parent = parent.to_str().unwrap();
+
+    // A file the user named that cannot be read: bad input.
+    let run = device.run(&["validate", "/nonexistent/update.json"]);
+    assert_eq!(run.code(), Some(2), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("/nonexistent/update.json"),
+        "{}",
+        run.stderr()
+    );
+
+    // A root key the configuration names that cannot be used: bad input, naming it.
+    let config = device.tmp.path().join("keys.toml");
+    fs::write(
+        &config,
+        "[signing]\nroot_keys = [{ kid = \"k1\", pem_file = \"/nonexistent/root.pem\" }]\n",
+    )
+    .unwrap();
+    let run = device.run_strict(&["--config", config.to_str().unwrap(), "validate", parent]);
+    assert_eq!(run.code(), Some(2), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("/nonexistent/root.pem"),
+        "{}",
+        run.stderr()
+    );
+
+    // The state directory itself failing is internal, not the user's input.
+    let broken = Device::new();
+    let _ = fs::remove_dir_all(&broken.state);
+    fs::write(&broken.state, b"not a folder").unwrap();
+    let run = broken.run(&["handlers", "list"]);
+    assert_eq!(run.code(), Some(10), "{}", run.stderr());
+}

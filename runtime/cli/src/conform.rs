@@ -7,8 +7,7 @@ use anyhow::Context as _;
 use handrail::registry::is_valid_handler_id;
 use handrail_conformance::{Kit, Profile};
 
-/// Exit code when a check failed.
-const EXIT_NONCONFORMING: u8 = 1;
+use crate::exit::{self, Failure};
 
 /// Runs the kit over `handler` (an artifact or a registration) and prints the report:
 /// a summary, or JSON with `json`; `junit` also gets a JUnit XML file.
@@ -18,7 +17,7 @@ pub async fn conform(
     junit: Option<&Path>,
     cache_dir: Option<&Path>,
     json: bool,
-) -> anyhow::Result<u8> {
+) -> Result<u8, Failure> {
     let mut kit = Kit::from_path(handler)?;
     if let Some(path) = profile {
         kit = kit.profile(Profile::load(path)?);
@@ -29,7 +28,8 @@ pub async fn conform(
     let report = kit.run_async().await?;
     if let Some(path) = junit {
         std::fs::write(path, report.to_junit())
-            .with_context(|| format!("cannot write the JUnit report {}", path.display()))?;
+            .with_context(|| format!("cannot write the JUnit report {}", path.display()))
+            .map_err(Failure::bad_input)?;
     }
     if json {
         println!("{}", report.to_json());
@@ -37,9 +37,9 @@ pub async fn conform(
         print!("{}", report.to_human());
     }
     Ok(if report.passed() {
-        0
+        exit::SUCCESS
     } else {
-        EXIT_NONCONFORMING
+        exit::NONCONFORMING
     })
 }
 
@@ -90,9 +90,9 @@ pub fn new_handler(dir: &Path, id: &str, sdk: Option<&Path>) -> anyhow::Result<(
     Ok(())
 }
 
-/// A usage error (exit code 2).
+/// A usage error (the caller makes every error of `new-handler` bad input).
 fn bad_input(message: String) -> anyhow::Error {
-    std::io::Error::new(std::io::ErrorKind::InvalidInput, message).into()
+    anyhow::Error::msg(message)
 }
 
 /// The template's files, renamed for `id`: (path in the crate, contents).

@@ -20,6 +20,7 @@
 //! directory's `handlers/` folder.
 
 mod conform;
+mod exit;
 mod output;
 #[cfg(feature = "compiler")]
 mod precompile;
@@ -30,6 +31,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use exit::Failure;
 use handrail::bundled::BundledHandler;
 use handrail::components::FileEnumerator;
 use handrail::config::{Config, FailurePolicy};
@@ -39,23 +41,6 @@ use handrail::registry::{HandlerKind, Limits, Registration, Registry};
 use handrail::state::StateView;
 use handrail::trust::Trust;
 use handrail::{AdmitOptions, DeploymentStatus, Report, Runtime, RuntimeError};
-
-/// Exit code for a failed deployment.
-const EXIT_FAILED: u8 = 1;
-/// Exit code for bad input.
-const EXIT_BAD_INPUT: u8 = 2;
-/// Exit code when a reboot is required.
-const EXIT_REBOOT: u8 = 3;
-/// Exit code when an agent restart is required.
-const EXIT_RESTART: u8 = 4;
-/// Exit code for a cancelled deployment.
-const EXIT_CANCELLED: u8 = 5;
-/// Exit code when the state directory is busy.
-const EXIT_BUSY: u8 = 6;
-/// Exit code for a deployment stopped by its time limit.
-const EXIT_TIMED_OUT: u8 = 7;
-/// Exit code for internal errors.
-const EXIT_INTERNAL: u8 = 10;
 
 /// Runs over-the-air update steps through sandboxed handlers.
 #[derive(Parser)]
@@ -246,67 +231,22 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(EXIT_INTERNAL);
+            return ExitCode::from(exit::INTERNAL);
         }
     };
     let out = output::Output::new(cli.json);
     match rt.block_on(run(&cli, &out)) {
         Ok(code) => ExitCode::from(code),
-        Err(e) => {
-            let code = exit_code_of(&e);
-            out.error(&e);
-            ExitCode::from(code)
+        Err(failure) => {
+            out.error(failure.error());
+            ExitCode::from(failure.code())
         }
-    }
-}
-
-fn exit_code_of(e: &anyhow::Error) -> u8 {
-    match e.downcast_ref::<RuntimeError>() {
-        Some(
-            RuntimeError::Admit(_)
-            | RuntimeError::Registry(_)
-            | RuntimeError::Trust(_)
-            | RuntimeError::GrantsForUnknownHandler { .. },
-        ) => EXIT_BAD_INPUT,
-        Some(RuntimeError::Busy { .. }) => EXIT_BUSY,
-        Some(RuntimeError::State(handrail::state::StateError::Locked { .. })) => EXIT_BUSY,
-        Some(_) => EXIT_INTERNAL,
-        None if e.downcast_ref::<handrail::AdmitError>().is_some() => EXIT_BAD_INPUT,
-        None if e.downcast_ref::<handrail::config::ConfigError>().is_some() => EXIT_BAD_INPUT,
-        None if e
-            .downcast_ref::<handrail::components::EnumeratorError>()
-            .is_some() =>
-        {
-            EXIT_BAD_INPUT
-        }
-        None if e
-            .downcast_ref::<handrail::registry::RegistryError>()
-            .is_some() =>
-        {
-            EXIT_BAD_INPUT
-        }
-        None if e.downcast_ref::<std::io::Error>().is_some() => EXIT_BAD_INPUT,
-        #[cfg(feature = "compiler")]
-        None if e
-            .downcast_ref::<handrail_wasm_host::PrecompileError>()
-            .is_some() =>
-        {
-            EXIT_BAD_INPUT
-        }
-        None if matches!(
-            e.downcast_ref::<handrail_conformance::KitError>(),
-            Some(k) if !matches!(k, handrail_conformance::KitError::Setup(_))
-        ) =>
-        {
-            EXIT_BAD_INPUT
-        }
-        None => EXIT_INTERNAL,
     }
 }
 
 /// The configuration file in force and its contents; `--allow-unsigned` turns the
 /// signing requirement off.
-fn load_config(cli: &Cli) -> anyhow::Result<(Option<PathBuf>, Config)> {
+fn load_config(cli: &Cli) -> Result<(Option<PathBuf>, Config), Failure> {
     let config_path = cli
         .config
         .clone()
@@ -341,14 +281,16 @@ fn bundled_handlers() -> Vec<BundledHandler> {
 
 /// Opens the runtime with the built-in handlers, the WebAssembly host and the component
 /// enumerator.
-fn open(cli: &Cli) -> anyhow::Result<Runtime> {
+fn open(cli: &Cli) -> Result<Runtime, Failure> {
     let cache_dir = cli.cache_dir.clone();
     let bundled = bundled_handlers();
     let (config_path, config) = load_config(cli)?;
     let self_update = self_update::SelfUpdate {
         binary: match &config.self_update.binary {
             Some(b) => b.clone(),
-            None => std::env::current_exe()?,
+            None => std::env::current_exe().map_err(|e| {
+                Failure::internal(anyhow::anyhow!("cannot find the running executable: {e}"))
+            })?,
         },
         state_dir: cli.state_dir.clone(),
         config: config_path.clone(),
@@ -366,8 +308,10 @@ fn open(cli: &Cli) -> anyhow::Result<Runtime> {
     if let Some(plugin) = &cli.enumerator {
         // The plugin runs on the same WebAssembly host (engine, cache) as the handlers.
         let cache_dir = cache_dir.unwrap_or_else(|| StateView::new(&cli.state_dir).cache_dir());
-        let wasm = handrail_wasm_host::WasmHost::new(cache_dir)?;
-        let enumerator = wasm.load_enumerator(&enumerator_registration(plugin)?)?;
+        let wasm = handrail_wasm_host::WasmHost::new(cache_dir).map_err(Failure::internal)?;
+        let enumerator = wasm
+            .load_enumerator(&enumerator_registration(plugin)?)
+            .map_err(Failure::bad_input)?;
         builder = builder.host(wasm).enumerator(enumerator);
     } else {
         builder = builder.host_with(move |state| {
@@ -386,15 +330,16 @@ fn open(cli: &Cli) -> anyhow::Result<Runtime> {
 
 /// The registration of the `--enumerator` plugin: the file itself when it is a
 /// registration, else a registration of the bare component that grants nothing.
-fn enumerator_registration(path: &Path) -> anyhow::Result<Registration> {
+fn enumerator_registration(path: &Path) -> Result<Registration, Failure> {
     if path.extension().is_some_and(|x| x == "toml") {
-        let text = std::fs::read_to_string(path).with_context(|| {
-            format!("cannot read the enumerator registration {}", path.display())
-        })?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the enumerator registration {}", path.display()))
+            .map_err(Failure::bad_input)?;
         return Ok(Registration::parse(path, &text)?);
     }
     let sha256 = handrail::registry::sha256_file(path)
-        .with_context(|| format!("cannot read the enumerator component {}", path.display()))?;
+        .with_context(|| format!("cannot read the enumerator component {}", path.display()))
+        .map_err(Failure::bad_input)?;
     Ok(Registration {
         id: "local/component-enumerator:1".into(),
         kind: HandlerKind::Wasm,
@@ -407,7 +352,7 @@ fn enumerator_registration(path: &Path) -> anyhow::Result<Registration> {
     })
 }
 
-async fn run(cli: &Cli, out: &output::Output) -> anyhow::Result<u8> {
+async fn run(cli: &Cli, out: &output::Output) -> Result<u8, Failure> {
     match &cli.command {
         Command::Deploy {
             manifest,
@@ -452,12 +397,12 @@ async fn run(cli: &Cli, out: &output::Output) -> anyhow::Result<u8> {
             out,
         ),
         Command::NewHandler { dir, id, sdk } => {
-            conform::new_handler(dir, id, sdk.as_deref())?;
+            conform::new_handler(dir, id, sdk.as_deref()).map_err(Failure::bad_input)?;
             out.message(&format!(
                 "created {} for `{id}`: build it with `cargo build --release --target wasm32-wasip2`, then `handrail conform` the .wasm",
                 dir.display()
             ));
-            Ok(0)
+            Ok(exit::SUCCESS)
         }
         Command::Resume => {
             let runtime = open(cli)?;
@@ -468,15 +413,15 @@ async fn run(cli: &Cli, out: &output::Output) -> anyhow::Result<u8> {
                 }
                 None => {
                     out.message("nothing to resume");
-                    Ok(0)
+                    Ok(exit::SUCCESS)
                 }
             }
         }
         Command::Validate { manifest } => {
             let bytes = read_input(manifest)?;
             let registry = registry_for_reading(cli)?;
-            let trust = Trust::from_config(&load_config(cli)?.1.signing)
-                .map_err(|e| anyhow::anyhow!("signing.{e}"))?;
+            let trust =
+                Trust::from_config(&load_config(cli)?.1.signing).map_err(RuntimeError::from)?;
             let (document, _) = handrail::admit::validate(
                 &bytes,
                 &registry,
@@ -484,14 +429,14 @@ async fn run(cli: &Cli, out: &output::Output) -> anyhow::Result<u8> {
                 &manifest.display().to_string(),
             )?;
             out.valid(manifest, document.manifest());
-            Ok(0)
+            Ok(exit::SUCCESS)
         }
         Command::Status => {
             let view = StateView::new(&cli.state_dir);
             let current = view.current().map_err(RuntimeError::from)?;
             let installed = view.installed().load().map_err(RuntimeError::from)?;
             out.status(current.as_ref(), &installed);
-            Ok(0)
+            Ok(exit::SUCCESS)
         }
         Command::History { limit } => {
             let view = StateView::new(&cli.state_dir);
@@ -501,7 +446,7 @@ async fn run(cli: &Cli, out: &output::Output) -> anyhow::Result<u8> {
                 entries.drain(..skip);
             }
             out.history(&entries);
-            Ok(0)
+            Ok(exit::SUCCESS)
         }
         Command::Health => {
             if let Some(path) = &cli.config {
@@ -518,21 +463,22 @@ async fn run(cli: &Cli, out: &output::Output) -> anyhow::Result<u8> {
                 .iter()
                 .filter(|r| r.kind == HandlerKind::Wasm && !handrail::bundled::is_bundled(r));
             for registration in own {
-                handrail_wasm_host::check_artifact(registration)?;
+                handrail_wasm_host::check_artifact(registration).map_err(Failure::internal)?;
             }
             #[cfg(feature = "compiler")]
-            anyhow::ensure!(
-                !bundled_handlers().is_empty(),
-                "this binary carries no built-in handlers"
-            );
+            if bundled_handlers().is_empty() {
+                return Err(Failure::internal(anyhow::anyhow!(
+                    "this binary carries no built-in handlers"
+                )));
+            }
             out.message("healthy");
-            Ok(0)
+            Ok(exit::SUCCESS)
         }
         Command::Handlers {
             command: HandlersCommand::List,
         } => {
             out.handlers(&registry_for_reading(cli)?);
-            Ok(0)
+            Ok(exit::SUCCESS)
         }
     }
 }
@@ -544,13 +490,12 @@ fn precompile(
     output: Option<&Path>,
     builtins: Option<&Path>,
     out: &output::Output,
-) -> anyhow::Result<u8> {
+) -> Result<u8, Failure> {
     match (artifact, builtins) {
         (_, Some(dir)) => precompile::builtins(dir, out),
         (Some(artifact), None) => precompile::component(artifact, output, out),
-        (None, None) => Err(anyhow::Error::new(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "give the component to precompile, or --builtins DIR",
+        (None, None) => Err(Failure::bad_input(anyhow::anyhow!(
+            "give the component to precompile, or --builtins DIR"
         ))),
     }
 }
@@ -562,58 +507,46 @@ fn precompile(
     _: Option<&Path>,
     _: Option<&Path>,
     _: &output::Output,
-) -> anyhow::Result<u8> {
-    Err(anyhow::Error::new(std::io::Error::new(
-        std::io::ErrorKind::Unsupported,
-        "this build of handrail has no compiler (the lean build): run `handrail precompile` with a full build of the same version, on a machine with this CPU",
+) -> Result<u8, Failure> {
+    Err(Failure::bad_input(anyhow::anyhow!(
+        "this build of handrail has no compiler (the lean build): run `handrail precompile` with a full build of the same version, on a machine with this CPU"
     )))
 }
 
 /// The registry, with the built-in handlers installed when the state directory is free;
 /// read as it is while another process owns it.
-fn registry_for_reading(cli: &Cli) -> anyhow::Result<Registry> {
+fn registry_for_reading(cli: &Cli) -> Result<Registry, Failure> {
     match open(cli) {
         Ok(runtime) => Ok(runtime.registry().clone()),
-        Err(e)
-            if matches!(
-                e.downcast_ref::<RuntimeError>(),
-                Some(RuntimeError::State(
-                    handrail::state::StateError::Locked { .. }
-                ))
-            ) =>
-        {
-            Ok(
-                Registry::load_dir(&StateView::new(&cli.state_dir).handlers_dir())
-                    .map_err(RuntimeError::from)?,
-            )
-        }
+        // Opening is busy only when another process holds the state directory's lock.
+        Err(e) if e.code() == exit::BUSY => Ok(Registry::load_dir(
+            &StateView::new(&cli.state_dir).handlers_dir(),
+        )
+        .map_err(RuntimeError::from)?),
         Err(e) => Err(e),
     }
 }
 
-fn read_input(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| {
-        anyhow::Error::new(std::io::Error::new(
-            e.kind(),
-            format!("cannot read {}: {e}", path.display()),
-        ))
-    })
+/// The bytes of a file the user named: one that cannot be read is bad input.
+fn read_input(path: &PathBuf) -> Result<Vec<u8>, Failure> {
+    std::fs::read(path)
+        .map_err(|e| Failure::bad_input(anyhow::anyhow!("cannot read {}: {e}", path.display())))
 }
 
 fn exit_for(report: &Report) -> u8 {
     match report.status {
-        DeploymentStatus::Succeeded => 0,
+        DeploymentStatus::Succeeded => exit::SUCCESS,
         DeploymentStatus::Failed | DeploymentStatus::RolledBack | DeploymentStatus::Rejected => {
-            EXIT_FAILED
+            exit::FAILED
         }
-        DeploymentStatus::TimedOut => EXIT_TIMED_OUT,
-        DeploymentStatus::Cancelled => EXIT_CANCELLED,
+        DeploymentStatus::TimedOut => exit::TIMED_OUT,
+        DeploymentStatus::Cancelled => exit::CANCELLED,
         DeploymentStatus::Suspended => match report.interruption {
             Some(Interruption::ImmediateAgentRestart | Interruption::DeferredAgentRestart) => {
-                EXIT_RESTART
+                exit::RESTART
             }
-            _ => EXIT_REBOOT,
+            _ => exit::REBOOT,
         },
-        DeploymentStatus::InProgress => EXIT_INTERNAL,
+        DeploymentStatus::InProgress => exit::INTERNAL,
     }
 }

@@ -15,6 +15,8 @@ use handrail::{Deployment, Event, Report};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 
+use crate::exit::Failure;
+
 pub struct Output {
     json: bool,
 }
@@ -46,7 +48,7 @@ impl Output {
     }
 
     /// Follows a deployment to its end, showing progress; Ctrl-C or SIGTERM cancels it.
-    pub async fn follow(&self, mut deployment: Deployment) -> anyhow::Result<Report> {
+    pub async fn follow(&self, mut deployment: Deployment) -> Result<Report, Failure> {
         if deployment.is_earlier_result() {
             self.message(&format!(
                 "deployment {} already ran; this is its result (nothing was run again)",
@@ -82,7 +84,7 @@ impl Output {
         let mut labels: Vec<String> = Vec::new();
         while let Some(event) = deployment.next_event().await {
             if self.json {
-                self.print_json(&serde_json::to_value(&event)?);
+                self.print_json(&serde_json::to_value(&event).map_err(Failure::internal)?);
                 continue;
             }
             match &event {
@@ -133,7 +135,7 @@ impl Output {
             }
         }
         bar.finish_and_clear();
-        let report = deployment.finish().await?;
+        let report = deployment.finish().await.map_err(Failure::internal)?;
         self.report(&report);
         Ok(report)
     }

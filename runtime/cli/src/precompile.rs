@@ -18,34 +18,37 @@ use handrail::bundled;
 use handrail::registry::{HandlerKind, Limits, Registration, sha256_hex};
 use handrail_wasm_host::{PrecompileError, Precompiler};
 
+use crate::exit::{self, Failure};
 use crate::output::Output;
 
 /// The extension of precompiled components.
 const PRECOMPILED_EXTENSION: &str = "cwasm";
 
 /// Precompiles the component `input` into `output` (default: `input` with `.cwasm`).
-pub fn component(input: &Path, output: Option<&Path>, out: &Output) -> anyhow::Result<u8> {
+pub fn component(input: &Path, output: Option<&Path>, out: &Output) -> Result<u8, Failure> {
     let output = output
         .map(Path::to_owned)
         .unwrap_or_else(|| input.with_extension(PRECOMPILED_EXTENSION));
-    let sha256 = Precompiler::new()?.precompile_file(input, &output)?;
+    let sha256 = Precompiler::new()
+        .map_err(Failure::internal)?
+        .precompile_file(input, &output)?;
     out.message(&format!(
         "wrote {} (sha256 {sha256}): register it as a `wasm` handler with this sha256",
         output.display()
     ));
-    Ok(0)
+    Ok(exit::SUCCESS)
 }
 
 /// Precompiles the built-in handlers into `dir` (created when missing), each with its
 /// registration.
-pub fn builtins(dir: &Path, out: &Output) -> anyhow::Result<u8> {
+pub fn builtins(dir: &Path, out: &Output) -> Result<u8, Failure> {
     let write_error = |path: &Path| {
         let output = path.display().to_string();
         move |source| PrecompileError::Write { output, source }
     };
     let dir = std::path::absolute(dir).map_err(write_error(dir))?;
     handrail::durable::create_dir_all(&dir).map_err(write_error(&dir))?;
-    let precompiler = Precompiler::new()?;
+    let precompiler = Precompiler::new().map_err(Failure::internal)?;
     let mut written = Vec::new();
     for handler in handrail_builtin_handlers::builtin_handlers() {
         let stem = bundled::file_stem(handler.id);
@@ -83,5 +86,5 @@ pub fn builtins(dir: &Path, out: &Output) -> anyhow::Result<u8> {
         written.join(", "),
         dir.display()
     ));
-    Ok(0)
+    Ok(exit::SUCCESS)
 }
