@@ -419,9 +419,16 @@ async fn run(cli: &Cli, out: &output::Output) -> Result<u8, Failure> {
         }
         Command::Validate { manifest } => {
             let bytes = read_input(manifest)?;
-            let registry = registry_for_reading(cli)?;
-            let trust =
-                Trust::from_config(&load_config(cli)?.1.signing).map_err(RuntimeError::from)?;
+            // The configuration, and the key files it names, are read once.
+            let (registry, trust) = match open(cli) {
+                Ok(runtime) => (runtime.registry().clone(), runtime.trust().clone()),
+                Err(e) if e.code() == exit::BUSY => {
+                    let trust = Trust::from_config(&load_config(cli)?.1.signing)
+                        .map_err(RuntimeError::from)?;
+                    (registry_of_busy(cli)?, trust)
+                }
+                Err(e) => return Err(e),
+            };
             let (document, _) = handrail::admit::validate(
                 &bytes,
                 &registry,
@@ -450,7 +457,8 @@ async fn run(cli: &Cli, out: &output::Output) -> Result<u8, Failure> {
         }
         Command::Health => {
             if let Some(path) = &cli.config {
-                Config::load(path)?;
+                let config = Config::load(path)?;
+                Trust::from_config(&config.signing).map_err(RuntimeError::from)?;
             }
             let view = StateView::new(&cli.state_dir);
             view.current().map_err(RuntimeError::from)?;
@@ -518,13 +526,18 @@ fn precompile(
 fn registry_for_reading(cli: &Cli) -> Result<Registry, Failure> {
     match open(cli) {
         Ok(runtime) => Ok(runtime.registry().clone()),
-        // Opening is busy only when another process holds the state directory's lock.
-        Err(e) if e.code() == exit::BUSY => Ok(Registry::load_dir(
-            &StateView::new(&cli.state_dir).handlers_dir(),
-        )
-        .map_err(RuntimeError::from)?),
+        Err(e) if e.code() == exit::BUSY => registry_of_busy(cli),
         Err(e) => Err(e),
     }
+}
+
+/// The registrations of a state directory another process owns (opening is busy only
+/// then), read as they are.
+fn registry_of_busy(cli: &Cli) -> Result<Registry, Failure> {
+    Ok(
+        Registry::load_dir(&StateView::new(&cli.state_dir).handlers_dir())
+            .map_err(RuntimeError::from)?,
+    )
 }
 
 /// The bytes of a file the user named: one that cannot be read is bad input.

@@ -292,8 +292,6 @@ impl Config {
                 }
             }
         }
-        crate::trust::Trust::from_config(&config.signing)
-            .map_err(|e| err(format!("signing.{e}")))?;
         Ok(config)
     }
 

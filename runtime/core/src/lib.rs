@@ -10,6 +10,7 @@
 pub mod admit;
 pub mod bundled;
 pub mod cancel;
+pub mod clock;
 pub mod components;
 pub mod config;
 pub mod durable;

@@ -177,7 +177,7 @@ pub struct Report {
 impl Report {
     /// The report of a deployment refused before anything ran.
     pub fn rejected(deployment: &str, update_id: &str, error: String) -> Report {
-        let now = crate::state::now_rfc3339();
+        let now = crate::clock::now_rfc3339();
         Report {
             deployment: deployment.to_owned(),
             update_id: update_id.to_owned(),

@@ -31,6 +31,7 @@ use tokio::task::JoinHandle;
 use crate::admit::{Admission, AdmitError, AdmitOptions};
 use crate::bundled::BundledHandler;
 use crate::cancel::CancelToken;
+use crate::clock::now_rfc3339;
 use crate::components::ComponentEnumerator;
 use crate::config::Config;
 use crate::engine::{self, EngineError, Event, HandlerSet};
@@ -40,7 +41,7 @@ use crate::journal::{Journal, JournalError, Record, Replay};
 use crate::manifest::Document;
 use crate::registry::{Registry, RegistryError};
 use crate::report::Report;
-use crate::state::{HistoryEntry, InstalledCriteria, StateDir, StateError, StateView, now_rfc3339};
+use crate::state::{HistoryEntry, InstalledCriteria, StateDir, StateError, StateView};
 use crate::trust::{Trust, TrustConfigError};
 
 /// Errors of the runtime outside a deployment's steps.
@@ -321,6 +322,12 @@ impl Runtime {
     /// The handler registrations.
     pub fn registry(&self) -> &Registry {
         self.inner.handlers.registry()
+    }
+
+    /// The trust policy manifests are checked against, made from `[signing]` when the
+    /// runtime opened.
+    pub fn trust(&self) -> &Trust {
+        &self.inner.trust
     }
 
     /// Parses a manifest (or envelope), checks its signature and validates it against the

@@ -15,6 +15,7 @@
 //! `.wasm` component is refused and precompiled artifacts load directly.
 
 use std::collections::HashMap;
+#[cfg(feature = "compiler")]
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -112,7 +113,7 @@ impl ComponentCache {
             self.disk_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(component);
         }
-        let bytes = read_verified(artifact, sha256)?;
+        let bytes = precompiled::read_verified(artifact, sha256)?;
         match precompiled::form(&bytes)? {
             ArtifactForm::Precompiled => {
                 let component = precompiled::deserialize(engine, &bytes)?;
@@ -146,19 +147,6 @@ impl ComponentCache {
             Err(poisoned) => poisoned.into_inner(),
         }
     }
-}
-
-/// The bytes of `artifact`, checked against the `sha256` the registry verified: what the
-/// host loads is exactly what was verified, even if the file changed since.
-pub(crate) fn read_verified(artifact: &Path, sha256: &str) -> Result<Vec<u8>, String> {
-    let bytes = fs::read(artifact).map_err(|e| format!("cannot read the artifact: {e}"))?;
-    let actual = handrail::registry::sha256_hex(&bytes);
-    if actual != sha256 {
-        return Err(format!(
-            "the artifact's sha256 is {actual}, not the registered {sha256}; it changed after it was verified"
-        ));
-    }
-    Ok(bytes)
 }
 
 /// The compiled components on disk, one file per artifact and engine configuration.

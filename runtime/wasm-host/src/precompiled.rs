@@ -18,12 +18,13 @@
 //! Every build configures its engine with the same [`engine_config`](crate::engine_config),
 //! so what the full build precompiles loads in the lean build on the same kind of CPU.
 
+use std::fs;
+use std::path::Path;
+
 use handrail::host::LoadError;
 use handrail::registry::Registration;
 use wasmtime::component::Component;
 use wasmtime::{Engine, Precompiled};
-
-use crate::cache::read_verified;
 
 /// Why a build without the compiler refuses a `.wasm` component.
 pub(crate) const NOT_PRECOMPILED: &str = "it is a WebAssembly component that is not precompiled, and this build of handrail runs only precompiled handlers (it has no compiler): precompile it with `handrail precompile` on a full build and register the .cwasm it writes";
@@ -197,6 +198,19 @@ mod compile {
             Ok(handrail::registry::sha256_hex(&precompiled))
         }
     }
+}
+
+/// The bytes of `artifact`, checked against the `sha256` the registry verified: what the
+/// host loads is exactly what was verified, even if the file changed since.
+pub(crate) fn read_verified(artifact: &Path, sha256: &str) -> Result<Vec<u8>, String> {
+    let bytes = fs::read(artifact).map_err(|e| format!("cannot read the artifact: {e}"))?;
+    let actual = handrail::registry::sha256_hex(&bytes);
+    if actual != sha256 {
+        return Err(format!(
+            "the artifact's sha256 is {actual}, not the registered {sha256}; it changed after it was verified"
+        ));
+    }
+    Ok(bytes)
 }
 
 #[cfg(test)]

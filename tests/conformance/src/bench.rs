@@ -27,10 +27,7 @@ use handrail_contract::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::profile::Profile;
-
-/// Replaced by the scratch device folder in the profile's handler properties.
-pub const DEVICE_PLACEHOLDER: &str = "{device}";
+use crate::profile::{DEVICE_PLACEHOLDER, Profile};
 
 /// The step an action is run with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

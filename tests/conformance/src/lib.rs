@@ -37,9 +37,8 @@ use handrail::registry::{HandlerKind, Limits, Registration, RegistryError, sha25
 use handrail_native_host::NativeHost;
 use handrail_wasm_host::WasmHost;
 
-pub use bench::DEVICE_PLACEHOLDER;
 pub use checks::Check;
-pub use profile::{Profile, ProfileError};
+pub use profile::{DEVICE_PLACEHOLDER, Profile, ProfileError};
 pub use report::{CheckResult, Report, Verdict};
 
 /// The id given to a bare artifact until it says its own.

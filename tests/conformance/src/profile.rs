@@ -46,6 +46,9 @@ use serde::Deserialize;
 
 use crate::checks::Check;
 
+/// Replaced by the scratch device folder in the profile's handler properties.
+pub const DEVICE_PLACEHOLDER: &str = "{device}";
+
 /// How long a cancelled action may take to end, unless the profile says otherwise.
 pub const DEFAULT_CANCEL_BOUND: Duration = Duration::from_secs(5);
 
@@ -204,7 +207,7 @@ impl Profile {
     pub fn uses_device(&self) -> bool {
         fn mentions(value: &serde_json::Value) -> bool {
             match value {
-                serde_json::Value::String(s) => s.contains(crate::bench::DEVICE_PLACEHOLDER),
+                serde_json::Value::String(s) => s.contains(DEVICE_PLACEHOLDER),
                 serde_json::Value::Array(items) => items.iter().any(mentions),
                 serde_json::Value::Object(map) => map.values().any(mentions),
                 _ => false,

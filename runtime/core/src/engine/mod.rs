@@ -23,6 +23,7 @@ use serde::Serialize;
 use tokio::sync::{Mutex, mpsc};
 
 use crate::cancel::CancelToken;
+use crate::clock::now_rfc3339;
 use crate::config::{FailurePolicy, HooksConfig};
 use crate::durable;
 use crate::hooks::HookKind;
@@ -31,7 +32,7 @@ use crate::journal::{Journal, JournalError, Record, Replay};
 use crate::plan::PlannedStep;
 use crate::registry::Registry;
 use crate::report::{DeploymentStatus, Report, StepOutcome};
-use crate::state::{History, InstalledCriteria, InstalledRecords, StateError, now_rfc3339};
+use crate::state::{History, InstalledCriteria, InstalledRecords, StateError};
 use action::{WorkFolder, run_action};
 use sequence::{Move, next_move, pending_interruption};
 
