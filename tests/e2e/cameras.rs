@@ -114,6 +114,11 @@ impl Cameras {
     /// A parent update with one reference step to a child update of `model` cameras
     /// installing firmware 2.0, and the child's payloads; returns the parent's path.
     fn parent_for(&self, model: &str) -> PathBuf {
+        self.parent_with(model, ChildForm::Bare)
+    }
+
+    /// [`Cameras::parent_for`], the child manifest file in the form `child`.
+    fn parent_with(&self, model: &str, child_form: ChildForm) -> PathBuf {
         let firmware = self.payload("camera-firmware-2.0.bin", FIRMWARE);
         let child = json!({
             "updateId": {"provider": "contoso", "name": model, "version": "2.0"},
@@ -130,7 +135,14 @@ impl Cameras {
             "createdDateTime": "2026-11-22T00:00:00Z",
         });
         let child_name = format!("contoso.{model}.2.0.json");
-        let child_entry = self.payload(&child_name, &serde_json::to_vec_pretty(&child).unwrap());
+        let child_file = match child_form {
+            ChildForm::Bare => serde_json::to_vec_pretty(&child).unwrap(),
+            // As ADU's service delivers it: the manifest as a string, signed or not.
+            ChildForm::Delivered => json!({"updateManifest": child.to_string()})
+                .to_string()
+                .into_bytes(),
+        };
+        let child_entry = self.payload(&child_name, &child_file);
         let parent = json!({
             "updateId": {"provider": "contoso", "name": "camera-rig", "version": "2.0"},
             "isDeployable": true,
@@ -146,6 +158,15 @@ impl Cameras {
         });
         self.device.manifest(&format!("{model}-rig.json"), &parent)
     }
+}
+
+/// How a reference step's child manifest file is written.
+#[derive(Clone, Copy)]
+enum ChildForm {
+    /// The manifest itself (an import manifest).
+    Bare,
+    /// `{"updateManifest": "<the manifest as a string>"}`, as ADU's service delivers it.
+    Delivered,
 }
 
 fn write_plugin(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
@@ -204,6 +225,20 @@ fn the_child_update_installs_firmware_on_each_matching_camera_and_only_there() {
             .all(|s| s["outcome"] == "already-installed"),
         "{report}"
     );
+}
+
+#[test]
+fn a_child_manifest_delivered_as_adus_service_writes_it_runs_like_the_bare_one() {
+    let cams = Cameras::new();
+    let parent = cams.parent_with("virtual-camera", ChildForm::Delivered);
+    let run = cams.deploy(&parent);
+    assert_eq!(run.code(), Some(0), "{}\n{}", run.stdout(), run.stderr());
+    let report = run.last_json();
+    assert_eq!(steps(&report).len(), 2, "{report}");
+    for camera in ["front-camera", "rear-camera"] {
+        let folder = cams.folder(camera);
+        assert_eq!(fs::read(folder.join("firmware.bin")).unwrap(), FIRMWARE);
+    }
 }
 
 #[test]

@@ -428,7 +428,8 @@ impl Admission<'_> {
                 find_child_by_id(payload_dir, id).map_err(child_err)?
             }
         };
-        manifest::parse_manifest(&bytes).map_err(|e| child_err(format!("child manifest: {e}")))
+        manifest::parse_child_manifest(&bytes)
+            .map_err(|e| child_err(format!("child manifest: {e}")))
     }
 }
 
@@ -464,7 +465,7 @@ fn find_child_by_id(payload_dir: &Path, id: &UpdateId) -> Result<Vec<u8>, String
         let Ok(bytes) = crate::limits::read(path, manifest::MAX_MANIFEST_BYTES as u64) else {
             continue;
         };
-        if let Ok(m) = manifest::parse_manifest(&bytes)
+        if let Ok(m) = manifest::parse_child_manifest(&bytes)
             && m.update_id == *id
         {
             return Ok(bytes);

@@ -148,6 +148,49 @@ pub fn parse_manifest(bytes: &[u8]) -> Result<UpdateManifest, ManifestError> {
     parse_manifest_limited(bytes, MAX_MANIFEST_BYTES)
 }
 
+/// Parses a reference step's child manifest in the form ADU's service delivers it, the
+/// manifest as a JSON string under `updateManifest` (`{"updateManifest": "{…}"}`, an
+/// `updateManifestSignature` beside it is not needed: the child is trusted through the
+/// hash its signed parent gives), or the manifest object under that key, or a bare
+/// manifest (an import manifest).
+///
+/// ```
+/// let child = r#"{"updateId": {"provider": "contoso", "name": "cameras", "version": "1.1"},
+///     "compatibility": [{"group": "cameras"}],
+///     "instructions": {"steps": [{"handler": "microsoft/script:1", "files": []}]},
+///     "manifestVersion": "5.0"}"#;
+/// let delivered = serde_json::json!({"updateManifest": child}).to_string();
+/// let bare = handrail::manifest::parse_child_manifest(child.as_bytes())?;
+/// assert_eq!(handrail::manifest::parse_child_manifest(delivered.as_bytes())?, bare);
+/// # Ok::<(), handrail::manifest::ManifestError>(())
+/// ```
+pub fn parse_child_manifest(bytes: &[u8]) -> Result<UpdateManifest, ManifestError> {
+    let value = json::read(bytes, MAX_DOCUMENT_BYTES)?;
+    match value
+        .as_object()
+        .and_then(|root| root.get("updateManifest"))
+    {
+        Some(Value::String(manifest)) => parse_manifest(manifest.as_bytes()),
+        Some(manifest @ Value::Object(_)) => manifest_from_json(manifest),
+        Some(other) => {
+            let mut errors = ManifestErrors::default();
+            errors.report(
+                "updateManifest",
+                Problem::WrongType {
+                    expected: "a string or an object",
+                    found: error::kind(other),
+                },
+            );
+            Err(ManifestError::Invalid(errors))
+        }
+        None if bytes.len() > MAX_MANIFEST_BYTES => Err(ManifestError::TooLarge {
+            size: bytes.len(),
+            limit: MAX_MANIFEST_BYTES,
+        }),
+        None => manifest_from_json(&value),
+    }
+}
+
 fn parse_manifest_limited(bytes: &[u8], limit: usize) -> Result<UpdateManifest, ManifestError> {
     let value = json::read(bytes, limit)?;
     manifest_from_json(&value)
