@@ -32,7 +32,7 @@ fn trust() -> &'static Trust {
         };
         let config = SigningConfig {
             root_keys: vec![root("root.1", RSA_ROOT), root("root.2", ED_ROOT)],
-            disallowed_signing_keys: vec!["signing.0".into()],
+            disallowed_signing_keys: vec![DisallowedSigningKey::Name("signing.0".into())],
             ..SigningConfig::default()
         };
         Trust::from_config(&config).expect("test trust")

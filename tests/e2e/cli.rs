@@ -392,3 +392,108 @@ fn exit_codes_say_what_failed_where_it_failed() {
     let run = broken.run(&["handlers", "list"]);
     assert_eq!(run.code(), Some(10), "{}", run.stderr());
 }
+
+/// A manifest signed as ADU's service signs it: the signing key's JWK in the `sjwk` has
+/// `n` in standard base64 with its padding and `e` = "AQAB"; the parent's compatibility
+/// says `deviceManufacturer`/`deviceModel`.
+#[test]
+fn an_envelope_signed_as_adus_service_signs_it_deploys_and_is_refused_once_its_key_is_revoked() {
+    use base64::Engine as _;
+    use handrail::trust::sign::KeyPair;
+
+    let keys = Path::new(env!("CARGO_MANIFEST_DIR")).join("../core/tests/keys");
+    let device = Device::new();
+    let mut manifest = script_manifest(&device, &["adu-signed"], &[]);
+    let script = fs::read(device.payloads.join("device-step.sh")).unwrap();
+    manifest["compatibility"] =
+        serde_json::json!([{"deviceManufacturer": "contoso", "deviceModel": "e2e"}]);
+    manifest["instructions"]["steps"][0]["files"] = serde_json::json!(["f1"]);
+    manifest["files"] = serde_json::json!({"f1": {
+        "fileName": "device-step.sh",
+        "sizeInBytes": script.len(),
+        "hashes": {"sha256": common::sha256_base64(&script)},
+    }});
+    let text = manifest.to_string();
+    let root = KeyPair::from_pem(&fs::read_to_string(keys.join("rsa-root.pem")).unwrap()).unwrap();
+    let signing =
+        KeyPair::from_pem(&fs::read_to_string(keys.join("rsa-signing.pem")).unwrap()).unwrap();
+    let url_n = signing.public_jwk(None)["n"].as_str().unwrap().to_owned();
+    let n = base64::engine::general_purpose::STANDARD.encode(
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(url_n)
+            .unwrap(),
+    );
+    assert!(n.contains(['+', '/']) && n.ends_with('='), "{n}");
+    let adu_jwk = serde_json::json!({
+        "kty": "RSA", "n": n, "e": "AQAB", "alg": "RS256", "kid": "ADU.signing.1",
+    });
+    let sjwk = root
+        .sign_key("ADU.root.1", adu_jwk.as_object().unwrap())
+        .unwrap();
+    let signature = signing.sign_manifest(text.as_bytes(), &sjwk).unwrap();
+    let root_pem = keys.join("rsa-root.pub.pem").canonicalize().unwrap();
+    let config = |revoked: &str| {
+        let path = device
+            .tmp
+            .path()
+            .join(format!("config{}.toml", revoked.len()));
+        fs::write(
+            &path,
+            format!(
+                "[device]\nmanufacturer = \"contoso\"\nmodel = \"e2e\"\n\n[signing]\nroot_keys = [{{ kid = \"ADU.root.1\", pem_file = \"{}\" }}]\n{revoked}",
+                root_pem.display()
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let envelope = |manifest: &str, id: &str| {
+        device.manifest(
+            &format!("{id}.json"),
+            &serde_json::json!({
+                "workflow": {"action": 3, "id": id},
+                "updateManifest": manifest,
+                "updateManifestSignature": signature,
+                "fileUrls": {"f1": "http://example.invalid/device-step.sh"},
+            }),
+        )
+    };
+    let payloads = device.payloads.to_str().unwrap();
+    let deploy = |config: &Path, envelope: &Path| {
+        device.run_strict(&[
+            "--config",
+            config.to_str().unwrap(),
+            "deploy",
+            envelope.to_str().unwrap(),
+            "--payloads",
+            payloads,
+        ])
+    };
+
+    // Tampered: refused because the manifest changed, not because of the key's form.
+    let trusting = config("");
+    let run = deploy(
+        &trusting,
+        &envelope(&text.replace("adu-signed", "forged"), "tampered"),
+    );
+    assert_eq!(run.code(), Some(2), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("altered after signing"),
+        "{}",
+        run.stderr()
+    );
+
+    // The signing key revoked as ADU names it, by the hash of its public key: refused.
+    // (`openssl rsa -RSAPublicKey_out -outform DER | openssl dgst -sha256`, base64url.)
+    let revoking = config(
+        "disallowed_signing_keys = [{ alg = \"SHA256\", hash = \"egG9175-oqkLDXndQ7QZ2apfzAqNh1xMJF07YV2S7GY\" }]\n",
+    );
+    let run = deploy(&revoking, &envelope(&text, "revoked"));
+    assert_eq!(run.code(), Some(2), "{}", run.stderr());
+    assert!(run.stderr().contains("is disallowed"), "{}", run.stderr());
+    assert!(device.log().is_empty());
+
+    let run = deploy(&trusting, &envelope(&text, "genuine"));
+    assert_eq!(run.code(), Some(0), "{}\n{}", run.stdout(), run.stderr());
+    assert!(!device.log().is_empty());
+}

@@ -165,8 +165,82 @@ pub struct SigningConfig {
     pub root_keys: Vec<RootKeyConfig>,
     /// Root key ids no longer trusted (even when listed in `root_keys`).
     pub disabled_root_keys: Vec<String>,
-    /// Signing keys refused whatever signed them: a `kid` or an RFC 7638 thumbprint.
-    pub disallowed_signing_keys: Vec<String>,
+    /// Signing keys refused whatever signed them: a `kid`, an RFC 7638 thumbprint, or
+    /// ADU's name for the key, as a string or as ADU's root key package writes it
+    /// (`{ alg = "SHA256", hash = "…" }`, see [`DisallowedSigningKey`]).
+    pub disallowed_signing_keys: Vec<DisallowedSigningKey>,
+}
+
+/// One entry of `[signing] disallowed_signing_keys`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum DisallowedSigningKey {
+    /// A `kid`, an RFC 7638 thumbprint, or ADU's key hash (base64url), whichever the
+    /// signing key matches.
+    Name(String),
+    /// ADU's form: the SHA-256 of the key's PKCS#1 `RSAPublicKey` DER, base64url.
+    Hash(AduKeyHash),
+}
+
+/// A signing key as ADU's `disabledSigningKeys` name it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AduKeyHash {
+    /// The hash algorithm: `SHA256` (any case), the only one a key can be named by.
+    pub alg: String,
+    /// The hash, base64url (padding optional).
+    pub hash: String,
+}
+
+impl<'de> Deserialize<'de> for DisallowedSigningKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Entry;
+        impl<'de> serde::de::Visitor<'de> for Entry {
+            type Value = DisallowedSigningKey;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(
+                    "a disallowed_signing_keys entry: a kid, an RFC 7638 thumbprint or ADU's key hash as a string, or { alg = \"SHA256\", hash = \"…\" }",
+                )
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(DisallowedSigningKey::Name(v.to_owned()))
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                AduKeyHash::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(DisallowedSigningKey::Hash)
+            }
+        }
+        d.deserialize_any(Entry)
+    }
+}
+
+impl AduKeyHash {
+    /// The 32 hash bytes, or why the entry names no key.
+    pub fn digest(&self) -> Result<[u8; 32], String> {
+        if !self.alg.eq_ignore_ascii_case("SHA256") {
+            return Err(format!(
+                "alg `{}`: only SHA256 names a signing key (ADU's agent hashes keys with SHA-256 alone)",
+                self.alg
+            ));
+        }
+        use base64::Engine as _;
+        let base64url = base64::engine::GeneralPurpose::new(
+            &base64::alphabet::URL_SAFE,
+            base64::engine::GeneralPurposeConfig::new()
+                .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+        );
+        base64url
+            .decode(&self.hash)
+            .ok()
+            .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+            .ok_or_else(|| format!("hash `{}` is not 32 bytes of base64url", self.hash))
+    }
 }
 
 impl Default for SigningConfig {
@@ -290,6 +364,20 @@ impl Config {
                         p.display()
                     )));
                 }
+            }
+        }
+        for (i, entry) in config.signing.disallowed_signing_keys.iter().enumerate() {
+            let problem = match entry {
+                DisallowedSigningKey::Name(name) if name.trim().is_empty() => {
+                    Some("an empty name matches no key".to_owned())
+                }
+                DisallowedSigningKey::Name(_) => None,
+                DisallowedSigningKey::Hash(hash) => hash.digest().err(),
+            };
+            if let Some(problem) = problem {
+                return Err(err(format!(
+                    "signing.disallowed_signing_keys[{i}]: {problem}"
+                )));
             }
         }
         Ok(config)

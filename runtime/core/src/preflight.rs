@@ -3,7 +3,10 @@
 //!
 //! Compatibility: a manifest lists property maps (`{manufacturer, model}`, `{group}`, …);
 //! the device is compatible when every property of at least one map equals the device's
-//! (configured properties plus the detected `architecture` and `os`). Disk space: the
+//! (configured properties plus the detected `architecture` and `os`). ADU's service
+//! delivers the parent's maps with `deviceManufacturer` and `deviceModel` for what its
+//! import manifests (and the `[device]` configuration) call `manufacturer` and `model`:
+//! each name stands for the other. Disk space: the
 //! file system holding the state directory needs the deployment's payload size times the
 //! configured factor free (staging copies the payload, handlers unpack it).
 
@@ -23,9 +26,21 @@ pub fn compatible(
     device: &BTreeMap<String, String>,
     compatibility: &[BTreeMap<String, String>],
 ) -> bool {
-    compatibility
-        .iter()
-        .any(|wanted| !wanted.is_empty() && wanted.iter().all(|(k, v)| device.get(k) == Some(v)))
+    compatibility.iter().any(|wanted| {
+        !wanted.is_empty() && wanted.iter().all(|(k, v)| property(device, k) == Some(v))
+    })
+}
+
+/// The device's value of the property `name`, under either of its names.
+fn property<'a>(device: &'a BTreeMap<String, String>, name: &str) -> Option<&'a String> {
+    let other = match name {
+        "deviceManufacturer" => "manufacturer",
+        "manufacturer" => "deviceManufacturer",
+        "deviceModel" => "model",
+        "model" => "deviceModel",
+        _ => return device.get(name),
+    };
+    device.get(name).or_else(|| device.get(other))
 }
 
 /// Explains why a manifest does not match the device.
@@ -94,6 +109,21 @@ mod tests {
         ));
         assert!(!compatible(&device, &[map(&[("group", "cameras")])]));
         assert!(!compatible(&device, &[map(&[])]));
+        // As ADU's service delivers the parent's compatibility.
+        assert!(compatible(
+            &device,
+            &[map(&[
+                ("deviceManufacturer", "du-device"),
+                ("deviceModel", "e2e-test")
+            ])]
+        ));
+        assert!(!compatible(
+            &device,
+            &[map(&[
+                ("deviceManufacturer", "du-device"),
+                ("deviceModel", "x")
+            ])]
+        ));
         let why = incompatibility(&device, &[map(&[("model", "x")])]);
         assert!(
             why.contains("{model=x}") && why.contains("model=e2e-test"),

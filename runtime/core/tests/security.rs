@@ -99,7 +99,10 @@ fn signing_config(disallowed: &[&str]) -> Config {
         jwk_file: None,
         pem_file: None,
     });
-    config.signing.disallowed_signing_keys = disallowed.iter().map(|s| s.to_string()).collect();
+    config.signing.disallowed_signing_keys = disallowed
+        .iter()
+        .map(|s| handrail::config::DisallowedSigningKey::Name(s.to_string()))
+        .collect();
     config
 }
 

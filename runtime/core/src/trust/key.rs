@@ -102,8 +102,46 @@ pub(crate) fn decode_b64url(text: &str) -> Option<Vec<u8>> {
     b64url().decode(text).ok()
 }
 
-fn encode_b64url(bytes: &[u8]) -> String {
+/// Decodes a JWK member as the JWK's writer may have encoded it: base64url (RFC 7517),
+/// padded or not, or standard base64 with its padding, the form ADU's service writes the
+/// `n` of every signing key in (`+` and `/`; its agent decodes it with a standard
+/// base64 decoder that requires the padding). A mix of the two alphabets is neither.
+pub(crate) fn decode_jwk_member(text: &str) -> Option<Vec<u8>> {
+    decode_b64url(text).or_else(|| base64::engine::general_purpose::STANDARD.decode(text).ok())
+}
+
+pub(crate) fn encode_b64url(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// A DER element: `tag`, its definite length, `content`.
+fn der(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let len = content.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes: Vec<u8> = len
+            .to_be_bytes()
+            .into_iter()
+            .skip_while(|&b| b == 0)
+            .collect();
+        out.push(0x80 | bytes.len() as u8);
+        out.extend(bytes);
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+/// A DER INTEGER of the unsigned big-endian `value` (no leading zeros): a zero byte is
+/// put before a first byte with its high bit set, so the number stays positive.
+fn der_unsigned_integer(value: &[u8]) -> Vec<u8> {
+    let mut content = Vec::with_capacity(value.len() + 1);
+    if value.first().is_none_or(|&b| b & 0x80 != 0) {
+        content.push(0);
+    }
+    content.extend_from_slice(value);
+    der(0x02, &content)
 }
 
 fn strip_leading_zeros(bytes: &[u8]) -> Vec<u8> {
@@ -123,8 +161,11 @@ impl PublicKey {
             }
         };
         let bytes = |name: &str| -> Result<Vec<u8>, KeyError> {
-            decode_b64url(text(name)?)
-                .ok_or_else(|| key_err(format!("JWK member `{name}` is not base64url")))
+            decode_jwk_member(text(name)?).ok_or_else(|| {
+                key_err(format!(
+                    "JWK member `{name}` is neither base64url nor padded standard base64"
+                ))
+            })
         };
         let material = match text("kty")? {
             "RSA" => rsa_material(&bytes("n")?, &bytes("e")?)?,
@@ -251,6 +292,20 @@ impl PublicKey {
     /// The RFC 7638 JWK thumbprint (SHA-256, base64url): names the key whatever its `kid`.
     pub fn thumbprint(&self) -> &str {
         &self.thumbprint
+    }
+
+    /// The name ADU's `disabledSigningKeys` give an RSA key: the SHA-256 of its PKCS#1
+    /// `RSAPublicKey` DER (`SEQUENCE { n INTEGER, e INTEGER }`), the form its agent hashes
+    /// (root_key_utils); `None` for other key types, which ADU does not sign with.
+    pub fn adu_key_hash(&self) -> Option<[u8; 32]> {
+        match &self.material {
+            Material::Rsa { n, e } => {
+                let mut body = der_unsigned_integer(n);
+                body.extend(der_unsigned_integer(e));
+                Some(Sha256::digest(der(0x30, &body)).into())
+            }
+            Material::P256(_) | Material::Ed25519(_) => None,
+        }
     }
 
     /// Checks `signature` over `message` made with `alg`; false when `alg` is not this
@@ -492,5 +547,43 @@ mod tests {
         ] {
             assert!(PublicKey::from_pem(text).is_err(), "{text:?}");
         }
+    }
+
+    #[test]
+    fn standard_base64_members_as_adus_service_writes_them_are_the_same_key() {
+        let pem = include_str!("../../tests/keys/rsa-root.pub.pem");
+        let key = PublicKey::from_pem(pem).unwrap();
+        let url = key.to_jwk();
+        let n = decode_b64url(url["n"].as_str().unwrap()).unwrap();
+        let standard = base64::engine::general_purpose::STANDARD.encode(&n);
+        assert!(standard.contains(['+', '/']) || standard.ends_with('='));
+        let adu = jwk(serde_json::json!({"kty": "RSA", "n": standard, "e": "AQAB"})).unwrap();
+        assert_eq!(adu.thumbprint(), key.thumbprint());
+        // Standard base64 needs its padding, as ADU's decoder does; mixed alphabets are
+        // neither form.
+        let unpadded = standard.trim_end_matches('=');
+        if unpadded.len() != standard.len() {
+            let e = jwk(serde_json::json!({"kty": "RSA", "n": unpadded, "e": "AQAB"}));
+            assert!(e.is_err() || unpadded.chars().all(|c| c != '+' && c != '/'));
+        }
+        let mixed = format!("-{}", &standard[1..]);
+        if mixed.contains(['+', '/']) {
+            let e = jwk(serde_json::json!({"kty": "RSA", "n": mixed, "e": "AQAB"})).unwrap_err();
+            assert!(e.to_string().contains("neither base64url nor"), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_adu_key_hash_is_the_sha256_of_the_pkcs1_public_key() {
+        // `openssl rsa -pubin -RSAPublicKey_out -outform DER | openssl dgst -sha256`,
+        // base64url: what ADU's disabledSigningKeys say for this key.
+        let key = PublicKey::from_pem(include_str!("../../tests/keys/rsa-root.pub.pem")).unwrap();
+        assert_eq!(
+            encode_b64url(&key.adu_key_hash().unwrap()),
+            "CZXs0b1Me5G5UG_nqWjlS0PYZrPbvciNgGqQf0-2wh4"
+        );
+        let ed =
+            PublicKey::from_pem(include_str!("../../tests/keys/ed25519-root.pub.pem")).unwrap();
+        assert_eq!(ed.adu_key_hash(), None);
     }
 }

@@ -31,7 +31,7 @@ use base64::Engine as _;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::config::{RootKeyConfig, SigningConfig};
+use crate::config::{DisallowedSigningKey, RootKeyConfig, SigningConfig};
 use crate::manifest::Document;
 
 pub use jws::MAX_JWS_BYTES;
@@ -91,14 +91,12 @@ pub enum SignatureError {
     },
 }
 
-/// A root key configuration that cannot be used.
+/// A `[signing]` entry that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("root_keys[{index}] (`{kid}`): {message}")]
+#[error("{key}: {message}")]
 pub struct TrustConfigError {
-    /// Position in `root_keys`.
-    pub index: usize,
-    /// Its kid.
-    pub kid: String,
+    /// The entry, e.g. ``root_keys[0] (`ADU.200702.R`)`` or `disallowed_signing_keys[1]`.
+    pub key: String,
     /// What is wrong.
     pub message: String,
 }
@@ -166,8 +164,7 @@ impl Trust {
         let mut roots = BTreeMap::new();
         for (index, root) in config.root_keys.iter().enumerate() {
             let err = |message: String| TrustConfigError {
-                index,
-                kid: root.kid.clone(),
+                key: format!("root_keys[{index}] (`{}`)", root.kid),
                 message,
             };
             if root.kid.is_empty() {
@@ -187,7 +184,22 @@ impl Trust {
             required: config.required,
             roots,
             disabled_roots: config.disabled_root_keys.iter().cloned().collect(),
-            disallowed_signing_keys: config.disallowed_signing_keys.iter().cloned().collect(),
+            disallowed_signing_keys: config
+                .disallowed_signing_keys
+                .iter()
+                .enumerate()
+                .map(|(i, entry)| match entry {
+                    DisallowedSigningKey::Name(name) => Ok(name.clone()),
+                    // Kept by name: a key's ADU hash is compared as base64url text.
+                    DisallowedSigningKey::Hash(hash) => hash
+                        .digest()
+                        .map(|d| key::encode_b64url(&d))
+                        .map_err(|message| TrustConfigError {
+                            key: format!("disallowed_signing_keys[{i}]"),
+                            message,
+                        }),
+                })
+                .collect::<Result<_, _>>()?,
         })
     }
 
@@ -286,7 +298,9 @@ impl Trust {
             _ => return Err(malformed("payload is not a JSON object".into())),
         };
         let key = PublicKey::from_jwk(&jwk).map_err(|e| malformed(format!("is unusable: {e}")))?;
-        for name in key.kid().into_iter().chain([key.thumbprint()]) {
+        let adu_name = key.adu_key_hash().map(|h| key::encode_b64url(&h));
+        let names = key.kid().into_iter().chain([key.thumbprint()]);
+        for name in names.chain(adu_name.as_deref()) {
             if self.disallowed_signing_keys.contains(name) {
                 return Err(SignatureError::DisallowedSigningKey(name.to_owned()));
             }

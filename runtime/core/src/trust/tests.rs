@@ -1,6 +1,6 @@
 use super::sign::KeyPair;
 use super::*;
-use crate::config::Config;
+use crate::config::{Config, DisallowedSigningKey};
 
 const RSA_ROOT: &str = include_str!("../../tests/keys/rsa-root.pem");
 const RSA_ROOT_PUB: &str = include_str!("../../tests/keys/rsa-root.pub.pem");
@@ -16,8 +16,8 @@ fn pair(pem: &str) -> KeyPair {
     KeyPair::from_pem(pem).unwrap()
 }
 
-/// A policy trusting `root` as `kid`, plus revocations.
-fn trust(roots: &[(&str, &KeyPair)], disabled: &[&str], disallowed: &[&str]) -> Trust {
+/// `root_keys` entries trusting each `root` as its `kid`, as inline JWKs.
+fn trust_config(roots: &[(&str, &KeyPair)]) -> Vec<RootKeyConfig> {
     let mut config = SigningConfig::default();
     for (kid, root) in roots {
         config.root_keys.push(RootKeyConfig {
@@ -32,15 +32,44 @@ fn trust(roots: &[(&str, &KeyPair)], disabled: &[&str], disallowed: &[&str]) -> 
             pem_file: None,
         });
     }
+    config.root_keys
+}
+
+/// A policy trusting `root` as `kid`, plus revocations.
+fn trust(roots: &[(&str, &KeyPair)], disabled: &[&str], disallowed: &[&str]) -> Trust {
+    let mut config = SigningConfig {
+        root_keys: trust_config(roots),
+        ..SigningConfig::default()
+    };
     config.disabled_root_keys = disabled.iter().map(|s| s.to_string()).collect();
-    config.disallowed_signing_keys = disallowed.iter().map(|s| s.to_string()).collect();
+    config.disallowed_signing_keys = disallowed
+        .iter()
+        .map(|s| DisallowedSigningKey::Name(s.to_string()))
+        .collect();
     Trust::from_config(&config).unwrap()
 }
 
-/// An ADU-shaped signature of `manifest`: RSA root `root.1` signs the RSA signing key.
+/// A signing key's JWK as ADU's service writes it in an `sjwk`: `n` in standard base64
+/// with its padding (`+`, `/`, `=`), `e` = "AQAB", then `alg` and `kid`.
+fn adu_jwk(key: &KeyPair, kid: &str) -> serde_json::Map<String, Value> {
+    use base64::Engine as _;
+    let url = key.public_jwk(None);
+    let n = key::decode_b64url(url["n"].as_str().unwrap()).unwrap();
+    let n = base64::engine::general_purpose::STANDARD.encode(n);
+    assert!(n.contains(['+', '/']) && n.ends_with('='), "{n}");
+    let jwk = serde_json::json!({"kty": "RSA", "n": n, "e": "AQAB", "alg": "RS256", "kid": kid});
+    jwk.as_object().unwrap().clone()
+}
+
+/// The ADU hash of the test signing key, made with `openssl rsa -RSAPublicKey_out
+/// -outform DER | openssl dgst -sha256`, base64url: ADU's `disabledSigningKeys` name.
+const RSA_SIGNING_ADU_HASH: &str = "egG9175-oqkLDXndQ7QZ2apfzAqNh1xMJF07YV2S7GY";
+
+/// An ADU-shaped signature of `manifest`: RSA root `root.1` signs the RSA signing key,
+/// written as ADU's service writes it.
 fn adu_signature(manifest: &str) -> String {
     let sjwk = pair(RSA_ROOT)
-        .sign_key("root.1", &pair(RSA_SIGNING).public_jwk(Some("signing.1")))
+        .sign_key("root.1", &adu_jwk(&pair(RSA_SIGNING), "signing.1"))
         .unwrap();
     pair(RSA_SIGNING)
         .sign_manifest(manifest.as_bytes(), &sjwk)
@@ -153,10 +182,60 @@ fn wrong_unknown_disabled_root_keys_and_disallowed_signing_keys_are_refused() {
         trust(&[("root.1", &pair(RSA_ROOT))], &[], &[&thumbprint]).verify(m, &signature),
         Err(SignatureError::DisallowedSigningKey(thumbprint))
     );
+    // ADU's name for the key: the hash of its PKCS#1 public key, as a plain entry or in
+    // the form of ADU's root key package.
+    assert_eq!(
+        trust(&[("root.1", &pair(RSA_ROOT))], &[], &[RSA_SIGNING_ADU_HASH]).verify(m, &signature),
+        Err(SignatureError::DisallowedSigningKey(
+            RSA_SIGNING_ADU_HASH.into()
+        ))
+    );
+    let mut config = Config::parse(
+        Path::new("c.toml"),
+        &format!(
+            "[signing]\ndisallowed_signing_keys = [{{ alg = \"sha256\", hash = \"{RSA_SIGNING_ADU_HASH}\" }}]\n"
+        ),
+    )
+    .unwrap();
+    config.signing.root_keys = trust_config(&[("root.1", &pair(RSA_ROOT))]);
+    assert_eq!(
+        Trust::from_config(&config.signing)
+            .unwrap()
+            .verify(m, &signature),
+        Err(SignatureError::DisallowedSigningKey(
+            RSA_SIGNING_ADU_HASH.into()
+        ))
+    );
     assert_eq!(
         Trust::allow_unsigned().verify(m, &signature),
         Err(SignatureError::NoRootKeys)
     );
+}
+
+#[test]
+fn a_revocation_that_names_no_key_is_refused_when_the_configuration_is_read() {
+    for (entry, want) in [
+        ("\"\"", "disallowed_signing_keys[0]: an empty name"),
+        (
+            "{ alg = \"SHA1\", hash = \"egG9175-oqkLDXndQ7QZ2apfzAqNh1xMJF07YV2S7GY\" }",
+            "disallowed_signing_keys[0]: alg `SHA1`",
+        ),
+        (
+            "{ alg = \"SHA256\", hash = \"not-32-bytes\" }",
+            "is not 32 bytes of base64url",
+        ),
+        (
+            "{ sha = \"x\" }",
+            "unknown field `sha`, expected `alg` or `hash`",
+        ),
+        ("3", "disallowed_signing_keys"),
+    ] {
+        let text = format!("[signing]\ndisallowed_signing_keys = [{entry}]\n");
+        let e = Config::parse(Path::new("c.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(want), "{entry}: {e} lacks {want}");
+    }
 }
 
 #[test]
