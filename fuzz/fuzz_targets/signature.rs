@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use handrail::config::{RootKeyConfig, SigningConfig};
+use handrail::config::{DisallowedSigningKey, RootKeyConfig, SigningConfig};
 use handrail::trust::{PublicKey, Trust};
 use libfuzzer_sys::fuzz_target;
 
