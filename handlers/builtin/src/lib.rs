@@ -7,7 +7,7 @@
 //! let handlers = handrail_builtin_handlers::builtin_handlers();
 //! let script = handlers.iter().find(|h| h.id == "microsoft/script:1").unwrap();
 //! assert!(script.wasm.starts_with(b"\0asm"));
-//! assert_eq!(script.capabilities.run, vec![std::path::PathBuf::from("/bin/sh")]);
+//! assert_eq!(script.capabilities.run, ["/bin/sh", "/bin/bash"].map(std::path::PathBuf::from));
 //! let apt = handlers.iter().find(|h| h.id == "microsoft/apt:1").unwrap();
 //! assert_eq!(apt.capabilities.run.len(), 2);
 //! ```
@@ -46,9 +46,10 @@ pub fn builtin_handlers() -> Vec<BuiltinHandler> {
         BuiltinHandler {
             id: "microsoft/script:1",
             wasm: SCRIPT_HANDLER_WASM,
-            // Scripts are run as `/bin/sh <script> …`.
+            // Scripts are run by the interpreter their `#!` line names: ADU's are all
+            // `#!/bin/bash`; `/bin/sh` runs those without one (and places payload files).
             capabilities: Capabilities {
-                run: vec![PathBuf::from("/bin/sh")],
+                run: vec![PathBuf::from("/bin/sh"), PathBuf::from("/bin/bash")],
                 ..Capabilities::default()
             },
         },

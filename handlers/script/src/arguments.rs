@@ -1,14 +1,15 @@
 //! The command line a `microsoft/script:1` script receives, exactly as Azure Device Update
-//! builds it:
+//! builds it (script_handler.cpp, `PrepareScriptArguments`):
 //!
-//! 1. the step's `arguments` split on whitespace, with the component placeholders
-//!    (`--component-id-val`, `--component-name-val`, `--component-manufacturer-val`,
-//!    `--component-model-val`, `--component-version-val`, `--component-group-val`,
-//!    `--component-prop-val <property>`) replaced from the selected component, `n/a` when
-//!    there is none;
-//! 2. the action: `--action-install` (apiVersion 1.0) or `--action install` (1.1);
+//! 1. the action: `--action-install` (apiVersion 1.0, the default) or `--action install`
+//!    (1.1); none for any other apiVersion;
+//! 2. the step's `arguments` split on single spaces (empty tokens dropped, no quoting),
+//!    with the component placeholders (`--component-id-val`, `--component-name-val`,
+//!    `--component-manufacturer-val`, `--component-model-val`, `--component-version-val`,
+//!    `--component-group-val`, `--component-prop-val <property>`) replaced from the
+//!    selected component, `n/a` when there is none;
 //! 3. `--work-folder <dir>`, `--result-file <dir>/action_<action>_aduc_result.json`, and
-//!    `--installed-criteria <value>` when the step has one.
+//!    `--installed-criteria <value>` when the step has criteria that are not empty.
 //!
 //! Paths are sandbox paths here; they are marked so the host maps them to the files the
 //! script can open.
@@ -20,23 +21,23 @@ use handrail_sdk::{Action, Component};
 pub const NOT_AVAILABLE: &str = "n/a";
 
 /// How the action is passed to the script (`handlerProperties.apiVersion`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApiVersion {
     /// "1.0" (the default): `--action-install`.
     V1_0,
     /// "1.1": `--action install`.
     V1_1,
+    /// Any other value: ADU passes no action at all.
+    Other(String),
 }
 
 impl ApiVersion {
-    /// Parses `apiVersion`; absent means 1.0.
-    pub fn parse(value: Option<&str>) -> Result<ApiVersion, String> {
+    /// Reads `apiVersion`; absent means 1.0.
+    pub fn parse(value: Option<&str>) -> ApiVersion {
         match value {
-            None | Some("1.0") => Ok(ApiVersion::V1_0),
-            Some("1.1") => Ok(ApiVersion::V1_1),
-            Some(other) => Err(format!(
-                "handlerProperties.apiVersion is `{other}`; expected \"1.0\" or \"1.1\""
-            )),
+            None | Some("1.0") => ApiVersion::V1_0,
+            Some("1.1") => ApiVersion::V1_1,
+            Some(other) => ApiVersion::Other(other.to_owned()),
         }
     }
 }
@@ -91,7 +92,19 @@ pub struct Inputs<'a> {
 /// The script's arguments (without the script itself), in ADU's order.
 pub fn script_arguments(inputs: &Inputs<'_>) -> Vec<ScriptArg> {
     let mut args = Vec::new();
-    let mut tokens = inputs.arguments.unwrap_or("").split_whitespace();
+    match &inputs.api_version {
+        ApiVersion::V1_0 => args.push(ScriptArg::lit(format!("--action-{}", inputs.action))),
+        ApiVersion::V1_1 => {
+            args.push(ScriptArg::lit("--action"));
+            args.push(ScriptArg::lit(inputs.action.as_str()));
+        }
+        ApiVersion::Other(_) => {}
+    }
+    let mut tokens = inputs
+        .arguments
+        .unwrap_or("")
+        .split(' ')
+        .filter(|t| !t.is_empty());
     while let Some(token) = tokens.next() {
         let value = match token {
             "--component-id-val" => component_field(inputs.component, |c| Some(c.id.clone())),
@@ -111,13 +124,6 @@ pub fn script_arguments(inputs: &Inputs<'_>) -> Vec<ScriptArg> {
         };
         args.push(ScriptArg::Literal(value));
     }
-    match inputs.api_version {
-        ApiVersion::V1_0 => args.push(ScriptArg::lit(format!("--action-{}", inputs.action))),
-        ApiVersion::V1_1 => {
-            args.push(ScriptArg::lit("--action"));
-            args.push(ScriptArg::lit(inputs.action.as_str()));
-        }
-    }
     args.push(ScriptArg::lit("--work-folder"));
     args.push(ScriptArg::Path(inputs.work_folder.to_owned()));
     args.push(ScriptArg::lit("--result-file"));
@@ -125,7 +131,7 @@ pub fn script_arguments(inputs: &Inputs<'_>) -> Vec<ScriptArg> {
         inputs.work_folder,
         inputs.action,
     )));
-    if let Some(criteria) = inputs.installed_criteria {
+    if let Some(criteria) = inputs.installed_criteria.filter(|c| !c.is_empty()) {
         args.push(ScriptArg::lit("--installed-criteria"));
         args.push(ScriptArg::lit(criteria));
     }
@@ -190,6 +196,7 @@ mod tests {
         assert_eq!(
             rendered(&args),
             [
+                "--action-install",
                 "--pre",
                 "--component-name",
                 "front",
@@ -204,7 +211,6 @@ mod tests {
                 "contoso",
                 "vc-2",
                 "1.1",
-                "--action-install",
                 "--work-folder",
                 "</work>",
                 "--result-file",
@@ -225,13 +231,19 @@ mod tests {
             )
         });
         assert_eq!(
-            rendered(&args)[..3],
+            rendered(&args)[1..4],
             [NOT_AVAILABLE, NOT_AVAILABLE, NOT_AVAILABLE]
         );
         assert!(!rendered(&args).contains(&"--installed-criteria".to_owned()));
         let c = camera();
         let args = script_arguments(&inputs("--component-prop-val nope", Some(&c)));
-        assert_eq!(rendered(&args)[0], NOT_AVAILABLE);
+        assert_eq!(rendered(&args)[1], NOT_AVAILABLE);
+        // Empty criteria are left out, not passed as "".
+        let args = script_arguments(&Inputs {
+            installed_criteria: Some(""),
+            ..inputs("", None)
+        });
+        assert!(!rendered(&args).contains(&"--installed-criteria".to_owned()));
     }
 
     #[test]
@@ -245,9 +257,18 @@ mod tests {
             rendered(&args)[..4],
             ["--action", "is-installed", "--work-folder", "</work>"]
         );
-        assert_eq!(
-            ApiVersion::parse(Some("2.0")).unwrap_err(),
-            "handlerProperties.apiVersion is `2.0`; expected \"1.0\" or \"1.1\""
-        );
+        // Another apiVersion: ADU passes no action.
+        let args = script_arguments(&Inputs {
+            api_version: ApiVersion::parse(Some("2.0")),
+            ..inputs("--x", None)
+        });
+        assert_eq!(rendered(&args)[..2], ["--x", "--work-folder"]);
+    }
+
+    #[test]
+    fn arguments_split_on_single_spaces_only() {
+        // ADU splits on ' ' alone: a tab stays inside its token.
+        let args = script_arguments(&inputs("a  b\tc", None));
+        assert_eq!(rendered(&args)[1..3], ["a", "b\tc"]);
     }
 }

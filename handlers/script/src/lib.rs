@@ -4,8 +4,11 @@
 //! Handler properties: `scriptFileName` (required; the script must be one of the step's
 //! payload files), `arguments` (space-separated, with component placeholders),
 //! `installedCriteria`, `apiVersion` ("1.0", the default, or "1.1"). The command line is
-//! built by [`arguments::script_arguments`]; the script is run as `/bin/sh <script> …`
-//! through the host's `run` import, so the handler's registration must grant `/bin/sh`.
+//! built by [`arguments::script_arguments`]. The script is run as ADU's agent runs it, by
+//! the interpreter its `#!` line names (`#!/bin/bash` in every ADU script), `/bin/sh`
+//! when it has none, as the kernel and `execvp` would: `<interpreter> [<its argument>]
+//! <script> …`, through the host's `run` import, so the handler's registration must grant
+//! that interpreter (the built-in registration grants `/bin/sh` and `/bin/bash`).
 //!
 //! The script writes `{resultCode, extendedResultCode, resultDetails}` to the file named
 //! by `--result-file` and exits 0. How its end is reported:
@@ -24,8 +27,9 @@
 //! hard-linked (or copied) from `/payload` into the work folder, with the same granted
 //! shell.
 //!
-//! Download does not run the script: the runtime has already fetched and verified the
-//! step's payload. Backup and restore are not supported (1001 / 1101), as in ADU.
+//! As in ADU, the script runs for `is-installed`, `download` (after the runtime has
+//! fetched and verified the step's payload), `install` and `apply`, never for `cancel`
+//! (which answers 800); backup and restore are not supported (1001 / 1101).
 
 pub mod arguments;
 
@@ -40,8 +44,12 @@ use arguments::{ApiVersion, Inputs, ScriptArg, result_file_path, script_argument
 /// The handler id.
 pub const ID: &str = "microsoft/script:1";
 
-/// The program scripts are run with; the registration must grant it.
+/// The program a script without a `#!` line is run with, as `execvp` falls back to it,
+/// and the one the handler stages payload files with; the registration must grant it.
 pub const SHELL: &str = "/bin/sh";
+
+/// How much of a script's start is read for its `#!` line (Linux reads as much).
+const SHEBANG_BYTES: usize = 256;
 
 /// `PATH` given to the script (the rest of its environment is empty), so scripts written
 /// for ADU, which ran them from a login environment, find the usual tools.
@@ -49,8 +57,6 @@ pub const SCRIPT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin
 
 /// `handlerProperties.scriptFileName` is missing (ADU's code).
 pub const MISSING_SCRIPT_FILE_NAME: ExtendedCode = extended(COMPONENT_SCRIPT, 0x5);
-/// A handler property has an invalid value (ADU's reserved "invalid argument").
-pub const INVALID_PROPERTY: ExtendedCode = extended(COMPONENT_SCRIPT, 0x1);
 /// The script named by `scriptFileName` is not among the step's payload files
 /// (ADU's reserved "not found").
 pub const SCRIPT_NOT_IN_PAYLOAD: ExtendedCode = extended(COMPONENT_SCRIPT, 0x3);
@@ -87,11 +93,8 @@ impl Handler for ScriptHandler {
         perform(step, Action::IsInstalled)
     }
 
-    fn download(_step: &StepContext) -> ResultFile {
-        ResultFile::new(
-            codes::DOWNLOAD_SUCCESS,
-            "the step's payload was fetched and verified by the runtime",
-        )
+    fn download(step: &StepContext) -> ResultFile {
+        perform(step, Action::Download)
     }
 
     fn install(step: &StepContext) -> ResultFile {
@@ -102,8 +105,9 @@ impl Handler for ScriptHandler {
         perform(step, Action::Apply)
     }
 
-    fn cancel(step: &StepContext) -> ResultFile {
-        perform(step, Action::Cancel)
+    fn cancel(_step: &StepContext) -> ResultFile {
+        // ADU's script handler never runs the script to cancel; the runtime stops what runs.
+        ResultFile::new(codes::CANCEL_SUCCESS, "the script is not run to cancel")
     }
 }
 
@@ -115,7 +119,18 @@ fn perform(step: &StepContext, action: Action) -> ResultFile {
         Ok(c) => c,
         Err(failure) => return failure,
     };
-    let mut argv = vec![Arg::SandboxPath(script)];
+    let head = match read_head(&script) {
+        Ok(head) => head,
+        Err(e) => {
+            return ResultFile::failure(
+                SCRIPT_NOT_STARTED,
+                format!("cannot read the script {script}: {e}"),
+            );
+        }
+    };
+    let (interpreter, interpreter_arg) = shebang(&head).unwrap_or((SHELL.to_owned(), None));
+    let mut argv: Vec<Arg> = interpreter_arg.into_iter().map(Arg::Literal).collect();
+    argv.push(Arg::SandboxPath(script));
     argv.extend(args.into_iter().map(|a| match a {
         ScriptArg::Literal(s) => Arg::Literal(s),
         ScriptArg::Path(p) => Arg::SandboxPath(p),
@@ -123,15 +138,74 @@ fn perform(step: &StepContext, action: Action) -> ResultFile {
     if let Err(failure) = stage_payload(step) {
         return failure;
     }
-    let output = host::run(SHELL, &argv, &script_env(), None);
+    let output = host::run(&interpreter, &argv, &script_env(), None);
     let result_file = result_file_path(&step.work_folder, action);
     match output {
         Ok(output) => {
             log_output(&output);
             interpret(&output, std::fs::read(&result_file).ok().as_deref())
         }
+        Err(RunError::NotGranted(why)) => ResultFile::failure(
+            ext::CAPABILITY_DENIED,
+            format!(
+                "the script's interpreter {interpreter} ({}) is not granted: {why}; grant it in the registration of {ID} (capabilities.run) or the configuration ([handler_grants.\"{ID}\"] run = [\"{interpreter}\"])",
+                first_line(&head)
+            ),
+        ),
         Err(e) => run_failure(e),
     }
+}
+
+/// The start of the script, where its `#!` line is.
+fn read_head(script: &str) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut head = Vec::with_capacity(SHEBANG_BYTES);
+    std::fs::File::open(script)?
+        .take(SHEBANG_BYTES as u64)
+        .read_to_end(&mut head)?;
+    Ok(head)
+}
+
+/// The script's first line, for messages.
+fn first_line(head: &[u8]) -> String {
+    let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    match String::from_utf8_lossy(line).trim_end() {
+        "" => "no `#!` line".to_owned(),
+        line if line.starts_with("#!") => format!("`{line}`"),
+        _ => "no `#!` line".to_owned(),
+    }
+}
+
+/// The interpreter a script's `#!` line names, and the one argument the line may give it
+/// (the rest of the line, trimmed), read as Linux reads it; `None` when the script does
+/// not start with `#!` or names no interpreter.
+///
+/// ```
+/// use handrail_script_handler::shebang;
+/// assert_eq!(shebang(b"#!/bin/bash\necho"), Some(("/bin/bash".into(), None)));
+/// assert_eq!(
+///     shebang(b"#! /usr/bin/env  bash -e \n"),
+///     Some(("/usr/bin/env".into(), Some("bash -e".into())))
+/// );
+/// assert_eq!(shebang(b"echo hello\n"), None);
+/// assert_eq!(shebang(b"#!\n"), None);
+/// ```
+pub fn shebang(head: &[u8]) -> Option<(String, Option<String>)> {
+    let rest = head.strip_prefix(b"#!")?;
+    let line = rest.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let line = line.trim_matches([' ', '\t', '\r']);
+    let (interpreter, arg) = match line.find([' ', '\t']) {
+        Some(i) => (&line[..i], Some(line[i..].trim_matches([' ', '\t']))),
+        None => (line, None),
+    };
+    if interpreter.is_empty() {
+        return None;
+    }
+    Some((
+        interpreter.to_owned(),
+        arg.filter(|a| !a.is_empty()).map(str::to_owned),
+    ))
 }
 
 fn script_env() -> [(String, String); 1] {
@@ -184,8 +258,15 @@ fn command_line(
             ),
         ));
     };
-    let api_version = ApiVersion::parse(step.property_str("apiVersion"))
-        .map_err(|e| ResultFile::failure(INVALID_PROPERTY, e))?;
+    let api_version = ApiVersion::parse(step.property_str("apiVersion"));
+    if let ApiVersion::Other(other) = &api_version {
+        host::log(
+            host::Level::Warn,
+            &format!(
+                "handlerProperties.apiVersion is `{other}`, neither \"1.0\" nor \"1.1\": as ADU does, the script gets no action argument"
+            ),
+        );
+    }
     let installed_criteria = step
         .installed_criteria
         .as_deref()
@@ -265,7 +346,9 @@ fn run_failure(error: RunError) -> ResultFile {
     match error {
         RunError::NotGranted(why) => ResultFile::failure(
             ext::CAPABILITY_DENIED,
-            format!("{why}; the registration of {ID} must grant run = [\"{SHELL}\"]"),
+            format!(
+                "{why}; the registration of {ID} must grant run = [\"{SHELL}\"] to place the payload files"
+            ),
         ),
         RunError::BadPath(why) => ResultFile::failure(SCRIPT_NOT_STARTED, why),
         RunError::SpawnFailed(why) => ResultFile::failure(

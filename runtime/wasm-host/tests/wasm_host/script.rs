@@ -68,10 +68,22 @@ async fn run_script(
     component: Option<Component>,
     grants: &[&str],
 ) -> InvocationEnd {
+    run_this_script(scratch, SCRIPT, action, properties, component, grants).await
+}
+
+/// [`run_script`] with `script` as `install.sh`.
+async fn run_this_script(
+    scratch: &Scratch,
+    script: &str,
+    action: Action,
+    properties: serde_json::Value,
+    component: Option<Component>,
+    grants: &[&str],
+) -> InvocationEnd {
     let registration = scratch.registration(ID, script_handler(), grants, limits(64, 30));
     let handler = load(&registration).await;
     let files = vec![
-        scratch.payload("install.sh", SCRIPT),
+        scratch.payload("install.sh", script),
         scratch.payload("camera-firmware-1.1.json", "{\"version\": \"1.1\"}"),
     ];
     let context = scratch.context(ID, properties, files, component);
@@ -118,6 +130,7 @@ async fn install_passes_adu_arguments_in_order_and_the_scripts_result_through() 
     assert_eq!(
         args[1..],
         [
+            "--action-install",
             "--pre-install-sim-success",
             "--component-name",
             "front-camera",
@@ -131,7 +144,6 @@ async fn install_passes_adu_arguments_in_order_and_the_scripts_result_through() 
             "contoso",
             "virtual-vc",
             "1.1",
-            "--action-install",
             "--work-folder",
             &work,
             "--result-file",
@@ -182,7 +194,7 @@ async fn placeholders_without_a_component_are_not_available_and_api_1_1_passes_t
     let args = lines(&scratch, "args.txt");
     assert_eq!(
         args[1..7],
-        ["--rc", "900", "n/a", "n/a", "--action", "is-installed"]
+        ["--action", "is-installed", "--rc", "900", "n/a", "n/a"]
     );
     assert!(
         !args.contains(&"--installed-criteria".to_owned()),
@@ -294,12 +306,13 @@ async fn without_the_shell_granted_nothing_runs() {
 }
 
 #[tokio::test]
-async fn download_succeeds_without_running_the_script() {
+async fn download_runs_the_script_and_cancel_does_not() {
     let scratch = Scratch::new();
+    let properties = json!({"scriptFileName": "install.sh", "arguments": "--rc 500"});
     run_script(
         &scratch,
         Action::Download,
-        json!({"scriptFileName": "install.sh"}),
+        properties.clone(),
         None,
         &["/bin/sh"],
     )
@@ -308,5 +321,82 @@ async fn download_succeeds_without_running_the_script() {
         scratch.result(Action::Download).result_code,
         codes::DOWNLOAD_SUCCESS
     );
+    assert_eq!(lines(&scratch, "args.txt")[1], "--action-download");
+
+    let scratch = Scratch::new();
+    run_script(&scratch, Action::Cancel, properties, None, &["/bin/sh"]).await;
+    assert_eq!(
+        scratch.result(Action::Cancel).result_code,
+        codes::CANCEL_SUCCESS
+    );
     assert!(!scratch.path("work/args.txt").exists());
+}
+
+/// A script as ADU's demos write them: `#!/bin/bash` and what only bash understands
+/// (`[[ ]]`, an associative array, `${BASH_SOURCE[0]}`, `$(( ))` in hex).
+const BASH_SCRIPT: &str = r#"#!/bin/bash
+declare -A component_props
+result_file=""
+while [[ $# -gt 0 ]]; do
+    case $1 in
+        --result-file) result_file="$2"; shift; shift ;;
+        --component-prop) component_props["$2"]="$3"; shift; shift; shift ;;
+        *) shift ;;
+    esac
+done
+script_name=$(basename "${BASH_SOURCE[0]}")
+code=$((0x30500000 + 0))
+if [[ -n "$result_file" && "$script_name" == "install.sh" ]]; then
+    result='{"resultCode":600, "extendedResultCode":'"$code"',"resultDetails":"'"${component_props[path]}"'"}'
+    echo "$result" > "$result_file"
+fi
+"#;
+
+#[tokio::test]
+async fn a_bash_script_runs_under_bash_once_bash_is_granted() {
+    let properties = json!({
+        "scriptFileName": "install.sh",
+        "arguments": "--component-prop path --component-prop-val path",
+    });
+    let scratch = Scratch::new();
+    let end = run_this_script(
+        &scratch,
+        BASH_SCRIPT,
+        Action::Install,
+        properties.clone(),
+        Some(camera()),
+        &["/bin/sh", "/bin/bash"],
+    )
+    .await;
+    assert_eq!(end, InvocationEnd::Returned);
+    let result = scratch.result(Action::Install);
+    assert_eq!(result.result_code, codes::INSTALL_SUCCESS, "{result:?}");
+    assert_eq!(result.result_details, "/dev/video7");
+
+    // The interpreter the `#!` line names must be granted: the failure says which and
+    // how.
+    let scratch = Scratch::new();
+    run_this_script(
+        &scratch,
+        BASH_SCRIPT,
+        Action::Install,
+        properties,
+        Some(camera()),
+        &["/bin/sh"],
+    )
+    .await;
+    let result = scratch.result(Action::Install);
+    assert_eq!(result.extended(), ext::CAPABILITY_DENIED, "{result:?}");
+    for said in [
+        "`#!/bin/bash`",
+        "/bin/bash",
+        "capabilities.run",
+        "handler_grants",
+    ] {
+        assert!(
+            result.result_details.contains(said),
+            "{said}: {}",
+            result.result_details
+        );
+    }
 }
