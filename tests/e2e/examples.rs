@@ -108,13 +108,15 @@ fn the_parent_example_runs_the_child_per_camera_and_stops_at_the_missing_script(
     let calls = fs::read_to_string(front.join("calls.log")).unwrap();
     let calls: Vec<(&str, &str)> = calls.lines().map(|l| l.split_once('|').unwrap()).collect();
     let actions: Vec<&str> = calls.iter().map(|(action, _)| *action).collect();
-    assert_eq!(actions, ["is-installed", "install", "apply"]);
+    // As ADU's agent runs it: for download too, the action first, then the arguments.
+    assert_eq!(actions, ["is-installed", "download", "install", "apply"]);
     let substituted = format!(
-        "--pre-install-sim-success --component-name front-camera --component-group cameras --component-prop path {} --action-",
+        "--pre-install-sim-success --component-name front-camera --component-group cameras --component-prop path {} --work-folder ",
         front.display()
     );
     for (action, args) in &calls {
-        assert!(args.starts_with(&substituted), "{action}: {args}");
+        let expected = format!("--action-{action} {substituted}");
+        assert!(args.starts_with(&expected), "{action}: {args}");
         assert!(
             args.ends_with("--installed-criteria contoso-virtual-camera-1.2-step-0"),
             "{action}: {args}"

@@ -19,6 +19,7 @@ marker="$slot/$criteria"
 case "$action" in
     is-installed)
         if [ -e "$marker" ]; then write 900 0 "$camera already runs $criteria"; else write 901 0 "$camera needs $criteria"; fi ;;
+    download) write 500 0 "the firmware is in the work folder" ;;
     install)
         mkdir -p "$slot" 2>/dev/null || { write 0 838860801 "cannot create $slot"; exit 0; }
         if [ ! -r "$firmware" ]; then write 0 838860804 "firmware file $firmware missing"; exit 0; fi

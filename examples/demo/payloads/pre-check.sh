@@ -16,6 +16,7 @@ write() { printf '{"resultCode":%s,"extendedResultCode":%s,"resultDetails":"%s"}
 case "$action" in
     is-installed)
         if [ -e "$device/$criteria" ]; then write 900 0 "checked before"; else write 901 0 "not checked yet"; fi ;;
+    download) write 500 0 "nothing to download: the runtime has the payload" ;;
     install)
         mkdir -p "$device" 2>/dev/null || { write 0 838860801 "cannot create $device"; exit 0; }
         if [ ! -w "$device" ]; then write 0 838860802 "$device is not writable"; exit 0; fi

@@ -16,7 +16,7 @@
 //! | what happened | result |
 //! |---|---|
 //! | `scriptFileName` missing | failure, [`MISSING_SCRIPT_FILE_NAME`] (0x30500005) |
-//! | the script is not a payload file of the step | failure, [`SCRIPT_NOT_IN_PAYLOAD`], details name the file |
+//! | the script is not a payload file of the step | failure, [`SCRIPT_NOT_IN_PAYLOAD`] (0x30500103), details name the file |
 //! | exit code n ≠ 0 | failure, `0x30501000 + n` |
 //! | result file missing or unparsable | failure, [`RESULT_FILE_UNREADABLE`] (0x30500205) |
 //! | failure with extended code 0 | [`FAILURE_WITHOUT_CODE`] (0x30500206) |
@@ -57,9 +57,9 @@ pub const SCRIPT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin
 
 /// `handlerProperties.scriptFileName` is missing (ADU's code).
 pub const MISSING_SCRIPT_FILE_NAME: ExtendedCode = extended(COMPONENT_SCRIPT, 0x5);
-/// The script named by `scriptFileName` is not among the step's payload files
-/// (ADU's reserved "not found").
-pub const SCRIPT_NOT_IN_PAYLOAD: ExtendedCode = extended(COMPONENT_SCRIPT, 0x3);
+/// The script named by `scriptFileName` is not among the step's payload files (ADU's
+/// code for it, `DOWNLOAD_FAILURE_GET_PRIMARY_FILE_ENTITY`).
+pub const SCRIPT_NOT_IN_PAYLOAD: ExtendedCode = extended(COMPONENT_SCRIPT, 0x103);
 /// The script wrote no result file, or one that is not a result object (ADU's code).
 pub const RESULT_FILE_UNREADABLE: ExtendedCode = extended(COMPONENT_SCRIPT, 0x205);
 /// The script reported a failure with extended code 0 (ADU's code).

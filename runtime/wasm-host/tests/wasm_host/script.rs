@@ -250,7 +250,8 @@ async fn a_script_that_is_not_in_the_payload_fails_naming_it() {
     assert_eq!(end, InvocationEnd::Returned);
     let result = scratch.result(Action::IsInstalled);
     assert_eq!(result.result_code, codes::FAILURE);
-    assert_eq!(result.extended(), ExtendedCode::new(3, 5, 3));
+    // ADU's DOWNLOAD_FAILURE_GET_PRIMARY_FILE_ENTITY.
+    assert_eq!(result.extended(), ExtendedCode::new(3, 5, 0x103));
     assert!(
         result
             .result_details
