@@ -497,3 +497,38 @@ fn an_envelope_signed_as_adus_service_signs_it_deploys_and_is_refused_once_its_k
     assert_eq!(run.code(), Some(0), "{}\n{}", run.stdout(), run.stderr());
     assert!(!device.log().is_empty());
 }
+
+/// ADU's demos give several steps of one update the same installedCriteria, and its agent
+/// runs them: so does Handrail, warning of it by step.
+#[test]
+fn steps_that_share_installed_criteria_run_with_a_warning_naming_them() {
+    let device = Device::new();
+    let manifest = device.manifest(
+        "shared.json",
+        &script_manifest(&device, &["shared-1.0", "shared-1.0"], &[]),
+    );
+    let run = device.run(&["validate", manifest.to_str().unwrap()]);
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    let warning =
+        "instructions.steps[0], instructions.steps[1] share installedCriteria `shared-1.0`";
+    assert!(run.stderr().contains(warning), "{}", run.stderr());
+
+    let run = device.run(&[
+        "--json",
+        "deploy",
+        manifest.to_str().unwrap(),
+        "--payloads",
+        device.payloads.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code(), Some(0), "{}\n{}", run.stdout(), run.stderr());
+    assert!(run.stderr().contains(warning), "{}", run.stderr());
+    // Each step's handler answers for itself: the second finds what the first applied.
+    let report = run.last_json();
+    let outcomes: Vec<&str> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["succeeded", "already-installed"], "{report}");
+}

@@ -146,7 +146,22 @@ pub fn validate(
             context: context.to_owned(),
             errors,
         })?;
+    warn_of_shared_criteria(document.manifest(), context);
     Ok((document, verdict))
+}
+
+/// Warns of every `installedCriteria` that several steps of `m` share, naming the steps.
+fn warn_of_shared_criteria(m: &UpdateManifest, context: &str) {
+    for (criteria, steps) in m.shared_installed_criteria() {
+        let steps: Vec<String> = steps
+            .iter()
+            .map(|i| format!("instructions.steps[{i}]"))
+            .collect();
+        tracing::warn!(
+            "{context}: {} share installedCriteria `{criteria}`; each runs, and its handler's is-installed may find it installed because another of them is",
+            steps.join(", ")
+        );
+    }
 }
 
 /// The id a deployment runs under: the one asked for, else the envelope's workflow id,
@@ -302,7 +317,9 @@ impl Admission<'_> {
         .map_err(|errors| AdmitError::Invalid {
             context: context.to_owned(),
             errors,
-        })
+        })?;
+        warn_of_shared_criteria(m, context);
+        Ok(())
     }
 
     fn plan_steps(

@@ -20,6 +20,7 @@ fn is_handler_known(id: &str) -> bool {
 const VALID: &[(&str, u8)] = &[
     ("child-three-script-steps.json", 1),
     ("envelope-v5.json", 0),
+    ("installed-criteria-shared.json", 0),
     ("one-inline-step.json", 0),
     ("parent-reference-step.json", 0),
     ("two-inline-steps.json", 0),
@@ -131,11 +132,6 @@ const INVALID: &[(&str, u8, &str)] = &[
         "files-not-object.json",
         0,
         "files: must be an object, not an array",
-    ),
-    (
-        "installed-criteria-duplicate.json",
-        0,
-        "instructions.steps[1].handlerProperties.installedCriteria",
     ),
     ("instructions-missing.json", 0, "instructions: missing"),
     (
@@ -424,5 +420,19 @@ fn a_child_fails_as_a_parent_because_it_is_not_deployable() {
     assert!(
         message.starts_with("isDeployable: the update is not deployable on its own"),
         "{message}"
+    );
+}
+
+#[test]
+fn steps_that_share_installed_criteria_are_valid_and_found() {
+    let bytes = fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/manifests/valid/installed-criteria-shared.json"),
+    )
+    .unwrap();
+    let manifest = handrail::manifest::parse_manifest(&bytes).unwrap();
+    assert_eq!(
+        manifest.shared_installed_criteria(),
+        [("shared-criteria-1.0", vec![0, 1])]
     );
 }

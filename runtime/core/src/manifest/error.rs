@@ -109,19 +109,6 @@ pub enum Problem {
         "nested reference steps are not allowed (a child update may not reference another update)"
     )]
     NestedReference,
-    /// Two inline steps share an installedCriteria string.
-    #[error(
-        "installedCriteria `{value}` is also the installedCriteria of instructions.steps[{first}]; \
-         steps {first} and {second} need different strings"
-    )]
-    DuplicateInstalledCriteria {
-        /// The shared string.
-        value: String,
-        /// Index of the first step using it.
-        first: usize,
-        /// Index of the step repeating it.
-        second: usize,
-    },
     /// Two `files` entries share a fileName.
     #[error("fileName `{name}` is also the fileName of files.{other}")]
     DuplicateFileName {

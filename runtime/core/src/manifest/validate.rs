@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use handrail_contract::UpdateId;
 
 use super::error::{ManifestErrors, Problem, child, item};
-use super::model::{ReferenceTarget, Step, UpdateManifest};
+use super::model::{InlineStep, ReferenceTarget, Step, UpdateManifest};
 use crate::registry::is_valid_handler_id;
 
 /// What validation needs to know about where the manifest will run.
@@ -132,11 +132,29 @@ impl UpdateManifest {
         }
     }
 
+    /// The `installedCriteria` strings several inline steps share, each with the indexes
+    /// of its steps. ADU's demos give the steps of one child the same criteria, and its
+    /// agent runs them: each step's handler answers is-installed for itself. Handrail
+    /// runs them too, and warns, since a step can then look installed because another
+    /// one is.
+    pub fn shared_installed_criteria(&self) -> Vec<(&str, Vec<usize>)> {
+        let mut steps: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (index, step) in self.steps.iter().enumerate() {
+            if let Step::Inline(InlineStep {
+                installed_criteria: Some(value),
+                ..
+            }) = step
+            {
+                steps.entry(value.as_str()).or_default().push(index);
+            }
+        }
+        steps.into_iter().filter(|(_, s)| s.len() > 1).collect()
+    }
+
     fn check_steps(&self, cx: &ValidationContext<'_>, errors: &mut ManifestErrors) {
         if self.steps.is_empty() {
             errors.report("instructions.steps", Problem::Empty);
         }
-        let mut criteria: BTreeMap<&str, usize> = BTreeMap::new();
         for (index, step) in self.steps.iter().enumerate() {
             let path = item("instructions.steps", index);
             match step {
@@ -145,20 +163,6 @@ impl UpdateManifest {
                     let files_path = child(&path, "files");
                     for (i, name) in step.files.iter().enumerate() {
                         self.check_step_file(name, &item(&files_path, i), errors);
-                    }
-                    if let Some(value) = &step.installed_criteria {
-                        if let Some(&first) = criteria.get(value.as_str()) {
-                            errors.report(
-                                child(&child(&path, "handlerProperties"), "installedCriteria"),
-                                Problem::DuplicateInstalledCriteria {
-                                    value: value.clone(),
-                                    first,
-                                    second: index,
-                                },
-                            );
-                        } else {
-                            criteria.insert(value, index);
-                        }
                     }
                 }
                 Step::Reference(step) => {
