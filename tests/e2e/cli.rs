@@ -532,3 +532,61 @@ fn steps_that_share_installed_criteria_run_with_a_warning_naming_them() {
         .collect();
     assert_eq!(outcomes, ["succeeded", "already-installed"], "{report}");
 }
+
+/// An import manifest as ADU's tools write it (PowerShell's `New-AduImportManifest`: UTF-8
+/// with a byte-order mark, manifestVersion "4.0", `files` as an array of `filename`
+/// entries, steps naming their files by name) validates and deploys; a payload file that
+/// does not match its entry is refused, naming it.
+#[test]
+fn an_import_manifest_as_adus_tools_write_it_deploys() {
+    let device = Device::new();
+    let mut manifest = script_manifest(&device, &["imported-1.0"], &[]);
+    let script = fs::read(device.payloads.join("device-step.sh")).unwrap();
+    manifest["manifestVersion"] = "4.0".into();
+    manifest["createdDateTime"] = "2026-11-30T04:02:43.9745720Z".into();
+    manifest["instructions"]["steps"][0]["type"] = "inline".into();
+    manifest["files"] = serde_json::json!([{
+        "filename": "device-step.sh",
+        "sizeInBytes": script.len(),
+        "hashes": {"sha256": common::sha256_base64(&script)},
+    }]);
+    let mut bytes = b"\xEF\xBB\xBF".to_vec();
+    bytes.extend(serde_json::to_vec_pretty(&manifest).unwrap());
+    let path = device
+        .tmp
+        .path()
+        .join("contoso.device-steps.1.0.importmanifest.json");
+    fs::write(&path, &bytes).unwrap();
+    let path = path.to_str().unwrap();
+
+    let run = device.run(&["validate", path]);
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    let run = device.run(&[
+        "--json",
+        "deploy",
+        path,
+        "--payloads",
+        device.payloads.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code(), Some(0), "{}\n{}", run.stdout(), run.stderr());
+    assert_eq!(run.last_json()["steps"][0]["outcome"], "succeeded");
+
+    // The same manifest, its file grown by a byte: refused before anything runs.
+    let tampered = device.tmp.path().join("tampered");
+    fs::create_dir_all(&tampered).unwrap();
+    let mut grown = script.clone();
+    grown.push(b'\n');
+    fs::write(tampered.join("device-step.sh"), grown).unwrap();
+    let before = device.log().len();
+    let run = device.run(&[
+        "deploy",
+        path,
+        "--payloads",
+        tampered.to_str().unwrap(),
+        "--id",
+        "tampered",
+    ]);
+    assert_eq!(run.code(), Some(2), "{}", run.stderr());
+    assert!(run.stderr().contains("device-step.sh"), "{}", run.stderr());
+    assert_eq!(device.log().len(), before, "nothing ran");
+}

@@ -131,7 +131,12 @@ const INVALID: &[(&str, u8, &str)] = &[
     (
         "files-not-object.json",
         0,
-        "files: must be an object, not an array",
+        "files: must be an object (fileId → file) or an array (an import manifest's), not a string",
+    ),
+    (
+        "import-files-filename-missing.json",
+        0,
+        "files[0].filename: missing",
     ),
     ("instructions-missing.json", 0, "instructions: missing"),
     (

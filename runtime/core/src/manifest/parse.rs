@@ -263,10 +263,25 @@ fn read_reference_step(
     }))
 }
 
+/// `files`: a map keyed by fileId (as delivered), or an array of entries with a
+/// `filename` each (as ADU's tools write an import manifest), whose steps name their files
+/// by that name; an array entry's fileId is its name.
 fn read_files(r: &mut Reader, root: &Map<String, Value>) -> BTreeMap<String, FileEntry> {
     let path = "files";
-    let Some(object) = Reader::optional(root, path).and_then(|v| r.object(v, path)) else {
-        return BTreeMap::new();
+    let object = match Reader::optional(root, path) {
+        None => return BTreeMap::new(),
+        Some(Value::Array(items)) => return read_import_files(r, items, path),
+        Some(Value::Object(object)) => object,
+        Some(other) => {
+            r.report(
+                path,
+                Problem::WrongType {
+                    expected: "an object (fileId → file) or an array (an import manifest's)",
+                    found: super::error::kind(other),
+                },
+            );
+            return BTreeMap::new();
+        }
     };
     if object.len() > MAX_FILES {
         r.report(
@@ -288,9 +303,56 @@ fn read_files(r: &mut Reader, root: &Map<String, Value>) -> BTreeMap<String, Fil
     files
 }
 
+fn read_import_files(r: &mut Reader, items: &[Value], path: &str) -> BTreeMap<String, FileEntry> {
+    if items.len() > MAX_FILES {
+        r.report(
+            path,
+            Problem::TooMany {
+                what: "files",
+                count: items.len(),
+                limit: MAX_FILES,
+            },
+        );
+        return BTreeMap::new();
+    }
+    let mut files: BTreeMap<String, FileEntry> = BTreeMap::new();
+    for (i, v) in items.iter().enumerate() {
+        let entry_path = item(path, i);
+        let Some(entry) = read_file_entry_named(r, None, v, &entry_path, IMPORT_FILE_NAME) else {
+            continue;
+        };
+        if files.contains_key(&entry.file_name) {
+            r.report(
+                child(&entry_path, IMPORT_FILE_NAME),
+                Problem::DuplicateFileName {
+                    name: entry.file_name.clone(),
+                    other: entry.file_name.clone(),
+                },
+            );
+            continue;
+        }
+        files.insert(entry.file_name.clone(), entry);
+    }
+    files
+}
+
+/// The member naming a file in an import manifest's `files` array.
+const IMPORT_FILE_NAME: &str = "filename";
+
 fn read_file_entry(r: &mut Reader, id: &str, value: &Value, path: &str) -> Option<FileEntry> {
+    read_file_entry_named(r, Some(id), value, path, "fileName")
+}
+
+/// A `files` entry whose name is the member `name_key`; its fileId is `id`, or its name.
+fn read_file_entry_named(
+    r: &mut Reader,
+    id: Option<&str>,
+    value: &Value,
+    path: &str,
+    name_key: &str,
+) -> Option<FileEntry> {
     let object = r.object(value, path)?;
-    let common = read_file_common(r, object, path);
+    let common = read_file_common(r, object, path, name_key);
     let related_files = read_related_files(r, object, path);
     let download_handler = match Reader::optional(object, "downloadHandler") {
         None => None,
@@ -302,7 +364,7 @@ fn read_file_entry(r: &mut Reader, id: &str, value: &Value, path: &str) -> Optio
     };
     let common = common?;
     Some(FileEntry {
-        file_id: id.to_owned(),
+        file_id: id.map_or_else(|| common.file_name.clone(), str::to_owned),
         file_name: common.file_name,
         size_in_bytes: common.size_in_bytes,
         sha256: common.sha256,
@@ -320,9 +382,14 @@ struct FileCommon {
     properties: Map<String, Value>,
 }
 
-/// `fileName`, `sizeInBytes`, `hashes.sha256` and `properties`.
-fn read_file_common(r: &mut Reader, object: &Map<String, Value>, path: &str) -> Option<FileCommon> {
-    let file_name = r.required_string(object, "fileName", path);
+/// The name (the member `name_key`), `sizeInBytes`, `hashes.sha256` and `properties`.
+fn read_file_common(
+    r: &mut Reader,
+    object: &Map<String, Value>,
+    path: &str,
+    name_key: &str,
+) -> Option<FileCommon> {
+    let file_name = r.required_string(object, name_key, path);
     let size = r
         .required(object, "sizeInBytes", path)
         .and_then(|v| r.unsigned(v, &child(path, "sizeInBytes")));
@@ -398,7 +465,13 @@ fn read_related_files(r: &mut Reader, object: &Map<String, Value>, path: &str) -
         .into_iter()
         .filter_map(|(id, v, entry_path)| {
             let object = r.object(v, &entry_path)?;
-            let common = read_file_common(r, object, &entry_path)?;
+            // An import manifest's array names each file by `filename`.
+            let name_key = if id.is_none() && object.contains_key(IMPORT_FILE_NAME) {
+                IMPORT_FILE_NAME
+            } else {
+                "fileName"
+            };
+            let common = read_file_common(r, object, &entry_path, name_key)?;
             Some(RelatedFile {
                 file_id: id.cloned(),
                 file_name: common.file_name,
