@@ -131,8 +131,10 @@ fn type_name(value: &Value) -> &'static str {
 }
 
 impl AptManifest {
-    /// Parses and checks the bytes of an apt manifest.
+    /// Parses and checks the bytes of an apt manifest; a UTF-8 byte-order mark before it
+    /// is skipped, as ADU's JSON parser skips it (its samples start with one).
     pub fn parse(bytes: &[u8]) -> Result<AptManifest, ManifestProblem> {
+        let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
         let value: Value = serde_json::from_slice(bytes)
             .map_err(|e| malformed("", format!("not valid JSON: {e}")))?;
         let Value::Object(root) = value else {
@@ -439,5 +441,20 @@ mod tests {
         ] {
             assert_eq!(check_version(v), Ok(()), "{v}");
         }
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_skipped_and_nothing_else() {
+        let text = r#"{"name": "demo", "version": "1.0", "packages": [{"name": "hello"}]}"#;
+        let mut with_bom = b"\xEF\xBB\xBF".to_vec();
+        with_bom.extend_from_slice(text.as_bytes());
+        assert_eq!(
+            AptManifest::parse(&with_bom).unwrap(),
+            AptManifest::parse(text.as_bytes()).unwrap()
+        );
+        let mut twice = b"\xEF\xBB\xBF".to_vec();
+        twice.extend_from_slice(&with_bom);
+        assert!(AptManifest::parse(&twice).is_err());
+        assert!(AptManifest::parse(b"\xEF\xBB").is_err());
     }
 }
