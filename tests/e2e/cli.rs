@@ -230,13 +230,10 @@ fn without_a_configuration_unsigned_manifests_are_refused_unless_allowed() {
     assert_eq!(device.run(&args).code(), Some(0));
 }
 
-#[test]
-fn a_signed_envelope_deploys_through_the_binary_and_a_tampered_one_does_not() {
-    use handrail::trust::sign::KeyPair;
-
-    let keys = Path::new(env!("CARGO_MANIFEST_DIR")).join("../core/tests/keys");
-    let device = Device::new();
-    let mut manifest = script_manifest(&device, &["signed"], &[]);
+/// A one-step script update whose file is a `files` entry (`f1`), as a signed parent's
+/// must be, with installed criteria `criteria`.
+fn signable_update(device: &Device, criteria: &str) -> serde_json::Value {
+    let mut manifest = script_manifest(device, &[criteria], &[]);
     let script = fs::read(device.payloads.join("device-step.sh")).unwrap();
     manifest["instructions"]["steps"][0]["files"] = serde_json::json!(["f1"]);
     manifest["files"] = serde_json::json!({"f1": {
@@ -244,10 +241,28 @@ fn a_signed_envelope_deploys_through_the_binary_and_a_tampered_one_does_not() {
         "sizeInBytes": script.len(),
         "hashes": {"sha256": common::sha256_base64(&script)},
     }});
-    let text = manifest.to_string();
-    let root = KeyPair::from_pem(&fs::read_to_string(keys.join("rsa-root.pem")).unwrap()).unwrap();
-    let signing =
-        KeyPair::from_pem(&fs::read_to_string(keys.join("rsa-signing.pem")).unwrap()).unwrap();
+    manifest
+}
+
+/// The test keys' folder, its RSA root key and its RSA signing key.
+fn test_keys() -> (
+    std::path::PathBuf,
+    handrail::trust::sign::KeyPair,
+    handrail::trust::sign::KeyPair,
+) {
+    use handrail::trust::sign::KeyPair;
+    let keys = Path::new(env!("CARGO_MANIFEST_DIR")).join("../core/tests/keys");
+    let pair =
+        |name: &str| KeyPair::from_pem(&fs::read_to_string(keys.join(name)).unwrap()).unwrap();
+    let (root, signing) = (pair("rsa-root.pem"), pair("rsa-signing.pem"));
+    (keys, root, signing)
+}
+
+#[test]
+fn a_signed_envelope_deploys_through_the_binary_and_a_tampered_one_does_not() {
+    let device = Device::new();
+    let text = signable_update(&device, "signed").to_string();
+    let (keys, root, signing) = test_keys();
     let sjwk = root
         .sign_key("root.1", &signing.public_jwk(Some("signing.1")))
         .unwrap();
@@ -399,24 +414,13 @@ fn exit_codes_say_what_failed_where_it_failed() {
 #[test]
 fn an_envelope_signed_as_adus_service_signs_it_deploys_and_is_refused_once_its_key_is_revoked() {
     use base64::Engine as _;
-    use handrail::trust::sign::KeyPair;
 
-    let keys = Path::new(env!("CARGO_MANIFEST_DIR")).join("../core/tests/keys");
     let device = Device::new();
-    let mut manifest = script_manifest(&device, &["adu-signed"], &[]);
-    let script = fs::read(device.payloads.join("device-step.sh")).unwrap();
+    let mut manifest = signable_update(&device, "adu-signed");
     manifest["compatibility"] =
         serde_json::json!([{"deviceManufacturer": "contoso", "deviceModel": "e2e"}]);
-    manifest["instructions"]["steps"][0]["files"] = serde_json::json!(["f1"]);
-    manifest["files"] = serde_json::json!({"f1": {
-        "fileName": "device-step.sh",
-        "sizeInBytes": script.len(),
-        "hashes": {"sha256": common::sha256_base64(&script)},
-    }});
     let text = manifest.to_string();
-    let root = KeyPair::from_pem(&fs::read_to_string(keys.join("rsa-root.pem")).unwrap()).unwrap();
-    let signing =
-        KeyPair::from_pem(&fs::read_to_string(keys.join("rsa-signing.pem")).unwrap()).unwrap();
+    let (keys, root, signing) = test_keys();
     let url_n = signing.public_jwk(None)["n"].as_str().unwrap().to_owned();
     let n = base64::engine::general_purpose::STANDARD.encode(
         base64::engine::general_purpose::URL_SAFE_NO_PAD

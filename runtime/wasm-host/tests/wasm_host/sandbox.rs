@@ -43,23 +43,41 @@ async fn install(
     properties: Value,
     cancel: CancelToken,
 ) -> (InvocationEnd, Vec<(u64, u64)>) {
+    install_observed(scratch, handler, properties, cancel, |_, _| {}).await
+}
+
+/// [`install`], calling `observe` with each progress report as it comes.
+async fn install_observed(
+    scratch: &Scratch,
+    handler: &Arc<dyn LoadedHandler>,
+    properties: Value,
+    cancel: CancelToken,
+    observe: impl Fn(u64, u64) + Send + Sync + 'static,
+) -> (InvocationEnd, Vec<(u64, u64)>) {
     let files = vec![scratch.payload("a.txt", "payload a")];
     let context = scratch.context(HOSTILE_ID, properties, files, None);
-    invoke(handler, Action::Install, context, cancel).await
+    invoke_observed(handler, Action::Install, context, cancel, observe).await
+}
+
+impl Run {
+    /// The run of `install` in `scratch` that ended as `end` said.
+    fn of(scratch: Scratch, (end, progress): (InvocationEnd, Vec<(u64, u64)>)) -> Run {
+        let result = scratch.result(Action::Install);
+        Run {
+            scratch,
+            end,
+            result,
+            progress,
+        }
+    }
 }
 
 /// Loads the guest as `setup` says and runs `install` once.
 async fn run(setup: &Setup, properties: Value, cancel: CancelToken) -> Run {
     let scratch = Scratch::new();
     let handler = hostile(&scratch, setup).await;
-    let (end, progress) = install(&scratch, &handler, properties, cancel).await;
-    let result = scratch.result(Action::Install);
-    Run {
-        scratch,
-        end,
-        result,
-        progress,
-    }
+    let ended = install(&scratch, &handler, properties, cancel).await;
+    Run::of(scratch, ended)
 }
 
 #[tokio::test]
@@ -284,20 +302,11 @@ async fn cancelled_once_running(setup: &Setup, properties: Value) -> Run {
     let handler = hostile(&scratch, setup).await;
     let cancel = CancelToken::new();
     let on_progress = cancel.clone();
-    let files = vec![scratch.payload("a.txt", "payload a")];
-    let context = scratch.context(HOSTILE_ID, properties, files, None);
-    let (end, progress) =
-        invoke_observed(&handler, Action::Install, context, cancel, move |_, _| {
-            on_progress.cancel()
-        })
-        .await;
-    let result = scratch.result(Action::Install);
-    Run {
-        scratch,
-        end,
-        result,
-        progress,
-    }
+    let ended = install_observed(&scratch, &handler, properties, cancel, move |_, _| {
+        on_progress.cancel()
+    })
+    .await;
+    Run::of(scratch, ended)
 }
 
 #[tokio::test]
