@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;
 
-use common::{Device, script_manifest};
+use common::{Device, Run, script_manifest};
 
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../core/tests/manifests");
 
@@ -258,6 +258,33 @@ fn test_keys() -> (
     (keys, root, signing)
 }
 
+/// Writes the envelope `id.json` of `manifest` signed by `signature`, as the service
+/// delivers it.
+fn envelope(device: &Device, manifest: &str, signature: &str, id: &str) -> std::path::PathBuf {
+    device.manifest(
+        &format!("{id}.json"),
+        &serde_json::json!({
+            "workflow": {"action": 3, "id": id},
+            "updateManifest": manifest,
+            "updateManifestSignature": signature,
+            "fileUrls": {"f1": "http://example.invalid/device-step.sh"},
+        }),
+    )
+}
+
+/// `handrail --config <config> deploy <envelope>` over the device's payloads, signing
+/// required.
+fn deploy_signed(device: &Device, config: &Path, envelope: &Path) -> Run {
+    device.run_strict(&[
+        "--config",
+        config.to_str().unwrap(),
+        "deploy",
+        envelope.to_str().unwrap(),
+        "--payloads",
+        device.payloads.to_str().unwrap(),
+    ])
+}
+
 #[test]
 fn a_signed_envelope_deploys_through_the_binary_and_a_tampered_one_does_not() {
     let device = Device::new();
@@ -279,27 +306,13 @@ fn a_signed_envelope_deploys_through_the_binary_and_a_tampered_one_does_not() {
         ),
     )
     .unwrap();
-    let envelope = |manifest: &str, id: &str| {
-        device.manifest(
-            &format!("{id}.json"),
-            &serde_json::json!({
-                "workflow": {"action": 3, "id": id},
-                "updateManifest": manifest,
-                "updateManifestSignature": signature,
-            }),
-        )
-    };
-    let payloads = device.payloads.to_str().unwrap();
-    let config = config.to_str().unwrap();
-    let tampered = envelope(&text.replace("signed", "forged"), "tampered");
-    let run = device.run_strict(&[
-        "--config",
-        config,
-        "deploy",
-        tampered.to_str().unwrap(),
-        "--payloads",
-        payloads,
-    ]);
+    let tampered = envelope(
+        &device,
+        &text.replace("signed", "forged"),
+        &signature,
+        "tampered",
+    );
+    let run = deploy_signed(&device, &config, &tampered);
     assert_eq!(run.code(), Some(2), "{}", run.stderr());
     assert!(
         run.stderr().contains("altered after signing"),
@@ -307,15 +320,11 @@ fn a_signed_envelope_deploys_through_the_binary_and_a_tampered_one_does_not() {
         run.stderr()
     );
     assert!(device.log().is_empty());
-    let genuine = envelope(&text, "genuine");
-    let run = device.run_strict(&[
-        "--config",
-        config,
-        "deploy",
-        genuine.to_str().unwrap(),
-        "--payloads",
-        payloads,
-    ]);
+    let run = deploy_signed(
+        &device,
+        &config,
+        &envelope(&device, &text, &signature, "genuine"),
+    );
     assert_eq!(run.code(), Some(0), "{}\n{}", run.stdout(), run.stderr());
     assert!(!device.log().is_empty());
 }
@@ -451,28 +460,8 @@ fn an_envelope_signed_as_adus_service_signs_it_deploys_and_is_refused_once_its_k
         .unwrap();
         path
     };
-    let envelope = |manifest: &str, id: &str| {
-        device.manifest(
-            &format!("{id}.json"),
-            &serde_json::json!({
-                "workflow": {"action": 3, "id": id},
-                "updateManifest": manifest,
-                "updateManifestSignature": signature,
-                "fileUrls": {"f1": "http://example.invalid/device-step.sh"},
-            }),
-        )
-    };
-    let payloads = device.payloads.to_str().unwrap();
-    let deploy = |config: &Path, envelope: &Path| {
-        device.run_strict(&[
-            "--config",
-            config.to_str().unwrap(),
-            "deploy",
-            envelope.to_str().unwrap(),
-            "--payloads",
-            payloads,
-        ])
-    };
+    let envelope = |manifest: &str, id: &str| envelope(&device, manifest, &signature, id);
+    let deploy = |config: &Path, envelope: &Path| deploy_signed(&device, config, envelope);
 
     // Tampered: refused because the manifest changed, not because of the key's form.
     let trusting = config("");
