@@ -31,6 +31,7 @@ while [ $# -gt 0 ]; do
 done
 case "$action" in
     is-installed) code=901 ;;
+    download) code=500 ;;
     install) code=600 ;;
     apply) code=700 ;;
     *) code=0 ;;
