@@ -506,13 +506,7 @@ fn steps_that_share_installed_criteria_run_with_a_warning_naming_them() {
         "instructions.steps[0], instructions.steps[1] share installedCriteria `shared-1.0`";
     assert!(run.stderr().contains(warning), "{}", run.stderr());
 
-    let run = device.run(&[
-        "--json",
-        "deploy",
-        manifest.to_str().unwrap(),
-        "--payloads",
-        device.payloads.to_str().unwrap(),
-    ]);
+    let run = device.deploy_json(&manifest);
     assert_eq!(run.code(), Some(0), "{}\n{}", run.stdout(), run.stderr());
     assert!(run.stderr().contains(warning), "{}", run.stderr());
     // Each step's handler answers for itself: the second finds what the first applied.
@@ -554,13 +548,7 @@ fn an_import_manifest_as_adus_tools_write_it_deploys() {
 
     let run = device.run(&["validate", path]);
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
-    let run = device.run(&[
-        "--json",
-        "deploy",
-        path,
-        "--payloads",
-        device.payloads.to_str().unwrap(),
-    ]);
+    let run = device.deploy_json(Path::new(path));
     assert_eq!(run.code(), Some(0), "{}\n{}", run.stdout(), run.stderr());
     assert_eq!(run.last_json()["steps"][0]["outcome"], "succeeded");
 

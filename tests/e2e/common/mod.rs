@@ -158,6 +158,18 @@ impl Device {
         self.run(&["deploy", manifest.to_str().unwrap(), "--payloads", payloads])
     }
 
+    /// [`Device::deploy`] with `--json`: the events and the report, one JSON line each.
+    pub fn deploy_json(&self, manifest: &Path) -> Run {
+        let payloads = self.payloads.to_str().unwrap();
+        self.run(&[
+            "--json",
+            "deploy",
+            manifest.to_str().unwrap(),
+            "--payloads",
+            payloads,
+        ])
+    }
+
     /// The device log written by `device-step.sh`.
     pub fn log(&self) -> Vec<String> {
         fs::read_to_string(self.device.join("log"))
