@@ -11,7 +11,7 @@ use handrail::manifest::UpdateManifest;
 use handrail::registry::Registry;
 use handrail::report::StepOutcome;
 use handrail::state::{HistoryEntry, InstalledCriteria};
-use handrail::{Deployment, Event, Report};
+use handrail::{Deployment, Event, Phase, Report};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 
@@ -82,15 +82,23 @@ impl Output {
             bar
         };
         let mut labels: Vec<String> = Vec::new();
+        let mut offset = 0;
         while let Some(event) = deployment.next_event().await {
             if self.json {
                 self.print_json(&serde_json::to_value(&event).map_err(Failure::internal)?);
                 continue;
             }
             match &event {
-                Event::StepStarted { step, total, label } => {
-                    bar.set_length(*total as u64);
-                    bar.set_position(*step as u64);
+                Event::StepStarted {
+                    step,
+                    total,
+                    label,
+                    phase,
+                } => {
+                    // Each step counts twice: once downloaded, once installed.
+                    offset = if *phase == Phase::Install { *total } else { 0 };
+                    bar.set_length(2 * *total as u64);
+                    bar.set_position((offset + *step) as u64);
                     if labels.len() <= *step {
                         labels.resize(*step + 1, String::new());
                     }
@@ -127,7 +135,7 @@ impl Output {
                 Event::StepFinished { step, outcome } => {
                     let label = labels.get(*step).cloned().unwrap_or_default();
                     say(&bar, format!("{} {label}: {outcome}", mark(*outcome)));
-                    bar.set_position(*step as u64 + 1);
+                    bar.set_position((offset + *step) as u64 + 1);
                 }
                 Event::Suspended { interruption } => {
                     say(&bar, format!("⏸ suspended: {interruption:?} required"));

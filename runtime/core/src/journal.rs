@@ -69,6 +69,12 @@ pub enum Record {
         /// What it asked for.
         interruption: Interruption,
     },
+    /// Every step has run its download phase (`is-installed`, `download`); the install
+    /// phase (`is-installed`, `backup`, `install`, `apply`) starts.
+    InstallPhase {
+        /// When (RFC 3339).
+        at: String,
+    },
     /// The run was resumed after a suspension.
     Resumed {
         /// When (RFC 3339).
@@ -111,6 +117,8 @@ pub struct StepState {
     pub running: Option<Action>,
     /// The step's outcome, once reached.
     pub outcome: Option<StepOutcome>,
+    /// Where its install-phase events start in `events`, once the install phase began.
+    pub install_from: Option<usize>,
 }
 
 impl StepState {
@@ -120,6 +128,12 @@ impl StepState {
             StepEvent::Finished(r) => Some(r),
             _ => None,
         })
+    }
+
+    /// The events of the phase the step is in: all of them in the download phase, those
+    /// since the install phase began in it.
+    pub fn phase_events(&self) -> &[StepEvent] {
+        &self.events[self.install_from.unwrap_or(0).min(self.events.len())..]
     }
 }
 
@@ -132,6 +146,8 @@ pub struct Replay {
     pub started_at: String,
     /// Per planned step.
     pub steps: Vec<StepState>,
+    /// True once the install phase began (every step has run its download phase).
+    pub install_phase: bool,
     /// Set while suspended (cleared by `resumed`).
     pub suspended: Option<(usize, Interruption)>,
     /// Set once finished.
@@ -246,6 +262,7 @@ fn replay(path: &Path, lines: &[String]) -> Result<Option<Replay>, JournalError>
                         steps: vec![StepState::default(); plan.steps.len()],
                         plan,
                         started_at: at,
+                        install_phase: false,
                         suspended: None,
                         finished: None,
                         pre_hook: None,
@@ -263,11 +280,33 @@ fn replay(path: &Path, lines: &[String]) -> Result<Option<Replay>, JournalError>
                 s.events.push(StepEvent::Interrupted(a));
             }
         }
+        r.adopt_single_phase_journal();
     }
     Ok(replay)
 }
 
 impl Replay {
+    /// A journal written before deployments ran in two phases has no `install-phase`
+    /// record, yet its steps may be past their downloads: it continues in the install
+    /// phase, every step's events counting as that phase's, so no action runs again.
+    fn adopt_single_phase_journal(&mut self) {
+        let past_download = |e: &StepEvent| match e {
+            StepEvent::Finished(r) => !matches!(r.action, Action::IsInstalled | Action::Download),
+            StepEvent::Interrupted(a) => !matches!(a, Action::IsInstalled | Action::Download),
+            StepEvent::Resumed => true,
+        };
+        if !self.install_phase
+            && self.steps.iter().any(|s| {
+                s.events.iter().any(past_download) || s.outcome == Some(StepOutcome::Succeeded)
+            })
+        {
+            self.install_phase = true;
+            for s in &mut self.steps {
+                s.install_from = Some(0);
+            }
+        }
+    }
+
     /// Applies one record to the replayed state (also used live, after each append).
     pub fn apply(&mut self, record: Record) -> Result<(), String> {
         let n = self.steps.len();
@@ -305,6 +344,15 @@ impl Replay {
             Record::Suspended { step, interruption } => {
                 in_plan(step)?;
                 self.suspended = Some((step, interruption));
+            }
+            Record::InstallPhase { .. } => {
+                if self.install_phase {
+                    return Err("a second `install-phase` record".into());
+                }
+                self.install_phase = true;
+                for s in &mut self.steps {
+                    s.install_from = Some(s.events.len());
+                }
             }
             Record::Resumed { .. } => {
                 if let Some((step, _)) = self.suspended.take() {
@@ -344,8 +392,28 @@ impl Replay {
             .iter()
             .find(|s| matches!(s.outcome, StepOutcome::Failed | StepOutcome::Cancelled))
             .and_then(|s| {
-                // The failing action is the first failed one (a restore may follow it).
-                let failed = s.actions.iter().find(|a| !a.result.is_success())?;
+                // The failing action is the first failed one (a restore may follow it),
+                // passing over an `is-installed` failure the step went on from: that
+                // counts as "not installed", and the action that failed later is why.
+                let went_on = |i: usize| {
+                    s.actions[i + 1..]
+                        .iter()
+                        .any(|a| !matches!(a.action, Action::Restore | Action::Cancel))
+                };
+                let failed = s
+                    .actions
+                    .iter()
+                    .enumerate()
+                    .find(|(i, a)| {
+                        !a.result.is_success() && !(a.action == Action::IsInstalled && went_on(*i))
+                    })
+                    .or_else(|| {
+                        s.actions
+                            .iter()
+                            .enumerate()
+                            .find(|(_, a)| !a.result.is_success())
+                    })
+                    .map(|(_, a)| a)?;
                 Some(FailureReport {
                     step: s.number,
                     label: s.label.clone(),
@@ -373,5 +441,116 @@ impl Replay {
             error: self.pre_hook.clone().and_then(Result::err),
             post_hook_error: self.post_hook.clone().and_then(Result::err),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(steps: usize) -> Plan {
+        let step = |number| crate::plan::PlannedStep {
+            number,
+            level: 0,
+            parent_step: None,
+            update_id: handrail_contract::UpdateId {
+                provider: "p".into(),
+                name: "n".into(),
+                version: "1".into(),
+            },
+            step_index: number as u32,
+            handler: "a/b:1".into(),
+            description: None,
+            files: Vec::new(),
+            handler_properties: serde_json::Map::new(),
+            installed_criteria: None,
+            component: None,
+            no_matching_components: false,
+        };
+        Plan {
+            deployment: "d".into(),
+            workflow_id: "w".into(),
+            update_id: step(0).update_id,
+            deployment_dir: "/nowhere".into(),
+            steps: (0..steps).map(step).collect(),
+            failure_policy: Default::default(),
+        }
+    }
+
+    fn finished(step: usize, action: Action, code: i32) -> String {
+        serde_json::to_string(&Record::ActionFinished {
+            step,
+            action,
+            result: ResultFile::new(code, ""),
+        })
+        .unwrap()
+    }
+
+    fn lines(records: &[String]) -> Vec<String> {
+        let admitted = serde_json::to_string(&Record::Admitted {
+            plan: plan(2),
+            at: "t".into(),
+        })
+        .unwrap();
+        std::iter::once(admitted)
+            .chain(records.iter().cloned())
+            .collect()
+    }
+
+    #[test]
+    fn the_install_phase_sees_only_its_own_events() {
+        let phase = serde_json::to_string(&Record::InstallPhase { at: "t".into() }).unwrap();
+        let r = replay(
+            Path::new("j"),
+            &lines(&[
+                finished(0, Action::IsInstalled, 901),
+                finished(0, Action::Download, 500),
+                finished(1, Action::IsInstalled, 901),
+                finished(1, Action::Download, 500),
+                phase.clone(),
+                finished(0, Action::IsInstalled, 901),
+            ]),
+        )
+        .unwrap()
+        .unwrap();
+        assert!(r.install_phase);
+        assert_eq!(r.steps[0].events.len(), 3);
+        assert_eq!(r.steps[0].phase_events().len(), 1);
+        assert!(r.steps[1].phase_events().is_empty());
+        let twice = replay(Path::new("j"), &lines(&[phase.clone(), phase]));
+        assert!(twice.is_err(), "a second install-phase record is damage");
+    }
+
+    #[test]
+    fn a_journal_of_one_phase_continues_where_it_stopped() {
+        // Written before two phases: step 0 finished, step 1 is past its download.
+        let done = serde_json::to_string(&Record::StepFinished {
+            step: 0,
+            outcome: StepOutcome::Succeeded,
+        })
+        .unwrap();
+        let r = replay(
+            Path::new("j"),
+            &lines(&[
+                finished(0, Action::IsInstalled, 901),
+                finished(0, Action::Install, 600),
+                done,
+                finished(1, Action::IsInstalled, 901),
+                finished(1, Action::Download, 500),
+                finished(1, Action::Backup, 1000),
+            ]),
+        )
+        .unwrap()
+        .unwrap();
+        assert!(r.install_phase);
+        assert_eq!(r.steps[1].phase_events().len(), 3);
+        // A new journal at its start is in the download phase.
+        let fresh = replay(
+            Path::new("j"),
+            &lines(&[finished(0, Action::IsInstalled, 901)]),
+        )
+        .unwrap()
+        .unwrap();
+        assert!(!fresh.install_phase);
     }
 }

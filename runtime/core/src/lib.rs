@@ -31,7 +31,7 @@ pub mod trust;
 
 pub use admit::{AdmitError, AdmitOptions};
 pub use cancel::CancelToken;
-pub use engine::{EngineError, Event};
+pub use engine::{EngineError, Event, Phase};
 pub use handrail_contract as contract;
 pub use report::{DeploymentStatus, Report, StepOutcome};
 pub use runtime::{Deployment, Runtime, RuntimeBuilder, RuntimeError};

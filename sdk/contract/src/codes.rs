@@ -1,9 +1,10 @@
 //! Actions, result codes and extended result codes, compatible with Azure Device Update.
 //!
 //! A result code greater than zero is a success of some kind, zero or less a failure.
-//! Each action has its own band of codes (500s for download, 600s for install, …); a
-//! handler that answers an action with a code from another band is out of phase, and the
-//! runtime turns that into a failure ([`ext::RESULT_OUT_OF_PHASE`]).
+//! Each action has its own band of codes (500s for download, 600s for install, …). A
+//! handler that answers an action with a success code of another band is out of phase:
+//! like ADU's agent, the runtime still counts it as success (and logs a warning); the
+//! conformance kit fails the handler for it.
 //!
 //! An extended result code packs `facility (bits 28–31) | component (bits 20–27) |
 //! code (bits 0–19)`. Handrail's own codes use facility 3 (step handler) and component
@@ -455,7 +456,9 @@ pub mod ext {
     pub const RESULT_FILE_NOT_UTF8: ExtendedCode = rt(0x03);
     /// The result file is not the expected JSON object.
     pub const RESULT_FILE_MALFORMED: ExtendedCode = rt(0x04);
-    /// The result code is not one the action may answer with.
+    /// The result code is not one the action may answer with. The runtime no longer
+    /// reports it (an out-of-phase success code counts as success, as in ADU); the code
+    /// stays reserved, as reports kept in history may carry it.
     pub const RESULT_OUT_OF_PHASE: ExtendedCode = rt(0x05);
     /// The handler reported failure but no extended code; the runtime supplies this one.
     pub const FAILURE_WITHOUT_CODE: ExtendedCode = rt(0x06);

@@ -301,8 +301,19 @@ fn read_result(action: Action, path: &Path) -> (Option<ResultFile>, Option<Strin
     let as_written = bytes
         .as_deref()
         .and_then(|b| serde_json::from_slice::<ResultFile>(b).ok());
-    // Valid means the runtime takes the file exactly as the handler wrote it.
-    let problem = (as_written.as_ref() != Some(&read)).then(|| read.result_details.clone());
+    // Valid means the runtime takes the file exactly as the handler wrote it, with a code
+    // of the action's own band (the runtime counts another band's success code as a
+    // success, as ADU's agent does, but a handler must not rely on that).
+    let problem = if as_written.as_ref() != Some(&read) {
+        Some(read.result_details.clone())
+    } else if !action.accepts(read.result_code) {
+        Some(format!(
+            "result code {} is not a valid answer to `{action}` (out of phase; handler said: {})",
+            read.result_code, read.result_details
+        ))
+    } else {
+        None
+    };
     (Some(read), problem)
 }
 

@@ -1,6 +1,10 @@
-//! The workflow engine: executes a plan step by step, journaling every transition first.
+//! The workflow engine: executes a plan in ADU's two phases, journaling every transition
+//! first.
 //!
-//! For each planned step the engine asks [`sequence::next_move`] what to do, appends
+//! First every step runs its download phase (`is-installed`, `download`), then, once all
+//! have downloaded, each step in turn its install phase (`is-installed`, `backup`,
+//! `install`, `apply`); the journal marks where the install phase began. For each step
+//! and phase the engine asks [`sequence::next_move`] what to do, appends
 //! `action-started` to the journal, runs the action through the step's handler host,
 //! reads and validates the result file, appends `action-finished`, and repeats until the
 //! step has an outcome. A failed or cancelled step ends the deployment; a reboot or
@@ -34,13 +38,14 @@ use crate::registry::Registry;
 use crate::report::{DeploymentStatus, Report, StepOutcome};
 use crate::state::{History, InstalledCriteria, InstalledRecords, StateError};
 use action::{WorkFolder, run_action};
+pub use sequence::Phase;
 use sequence::{Move, next_move, pending_interruption};
 
 /// Something that happened during a deployment, for progress displays.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum Event {
-    /// A step is about to run its first (or next) action.
+    /// A step is about to run the first (or next) action of a phase.
     StepStarted {
         /// Plan position.
         step: usize,
@@ -48,6 +53,8 @@ pub enum Event {
         total: usize,
         /// Step label.
         label: String,
+        /// The phase.
+        phase: Phase,
     },
     /// An action started.
     ActionStarted {
@@ -301,29 +308,56 @@ fn finalize(cx: &Context, journal_path: &Path, replay: &Replay) -> Result<Report
     Ok(report)
 }
 
-/// Runs the steps in order; returns the end state reached (or `Suspended`).
+/// Runs the download phase of every step, then the install phase step by step; returns
+/// the end state reached (or `Suspended`).
 async fn run_steps(
     cx: &Context,
     journal: &mut Journal,
     replay: &mut Replay,
 ) -> Result<DeploymentStatus, EngineError> {
     let total = replay.plan.steps.len();
+    if !replay.install_phase {
+        for i in 0..total {
+            if replay.steps[i].outcome.is_none() {
+                if replay.steps[i].events.is_empty() && cx.cancel.is_cancelled() {
+                    return Ok(DeploymentStatus::Cancelled);
+                }
+                cx.emit(Event::StepStarted {
+                    step: i,
+                    total,
+                    label: replay.plan.steps[i].label(),
+                    phase: Phase::Download,
+                });
+                run_step(cx, journal, replay, i, Phase::Download).await?;
+            }
+            match replay.steps[i].outcome {
+                Some(StepOutcome::Failed) => return Ok(DeploymentStatus::Failed),
+                Some(StepOutcome::Cancelled) => return Ok(DeploymentStatus::Cancelled),
+                _ => {}
+            }
+        }
+        if cx.cancel.is_cancelled() {
+            return Ok(DeploymentStatus::Cancelled);
+        }
+        record(journal, replay, Record::InstallPhase { at: now_rfc3339() })?;
+    }
     for i in 0..total {
         if replay.steps[i].outcome.is_none() {
-            if replay.steps[i].events.is_empty() && cx.cancel.is_cancelled() {
+            if replay.steps[i].phase_events().is_empty() && cx.cancel.is_cancelled() {
                 return Ok(DeploymentStatus::Cancelled);
             }
             cx.emit(Event::StepStarted {
                 step: i,
                 total,
                 label: replay.plan.steps[i].label(),
+                phase: Phase::Install,
             });
-            if let Some(status) = run_step(cx, journal, replay, i).await? {
+            if let Some(status) = run_step(cx, journal, replay, i, Phase::Install).await? {
                 return Ok(status);
             }
         }
         let outcome = replay.steps[i].outcome.unwrap_or(StepOutcome::Pending);
-        if let Some(interruption) = pending_interruption(&replay.steps[i].events) {
+        if let Some(interruption) = pending_interruption(replay.steps[i].phase_events()) {
             return suspend(cx, journal, replay, i, interruption);
         }
         match outcome {
@@ -335,13 +369,14 @@ async fn run_steps(
     Ok(DeploymentStatus::Succeeded)
 }
 
-/// Runs one step until it has an outcome, or until an immediate interruption suspends
-/// the deployment (then returns `Some(Suspended)`).
+/// Runs one step's `phase` until the step has an outcome or has downloaded, or until an
+/// immediate interruption suspends the deployment (then returns `Some(Suspended)`).
 async fn run_step(
     cx: &Context,
     journal: &mut Journal,
     replay: &mut Replay,
     i: usize,
+    phase: Phase,
 ) -> Result<Option<DeploymentStatus>, EngineError> {
     let step = replay.plan.steps[i].clone();
     if step.no_matching_components {
@@ -397,7 +432,12 @@ async fn run_step(
     }
     let handler = cx.handlers.get(&step.handler).await;
     let supports = |a: Action| match &handler {
-        Ok(h) => h.description().supports(a),
+        // A step with installed criteria whose handler cannot tell is answered from the
+        // runtime's records, as ADU's apt handler answers from its own.
+        Ok(h) => {
+            h.description().supports(a)
+                || (a == Action::IsInstalled && step.installed_criteria.is_some())
+        }
         // Unloadable: the first action reports why.
         Err(_) => true,
     };
@@ -405,8 +445,13 @@ async fn run_step(
     // What the step's actions left in its work folder is read again after the reboot
     // or restart it waits for: the folder is made durable before the run stops.
     loop {
-        let events = &replay.steps[i].events;
-        match next_move(events, &supports) {
+        let events = replay.steps[i].phase_events();
+        match next_move(events, phase, &supports) {
+            Move::Downloaded => {
+                // The install phase reads what the download left in the work folder.
+                work.make_durable()?;
+                return Ok(None);
+            }
             Move::Finish(outcome) => {
                 if pending_interruption(events).is_some() {
                     work.make_durable()?;
@@ -491,10 +536,14 @@ async fn journaled_action(
         }
     } else {
         match handler {
+            Ok(h) if action == Action::IsInstalled && !h.description().supports(action) => {
+                recorded_is_installed(cx, step, verifying)?
+            }
             Ok(h) => run_action(cx, h.as_ref(), work, &replay.plan.workflow_id, step, action).await,
             Err(failure) => failure.clone(),
         }
     };
+    warn_where_adu_goes_on(step, action, &result, verifying);
     // A verification after a reboot that finds the update not running is a failure,
     // named as such in the report.
     let result = if verifying && result.result_code == codes::IS_INSTALLED_NOT_INSTALLED {
@@ -523,6 +572,74 @@ async fn journaled_action(
         },
     )?;
     Ok(result)
+}
+
+/// `is-installed` for a step whose handler cannot tell, answered from the runtime's
+/// installed-criteria records (ADU's apt handler answers it from its own record of
+/// installed criteria). After the reboot or restart the step asked for, it answers
+/// "installed": the install and apply it verifies succeeded, and the handler has nothing
+/// more to tell.
+fn recorded_is_installed(
+    cx: &Context,
+    step: &PlannedStep,
+    verifying: bool,
+) -> Result<ResultFile, EngineError> {
+    let criteria = step.installed_criteria.as_deref().unwrap_or_default();
+    if verifying {
+        return Ok(ResultFile::new(
+            codes::IS_INSTALLED_INSTALLED,
+            format!("`{criteria}`: installed and applied before the restart"),
+        ));
+    }
+    let component = step.component.as_ref().map(|c| c.id.as_str());
+    let record = cx.installed.load()?.into_iter().find(|r| {
+        r.installed_criteria == criteria
+            && r.handler == step.handler
+            && r.component.as_deref() == component
+    });
+    Ok(match record {
+        Some(r) => ResultFile::new(
+            codes::IS_INSTALLED_INSTALLED,
+            format!(
+                "`{criteria}` is recorded as installed (by deployment {} at {})",
+                r.deployment, r.at
+            ),
+        ),
+        None => ResultFile::new(
+            codes::IS_INSTALLED_NOT_INSTALLED,
+            format!("`{criteria}` is not recorded as installed"),
+        ),
+    })
+}
+
+/// Logs the results ADU's agent goes on from and Handrail follows it in: a success code
+/// of another action's band, and a failed `is-installed` (taken as "not installed").
+fn warn_where_adu_goes_on(
+    step: &PlannedStep,
+    action: Action,
+    result: &ResultFile,
+    verifying: bool,
+) {
+    let label = step.label();
+    if result.is_success() && !action.accepts(result.result_code) {
+        tracing::warn!(
+            step = %label,
+            "`{action}` answered {}, a code of another action; counted as success, as ADU's agent does",
+            result.result_code
+        );
+    }
+    if action == Action::IsInstalled
+        && !verifying
+        && !result.is_success()
+        && result.result_code != codes::FAILURE_CANCELLED
+    {
+        tracing::warn!(
+            step = %label,
+            "`is-installed` failed ({}: {}); taken as not installed, as ADU's agent does",
+            result.extended(),
+            result.result_details
+        );
+    }
 }
 
 fn record_installed(cx: &Context, deployment: &str, step: &PlannedStep) -> Result<(), EngineError> {

@@ -1,12 +1,18 @@
-//! ADU's per-step action sequence as a pure function of what the journal recorded.
+//! ADU's action sequence as a pure function of what the journal recorded.
 //!
-//! Per step: `is-installed` (900 → skip), `download`, `backup`, `install`, `apply`;
-//! `restore` when install or apply fails after a successful backup; the handler's
-//! `cancel` after an action was cancelled. Actions the handler does not implement are
-//! skipped. Because the next move depends only on the step's recorded events, a live run
-//! and a run resumed from the journal after a crash take the same path; an action that
-//! was interrupted by a crash is re-run after `is-installed` confirms the step is not
-//! already installed.
+//! A deployment runs in ADU's two phases. In the download phase every step runs
+//! `is-installed` (900 → the step is done) and `download`; only when every step has
+//! downloaded does the install phase run, step by step, `is-installed` again, `backup`,
+//! `install` and `apply`. So a download that fails in a late step leaves nothing
+//! installed. Within a phase: `restore` when install or apply fails after a successful
+//! backup; the handler's `cancel` after an action was cancelled; actions the handler
+//! does not implement are skipped. Like ADU's agent, a failed `is-installed` counts as
+//! "not installed": the step goes on, and fails (if it does) in the action that fails.
+//!
+//! Because the next move depends only on the step's recorded events in its phase, a
+//! live run and a run resumed from the journal after a crash take the same path; an
+//! action that was interrupted by a crash is re-run after `is-installed` confirms the
+//! step is not already installed.
 
 use handrail_contract::codes::{self, Interruption};
 use handrail_contract::{Action, ResultFile};
@@ -14,11 +20,38 @@ use handrail_contract::{Action, ResultFile};
 use crate::journal::StepEvent;
 use crate::report::StepOutcome;
 
+/// The two phases of a deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// `is-installed` and `download`, for every step before any installs.
+    Download,
+    /// `is-installed`, `backup`, `install`, `apply`, step by step.
+    Install,
+}
+
+impl Phase {
+    /// The forward actions of the phase, in order.
+    fn forward(self) -> &'static [Action] {
+        match self {
+            Phase::Download => &[Action::IsInstalled, Action::Download],
+            Phase::Install => &[
+                Action::IsInstalled,
+                Action::Backup,
+                Action::Install,
+                Action::Apply,
+            ],
+        }
+    }
+}
+
 /// What to do next for a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Move {
     /// Run this action.
     Run(Action),
+    /// The step has downloaded and waits for the install phase.
+    Downloaded,
     /// The step is over with this outcome.
     Finish(StepOutcome),
     /// The step asked for a reboot or agent restart and waits for it: suspend now, and
@@ -26,28 +59,22 @@ pub enum Move {
     AwaitRestart(Interruption),
 }
 
-const FORWARD: [Action; 5] = [
-    Action::IsInstalled,
-    Action::Download,
-    Action::Backup,
-    Action::Install,
-    Action::Apply,
-];
-
-/// The first supported forward action after `after` (or from the start for `None`).
-fn forward_from(after: Option<Action>, supports: &dyn Fn(Action) -> bool) -> Move {
+/// The first supported forward action of `phase` after `after` (from the start for
+/// `None`), or `None` at the end of the phase.
+fn forward_from(
+    phase: Phase,
+    after: Option<Action>,
+    supports: &dyn Fn(Action) -> bool,
+) -> Option<Action> {
+    let forward = phase.forward();
     let start = match after {
         None => 0,
-        Some(a) => FORWARD
+        Some(a) => forward
             .iter()
             .position(|x| *x == a)
-            .map_or(FORWARD.len(), |p| p + 1),
+            .map_or(forward.len(), |p| p + 1),
     };
-    FORWARD[start..]
-        .iter()
-        .copied()
-        .find(|a| supports(*a))
-        .map_or(Move::Finish(StepOutcome::Succeeded), Move::Run)
+    forward[start..].iter().copied().find(|a| supports(*a))
 }
 
 fn finished(e: &StepEvent) -> Option<(Action, &ResultFile)> {
@@ -131,14 +158,29 @@ fn after_last_action(events: &[StepEvent], supports: &dyn Fn(Action) -> bool) ->
     }
 }
 
-/// The next move for a step, given its recorded events and what the handler supports.
-pub fn next_move(events: &[StepEvent], supports: &dyn Fn(Action) -> bool) -> Move {
+/// The move after `action` succeeded (or, for `None`, before the phase's first action).
+fn forward(
+    phase: Phase,
+    after: Option<Action>,
+    events: &[StepEvent],
+    supports: &dyn Fn(Action) -> bool,
+) -> Move {
+    match forward_from(phase, after, supports) {
+        Some(next) => Move::Run(next),
+        None if phase == Phase::Download => Move::Downloaded,
+        None => after_last_action(events, supports),
+    }
+}
+
+/// The next move for a step in `phase`, given its recorded events in that phase (see
+/// [`crate::journal::StepState::phase_events`]) and what the handler supports.
+pub fn next_move(events: &[StepEvent], phase: Phase, supports: &dyn Fn(Action) -> bool) -> Move {
     let evs: Vec<&StepEvent> = events
         .iter()
         .filter(|e| !matches!(e, StepEvent::Resumed))
         .collect();
     let Some(last) = evs.last() else {
-        return forward_from(None, supports);
+        return forward(phase, None, events, supports);
     };
     let (action, result) = match last {
         StepEvent::Interrupted(a @ (Action::Restore | Action::Cancel | Action::IsInstalled)) => {
@@ -166,7 +208,7 @@ pub fn next_move(events: &[StepEvent], supports: &dyn Fn(Action) -> bool) -> Mov
         Action::IsInstalled => {
             if result.result_code == codes::IS_INSTALLED_INSTALLED {
                 Move::Finish(StepOutcome::AlreadyInstalled)
-            } else if !result.is_success() {
+            } else if result.result_code == codes::FAILURE_CANCELLED {
                 after_failure(action, &evs, supports)
             } else if let Some(StepEvent::Interrupted(u)) = evs.len().checked_sub(2).map(|i| evs[i])
             {
@@ -174,7 +216,9 @@ pub fn next_move(events: &[StepEvent], supports: &dyn Fn(Action) -> bool) -> Mov
                 // action the crash interrupted.
                 Move::Run(*u)
             } else {
-                forward_from(Some(Action::IsInstalled), supports)
+                // Not installed — or `is-installed` failed, which ADU's agent also takes
+                // as "not installed".
+                forward(phase, Some(Action::IsInstalled), events, supports)
             }
         }
         Action::Cancel => {
@@ -190,10 +234,24 @@ pub fn next_move(events: &[StepEvent], supports: &dyn Fn(Action) -> bool) -> Mov
         } else {
             StepOutcome::Failed
         }),
-        _ if result.is_success() => match forward_from(Some(action), supports) {
-            Move::Finish(StepOutcome::Succeeded) => after_last_action(events, supports),
-            other => other,
-        },
+        // ADU's steps handler goes on to the next step, without `apply`, after an install
+        // that says it skipped (already installed, or no matching component).
+        Action::Install
+            if matches!(
+                result.result_code,
+                codes::INSTALL_SKIPPED_UPDATE_ALREADY_INSTALLED
+                    | codes::INSTALL_SKIPPED_NO_MATCHING_COMPONENTS
+            ) =>
+        {
+            Move::Finish(
+                if result.result_code == codes::INSTALL_SKIPPED_UPDATE_ALREADY_INSTALLED {
+                    StepOutcome::AlreadyInstalled
+                } else {
+                    StepOutcome::NoMatchingComponents
+                },
+            )
+        }
+        _ if result.is_success() => forward(phase, Some(action), events, supports),
         _ if result.result_code == codes::FAILURE_CANCELLED && supports(Action::Cancel) => {
             Move::Run(Action::Cancel)
         }
@@ -227,31 +285,107 @@ mod tests {
         true
     }
 
-    #[test]
-    fn happy_path_runs_the_whole_sequence() {
-        let mut evs = vec![];
+    /// Runs a step's phase with every action succeeding; returns what ran and the end.
+    fn run_phase(evs: &mut Vec<StepEvent>, phase: Phase) -> (Vec<Action>, Move) {
         let mut ran = vec![];
-        while let Move::Run(a) = next_move(&evs, &all) {
-            ran.push(a);
-            evs.push(done(a, a.success_code()));
+        loop {
+            match next_move(evs, phase, &all) {
+                Move::Run(a) => {
+                    ran.push(a);
+                    evs.push(done(a, a.success_code()));
+                }
+                end => return (ran, end),
+            }
         }
-        assert_eq!(ran, FORWARD);
-        assert_eq!(next_move(&evs, &all), Move::Finish(StepOutcome::Succeeded));
+    }
+
+    #[test]
+    fn a_step_downloads_then_installs_in_two_phases() {
+        let mut download = vec![];
+        assert_eq!(
+            run_phase(&mut download, Phase::Download),
+            (
+                vec![Action::IsInstalled, Action::Download],
+                Move::Downloaded
+            )
+        );
+        // The install phase sees only its own events, and checks again first.
+        let mut install = vec![];
+        assert_eq!(
+            run_phase(&mut install, Phase::Install),
+            (
+                vec![
+                    Action::IsInstalled,
+                    Action::Backup,
+                    Action::Install,
+                    Action::Apply
+                ],
+                Move::Finish(StepOutcome::Succeeded)
+            )
+        );
     }
 
     #[test]
     fn installed_skips_and_unsupported_actions_are_left_out() {
         let evs = [done(Action::IsInstalled, 900)];
-        assert_eq!(
-            next_move(&evs, &all),
-            Move::Finish(StepOutcome::AlreadyInstalled)
-        );
+        for phase in [Phase::Download, Phase::Install] {
+            assert_eq!(
+                next_move(&evs, phase, &all),
+                Move::Finish(StepOutcome::AlreadyInstalled)
+            );
+        }
         let only_install = |a: Action| a == Action::Install;
-        assert_eq!(next_move(&[], &only_install), Move::Run(Action::Install));
+        assert_eq!(
+            next_move(&[], Phase::Download, &only_install),
+            Move::Downloaded
+        );
+        assert_eq!(
+            next_move(&[], Phase::Install, &only_install),
+            Move::Run(Action::Install)
+        );
         let evs = [done(Action::Install, 600)];
         assert_eq!(
-            next_move(&evs, &only_install),
+            next_move(&evs, Phase::Install, &only_install),
             Move::Finish(StepOutcome::Succeeded)
+        );
+    }
+
+    #[test]
+    fn a_failed_is_installed_counts_as_not_installed() {
+        let evs = [done(Action::IsInstalled, 0)];
+        assert_eq!(
+            next_move(&evs, Phase::Download, &all),
+            Move::Run(Action::Download)
+        );
+        assert_eq!(
+            next_move(&evs, Phase::Install, &all),
+            Move::Run(Action::Backup)
+        );
+        // A cancelled one is a cancel.
+        let evs = [done(Action::IsInstalled, codes::FAILURE_CANCELLED)];
+        assert_eq!(
+            next_move(&evs, Phase::Download, &|a| a != Action::Cancel),
+            Move::Finish(StepOutcome::Cancelled)
+        );
+    }
+
+    #[test]
+    fn any_positive_code_is_success_and_a_skipped_install_skips_apply() {
+        let evs = [done(Action::IsInstalled, 901), done(Action::Backup, 700)];
+        assert_eq!(
+            next_move(&evs, Phase::Install, &all),
+            Move::Run(Action::Install)
+        );
+        let evs = [
+            done(Action::IsInstalled, 901),
+            done(
+                Action::Install,
+                codes::INSTALL_SKIPPED_UPDATE_ALREADY_INSTALLED,
+            ),
+        ];
+        assert_eq!(
+            next_move(&evs, Phase::Install, &all),
+            Move::Finish(StepOutcome::AlreadyInstalled)
         );
     }
 
@@ -259,40 +393,55 @@ mod tests {
     fn failed_install_restores_only_after_a_real_backup() {
         let evs = [
             done(Action::IsInstalled, 901),
-            done(Action::Download, 500),
             done(Action::Backup, 1000),
             done(Action::Install, 0),
         ];
-        assert_eq!(next_move(&evs, &all), Move::Run(Action::Restore));
+        assert_eq!(
+            next_move(&evs, Phase::Install, &all),
+            Move::Run(Action::Restore)
+        );
         let mut evs = evs.to_vec();
         evs.push(done(Action::Restore, 1100));
-        assert_eq!(next_move(&evs, &all), Move::Finish(StepOutcome::Failed));
-        evs[2] = done(Action::Backup, 1001);
+        assert_eq!(
+            next_move(&evs, Phase::Install, &all),
+            Move::Finish(StepOutcome::Failed)
+        );
+        evs[1] = done(Action::Backup, 1001);
         evs.pop();
-        assert_eq!(next_move(&evs, &all), Move::Finish(StepOutcome::Failed));
-        let evs = [done(Action::Download, 0)];
-        assert_eq!(next_move(&evs, &all), Move::Finish(StepOutcome::Failed));
+        assert_eq!(
+            next_move(&evs, Phase::Install, &all),
+            Move::Finish(StepOutcome::Failed)
+        );
+        let evs = [done(Action::IsInstalled, 901), done(Action::Download, 0)];
+        assert_eq!(
+            next_move(&evs, Phase::Download, &all),
+            Move::Finish(StepOutcome::Failed)
+        );
     }
 
     #[test]
     fn interrupted_action_is_rechecked_then_rerun() {
-        let evs = vec![
-            done(Action::IsInstalled, 901),
-            done(Action::Download, 500),
-            StepEvent::Interrupted(Action::Install),
-        ];
-        assert_eq!(next_move(&evs, &all), Move::Run(Action::IsInstalled));
-        let mut installed = evs.clone();
-        installed.push(done(Action::IsInstalled, 900));
-        assert_eq!(
-            next_move(&installed, &all),
-            Move::Finish(StepOutcome::AlreadyInstalled)
-        );
-        let mut not = evs.clone();
-        not.push(done(Action::IsInstalled, 901));
-        assert_eq!(next_move(&not, &all), Move::Run(Action::Install));
-        not.push(done(Action::Install, 600));
-        assert_eq!(next_move(&not, &all), Move::Run(Action::Apply));
+        for (phase, interrupted, then) in [
+            (Phase::Download, Action::Download, Move::Downloaded),
+            (Phase::Install, Action::Install, Move::Run(Action::Apply)),
+        ] {
+            let evs = vec![
+                done(Action::IsInstalled, 901),
+                StepEvent::Interrupted(interrupted),
+            ];
+            assert_eq!(next_move(&evs, phase, &all), Move::Run(Action::IsInstalled));
+            let mut installed = evs.clone();
+            installed.push(done(Action::IsInstalled, 900));
+            assert_eq!(
+                next_move(&installed, phase, &all),
+                Move::Finish(StepOutcome::AlreadyInstalled)
+            );
+            let mut not = evs.clone();
+            not.push(done(Action::IsInstalled, 901));
+            assert_eq!(next_move(&not, phase, &all), Move::Run(interrupted));
+            not.push(done(interrupted, interrupted.success_code()));
+            assert_eq!(next_move(&not, phase, &all), then);
+        }
     }
 
     #[test]
@@ -302,12 +451,21 @@ mod tests {
             done(Action::Backup, 1000),
             done(Action::Install, codes::FAILURE_CANCELLED),
         ];
-        assert_eq!(next_move(&evs, &all), Move::Run(Action::Cancel));
+        assert_eq!(
+            next_move(&evs, Phase::Install, &all),
+            Move::Run(Action::Cancel)
+        );
         let mut evs = evs;
         evs.push(done(Action::Cancel, 800));
-        assert_eq!(next_move(&evs, &all), Move::Run(Action::Restore));
+        assert_eq!(
+            next_move(&evs, Phase::Install, &all),
+            Move::Run(Action::Restore)
+        );
         evs.push(done(Action::Restore, 1100));
-        assert_eq!(next_move(&evs, &all), Move::Finish(StepOutcome::Cancelled));
+        assert_eq!(
+            next_move(&evs, Phase::Install, &all),
+            Move::Finish(StepOutcome::Cancelled)
+        );
     }
 
     #[test]
@@ -319,7 +477,10 @@ mod tests {
         );
         evs.push(StepEvent::Resumed);
         assert_eq!(pending_interruption(&evs), None);
-        assert_eq!(next_move(&evs, &all), Move::Run(Action::Apply));
+        assert_eq!(
+            next_move(&evs, Phase::Install, &all),
+            Move::Run(Action::Apply)
+        );
         evs.push(done(Action::Apply, 708));
         assert_eq!(
             pending_interruption(&evs),
