@@ -343,6 +343,7 @@ async fn installs_reports_installed_from_dpkg_and_upgrades() {
         [
             (Action::IsInstalled, codes::IS_INSTALLED_NOT_INSTALLED),
             (Action::Download, codes::DOWNLOAD_SUCCESS),
+            (Action::IsInstalled, codes::IS_INSTALLED_NOT_INSTALLED),
             (Action::Backup, codes::BACKUP_SUCCESS),
             (Action::Install, codes::INSTALL_SUCCESS),
             (Action::Apply, codes::APPLY_SUCCESS),
@@ -560,7 +561,7 @@ async fn bad_inputs_fail_with_their_own_codes_before_apt_runs() {
         let report = fx.deploy(&[(criteria, files)]).await;
         assert_ne!(report.status, DeploymentStatus::Succeeded, "{report:#?}");
         let failure = report.failure.expect("the failure is reported");
-        assert_eq!(failure.action, Action::IsInstalled, "{criteria}");
+        assert_eq!(failure.action, Action::Download, "{criteria}");
         assert_eq!(
             failure.extended_result_code, code,
             "{criteria}: {}",

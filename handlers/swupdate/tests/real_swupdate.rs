@@ -344,6 +344,7 @@ async fn install_and_switch_with(fx: &mut Fixture, properties: Value) {
         [
             (Action::IsInstalled, codes::IS_INSTALLED_NOT_INSTALLED),
             (Action::Download, codes::DOWNLOAD_SUCCESS),
+            (Action::IsInstalled, codes::IS_INSTALLED_NOT_INSTALLED),
             (Action::Backup, codes::BACKUP_SUCCESS),
             (Action::Install, codes::INSTALL_SUCCESS),
             (Action::Apply, codes::APPLY_REQUIRED_IMMEDIATE_REBOOT),

@@ -155,10 +155,19 @@ async fn c_and_rust_native_handlers_run_a_two_step_manifest_end_to_end() {
             .map(|a| a.action)
             .collect()
     };
-    assert_eq!(actions(0), [Action::IsInstalled, Action::Install]);
+    // ADU's two phases: is-installed (and a download neither implements), then again.
+    assert_eq!(
+        actions(0),
+        [Action::IsInstalled, Action::IsInstalled, Action::Install]
+    );
     assert_eq!(
         actions(1),
-        [Action::IsInstalled, Action::Install, Action::Apply]
+        [
+            Action::IsInstalled,
+            Action::IsInstalled,
+            Action::Install,
+            Action::Apply
+        ]
     );
     assert!(device.device.join("c-marker-1.0.installed").exists());
     assert_eq!(
