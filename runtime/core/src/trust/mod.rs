@@ -175,7 +175,7 @@ impl Trust {
         }
     }
 
-    /// Builds the policy from `[signing]`, reading key files.
+    /// Builds the policy from `[signing]`, reading key files and the root key package.
     pub fn from_config(config: &SigningConfig) -> Result<Trust, TrustConfigError> {
         let mut roots = BTreeMap::new();
         for (index, root) in config.root_keys.iter().enumerate() {

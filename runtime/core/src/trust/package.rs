@@ -239,7 +239,10 @@ impl RootKeyPackage {
         )?
         .iter()
         .enumerate()
-        .map(|(i, kid)| string(kid, &format!("protected.disabledRootKeys[{i}]")).map(str::to_owned))
+        .map(|(i, kid)| {
+            let field = format!("protected.disabledRootKeys[{i}]");
+            string(kid, &field).map(str::to_owned)
+        })
         .collect::<Result<Vec<_>, _>>()?;
         let disabled_signing_keys = array(
             required(protected, field, "disabledSigningKeys")?,
