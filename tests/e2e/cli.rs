@@ -491,6 +491,184 @@ fn an_envelope_signed_as_adus_service_signs_it_deploys_and_is_refused_once_its_k
     assert!(!device.log().is_empty());
 }
 
+/// `protected` of a root key package carrying `root_keys` (kid, key) in that order, with
+/// `disabled_root_keys` and the ADU hashes (SHA-256) of `disabled_signing_keys`.
+fn root_key_package_protected(
+    root_keys: &[(&str, &handrail::trust::sign::KeyPair)],
+    disabled_root_keys: &[&str],
+    disabled_signing_keys: &[&handrail::trust::sign::KeyPair],
+) -> String {
+    let keys: Vec<String> = root_keys
+        .iter()
+        .map(|(kid, key)| {
+            let n = key.public_jwk(None)["n"].as_str().unwrap().to_owned();
+            format!(r#""{kid}": {{"keyType": "RSA", "n": "{n}", "e": 65537}}"#)
+        })
+        .collect();
+    let hashes: Vec<String> = disabled_signing_keys
+        .iter()
+        .map(|key| {
+            use base64::Engine as _;
+            let hash = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(key.public().adu_key_hash().unwrap());
+            format!(r#"{{"alg": "SHA256", "hash": "{hash}"}}"#)
+        })
+        .collect();
+    format!(
+        r#"{{"isTest": false, "version": 2, "published": 1717171717, "disabledRootKeys": {}, "disabledSigningKeys": [{}], "rootKeys": {{{}}}}}"#,
+        serde_json::json!(disabled_root_keys),
+        hashes.join(", "),
+        keys.join(", ")
+    )
+}
+
+/// A root key package of `protected` whose `signatures` are `signers`', in that order.
+fn root_key_package(protected: &str, signers: &[&handrail::trust::sign::KeyPair]) -> String {
+    let signatures: Vec<String> = signers
+        .iter()
+        .map(|key| {
+            let sig = key.sign_root_key_package(protected).unwrap();
+            format!(r#"{{"alg": "RS256", "sig": "{sig}"}}"#)
+        })
+        .collect();
+    format!(
+        "{{\n  \"protected\": {protected},\n  \"signatures\": [{}]\n}}\n",
+        signatures.join(", ")
+    )
+}
+
+/// A device migrating from ADU keeps its root key package: configured with only an
+/// anchor key (a PEM) and the package, it trusts a root key only the package carries,
+/// and refuses the root key and the signing key the package disables.
+#[test]
+fn a_root_key_package_trusts_its_root_keys_and_revokes_what_it_disables() {
+    use handrail::trust::sign::KeyPair;
+
+    let device = Device::new();
+    let text = signable_update(&device, "from-package").to_string();
+    let (keys, anchor, revoked_signing) = test_keys();
+    let package_root =
+        KeyPair::from_pem(&fs::read_to_string(keys.join("rsa-package-root.pem")).unwrap()).unwrap();
+    // `root.retired` is disabled by the package that carries it.
+    let protected = root_key_package_protected(
+        &[
+            ("root.anchor", &anchor),
+            ("root.package", &package_root),
+            ("root.retired", &revoked_signing),
+        ],
+        &["root.retired"],
+        &[&revoked_signing],
+    );
+    let package = device.tmp.path().join("rootkeys.json");
+    fs::write(
+        &package,
+        root_key_package(&protected, &[&anchor, &package_root]),
+    )
+    .unwrap();
+    let anchor_pem = keys.join("rsa-root.pub.pem").canonicalize().unwrap();
+    let config = |name: &str, package: Option<&Path>| {
+        let path = device.tmp.path().join(name);
+        let package = package
+            .map(|p| format!("root_key_package = \"{}\"\n", p.display()))
+            .unwrap_or_default();
+        fs::write(
+            &path,
+            format!(
+                "[signing]\nroot_keys = [{{ kid = \"root.anchor\", pem_file = \"{}\" }}]\n{package}",
+                anchor_pem.display()
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let with_package = config("with-package.toml", Some(&package));
+    let signed = |root: &KeyPair, root_kid: &str, signing: &KeyPair, id: &str| {
+        let sjwk = root
+            .sign_key(root_kid, &signing.public_jwk(Some("signing.1")))
+            .unwrap();
+        let signature = signing.sign_manifest(text.as_bytes(), &sjwk).unwrap();
+        envelope(&device, &text, &signature, id)
+    };
+    let signing = KeyPair::generate_p256().unwrap();
+    let genuine = signed(&package_root, "root.package", &signing, "genuine");
+
+    // The root key the package disables, though the package carries it.
+    let run = deploy_signed(
+        &device,
+        &with_package,
+        &signed(&revoked_signing, "root.retired", &signing, "retired-root"),
+    );
+    assert_eq!(run.code(), Some(2), "{}", run.stderr());
+    assert!(
+        run.stderr()
+            .contains("root key `root.retired`, which is disabled"),
+        "{}",
+        run.stderr()
+    );
+    // The signing key the package disables, under a root key it trusts.
+    let run = deploy_signed(
+        &device,
+        &with_package,
+        &signed(
+            &package_root,
+            "root.package",
+            &revoked_signing,
+            "revoked-signing",
+        ),
+    );
+    assert_eq!(run.code(), Some(2), "{}", run.stderr());
+    assert!(run.stderr().contains("is disallowed"), "{}", run.stderr());
+    // Without the package, its root key is nobody's.
+    let run = deploy_signed(&device, &config("anchor-only.toml", None), &genuine);
+    assert_eq!(run.code(), Some(2), "{}", run.stderr());
+    assert!(
+        run.stderr()
+            .contains("root key `root.package`, which is not a trusted root key"),
+        "{}",
+        run.stderr()
+    );
+    assert!(device.log().is_empty(), "nothing ran: {:?}", device.log());
+
+    let run = deploy_signed(&device, &with_package, &genuine);
+    assert_eq!(run.code(), Some(0), "{}\n{}", run.stdout(), run.stderr());
+    assert!(!device.log().is_empty());
+}
+
+/// A root key package that cannot be used stops the binary before anything runs, naming
+/// the file and the field.
+#[test]
+fn a_faulty_root_key_package_is_refused_naming_its_file_and_field() {
+    let device = Device::new();
+    let (keys, anchor, _) = test_keys();
+    let protected = root_key_package_protected(&[("root.anchor", &anchor)], &[], &[])
+        .replace("\"e\": 65537", "\"e\": \"AQAB\"");
+    let package = device.tmp.path().join("rootkeys.json");
+    fs::write(&package, root_key_package(&protected, &[&anchor])).unwrap();
+    let config = device.tmp.path().join("config.toml");
+    fs::write(
+        &config,
+        format!(
+            "[signing]\nroot_keys = [{{ kid = \"root.anchor\", pem_file = \"{}\" }}]\nroot_key_package = \"{}\"\n",
+            keys.join("rsa-root.pub.pem").canonicalize().unwrap().display(),
+            package.display()
+        ),
+    )
+    .unwrap();
+    let parent = Path::new(CORPUS).join("valid/parent-reference-step.json");
+    let run = device.run_strict(&[
+        "--config",
+        config.to_str().unwrap(),
+        "validate",
+        parent.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code(), Some(2), "{}", run.stderr());
+    let want = format!(
+        "signing.root_key_package: {}: protected.rootKeys.\"root.anchor\".e: must be a number, not a string",
+        package.display()
+    );
+    assert!(run.stderr().contains(&want), "{}", run.stderr());
+}
+
 /// ADU's demos give several steps of one update the same installedCriteria, and its agent
 /// runs them: so does Handrail, warning of it by step.
 #[test]

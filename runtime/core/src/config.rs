@@ -28,6 +28,8 @@
 //! ]
 //! disabled_root_keys = ["contoso.root.0"]        # root kids no longer trusted
 //! disallowed_signing_keys = ["ADU.Signing.2020-04-29", "NzbLsXh8uDCcd-6M…"]  # kid or thumbprint
+//! root_key_package = "/etc/handrail/keys/rootkeys.json"  # ADU's root key package
+//! root_key_package_allow_test = false           # true: accept one that says isTest
 //!
 //! [handler_config."microsoft/apt:1"]   # merged over that handler's registration [config]
 //! apt_options = ["-o", "Acquire::Retries=3"]
@@ -40,6 +42,16 @@
 //!
 //! Every section and key is optional; an unknown key is an error naming it, so a typo
 //! never silently turns a policy off.
+//!
+//! `root_key_package` is ADU's root key package as its service publishes it (JSON, an
+//! absolute path like the key files). Its `rootKeys` are trusted beside `root_keys`, its
+//! `disabledRootKeys` and `disabledSigningKeys` join the two lists above. ADU's agent
+//! trusts a package its compiled-in root keys signed; here those *anchors* are the
+//! configured `root_keys`: each one that is not disabled must be in the package's
+//! `rootKeys`, with its signature at the same position in `signatures`. Without an
+//! anchor the package is refused (a package that vouches only for itself proves
+//! nothing), as is a test package (`isTest`) unless `root_key_package_allow_test` is set.
+//! Any fault in the package is an error naming the file and the field.
 //!
 //! `handler_grants` is how the device owner grants a built-in handler what this device's
 //! layout needs (its boot environment, its version file) without registering the handler
@@ -169,6 +181,14 @@ pub struct SigningConfig {
     /// ADU's name for the key, as a string or as ADU's root key package writes it
     /// (`{ alg = "SHA256", hash = "…" }`, see [`DisallowedSigningKey`]).
     pub disallowed_signing_keys: Vec<DisallowedSigningKey>,
+    /// ADU's root key package (JSON), an absolute path: its root keys are trusted beside
+    /// `root_keys`, its `disabledRootKeys` and `disabledSigningKeys` added to the lists
+    /// above. It must be signed, at their positions in its `rootKeys`, by every key in
+    /// `root_keys` that is not disabled (its anchors), and at least one is required.
+    pub root_key_package: Option<PathBuf>,
+    /// Accept a root key package that says `isTest: true` (ADU's production agent
+    /// refuses one).
+    pub root_key_package_allow_test: bool,
 }
 
 /// One entry of `[signing] disallowed_signing_keys`.
@@ -250,6 +270,8 @@ impl Default for SigningConfig {
             root_keys: Vec::new(),
             disabled_root_keys: Vec::new(),
             disallowed_signing_keys: Vec::new(),
+            root_key_package: None,
+            root_key_package_allow_test: false,
         }
     }
 }
@@ -335,6 +357,7 @@ impl Config {
             ("self_update.binary", &config.self_update.binary),
             ("self_update.pre_hook", &config.self_update.pre_hook),
             ("self_update.post_hook", &config.self_update.post_hook),
+            ("signing.root_key_package", &config.signing.root_key_package),
         ]
         .map(|(key, path)| (key.to_owned(), path));
         for (key, hook) in fixed.into_iter().chain(key_files) {

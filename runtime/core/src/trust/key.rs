@@ -110,6 +110,29 @@ pub(crate) fn decode_jwk_member(text: &str) -> Option<Vec<u8>> {
     decode_b64url(text).or_else(|| base64::engine::general_purpose::STANDARD.decode(text).ok())
 }
 
+/// Decodes as ADU's agent's `Base64URLDecode` does: `-` and `_` read as `+` and `/`, so
+/// either alphabet (even mixed) is accepted, with or without `=` padding. Unlike that
+/// decoder, text it would turn into garbage bytes (a length of 4k+1, a character outside
+/// both alphabets) is refused rather than decoded.
+pub(crate) fn decode_adu_base64url(text: &str) -> Option<Vec<u8>> {
+    let standard: String = text
+        .chars()
+        .map(|c| match c {
+            '-' => '+',
+            '_' => '/',
+            c => c,
+        })
+        .collect();
+    base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+    )
+    .decode(standard)
+    .ok()
+    .filter(|bytes| !bytes.is_empty())
+}
+
 pub(crate) fn encode_b64url(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
@@ -230,6 +253,11 @@ impl PublicKey {
         Ok(PublicKey::new(material, None))
     }
 
+    /// An RSA key from its modulus and exponent (big-endian, leading zeros allowed).
+    pub(crate) fn from_rsa_components(n: &[u8], e: &[u8]) -> Result<PublicKey, KeyError> {
+        Ok(PublicKey::new(rsa_material(n, e)?, None))
+    }
+
     /// Reads a PKCS #1 `RSAPublicKey` (DER).
     pub(crate) fn from_rsa_der(der: &[u8]) -> Result<PublicKey, KeyError> {
         Ok(PublicKey::new(pkcs1_material(der)?, None))
@@ -298,11 +326,18 @@ impl PublicKey {
     /// `RSAPublicKey` DER (`SEQUENCE { n INTEGER, e INTEGER }`), the form its agent hashes
     /// (root_key_utils); `None` for other key types, which ADU does not sign with.
     pub fn adu_key_hash(&self) -> Option<[u8; 32]> {
+        self.rsa_public_key_der()
+            .map(|der| Sha256::digest(der).into())
+    }
+
+    /// The PKCS#1 `RSAPublicKey` DER of an RSA key (what ADU hashes to name one);
+    /// `None` for other key types.
+    pub(crate) fn rsa_public_key_der(&self) -> Option<Vec<u8>> {
         match &self.material {
             Material::Rsa { n, e } => {
                 let mut body = der_unsigned_integer(n);
                 body.extend(der_unsigned_integer(e));
-                Some(Sha256::digest(der(0x30, &body)).into())
+                Some(der(0x30, &body))
             }
             Material::P256(_) | Material::Ed25519(_) => None,
         }

@@ -12,8 +12,16 @@
 //!
 //! ADU signs with RS256; ES256 (P-256) and EdDSA (Ed25519) are accepted in the same
 //! shape, at either level. Root keys come from the `[signing]` configuration
-//! ([`SigningConfig`]); a disabled root key, or a disallowed signing key (by `kid` or
-//! RFC 7638 thumbprint), is refused even when its signatures are good.
+//! ([`SigningConfig`]); a disabled root key, or a disallowed signing key (by `kid`,
+//! RFC 7638 thumbprint or ADU's key hash), is refused even when its signatures are good.
+//!
+//! ADU's root key package (`root_key_package`, read by the `package` module) adds root
+//! keys and revocations. ADU's agent trusts a package signed by the root keys compiled
+//! into it; Handrail compiles in none, so the package must be signed by every configured
+//! root key that is not disabled (its *anchors*: for ADU's packages, ADU's own root keys
+//! installed as PEM files), each at its kid's position in the package's `rootKeys`. A
+//! package with no anchor to check it is refused: one that vouches only for itself
+//! proves nothing.
 //!
 //! [`Trust::check`] is applied right after a document is parsed. Child manifests are not
 //! signed themselves: they are trusted through their size and sha256 in the signed
@@ -22,6 +30,8 @@
 
 mod jws;
 mod key;
+mod package;
+mod parson;
 pub mod sign;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -36,6 +46,9 @@ use crate::manifest::Document;
 
 pub use jws::MAX_JWS_BYTES;
 pub use key::{Algorithm, KeyError, PublicKey};
+pub use package::MAX_ROOT_KEY_PACKAGE_BYTES;
+
+use package::{DisabledSigningKey, RootKeyPackage};
 
 /// Largest key file read (`jwk_file`, `pem_file`), in bytes.
 pub const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
@@ -56,14 +69,14 @@ pub enum SignatureError {
     /// The signature or the signed signing key is not well formed.
     #[error("updateManifestSignature: {0}")]
     Malformed(String),
-    /// The signing key is signed by a root key that is not configured.
+    /// The signing key is signed by a root key that is not trusted.
     #[error(
-        "updateManifestSignature: the signing key is signed by root key `{0}`, which is not one of the configured root keys"
+        "updateManifestSignature: the signing key is signed by root key `{0}`, which is not a trusted root key (`[signing] root_keys` or the root key package's `rootKeys`)"
     )]
     UnknownRootKey(String),
     /// The signing key is signed by a disabled root key.
     #[error(
-        "updateManifestSignature: the signing key is signed by root key `{0}`, which is disabled (`[signing] disabled_root_keys`)"
+        "updateManifestSignature: the signing key is signed by root key `{0}`, which is disabled (`[signing] disabled_root_keys` or the root key package's `disabledRootKeys`)"
     )]
     DisabledRootKey(String),
     /// The signing key's signature does not verify with the root key it names.
@@ -73,7 +86,7 @@ pub enum SignatureError {
     BadSigningKey(String),
     /// The signing key is disallowed.
     #[error(
-        "updateManifestSignature: signing key `{0}` is disallowed (`[signing] disallowed_signing_keys`)"
+        "updateManifestSignature: signing key `{0}` is disallowed (`[signing] disallowed_signing_keys` or the root key package's `disabledSigningKeys`)"
     )]
     DisallowedSigningKey(String),
     /// The manifest signature does not verify with the signing key.
@@ -135,6 +148,8 @@ pub struct Trust {
     roots: BTreeMap<String, PublicKey>,
     disabled_roots: BTreeSet<String>,
     disallowed_signing_keys: BTreeSet<String>,
+    /// The root key package's `disabledSigningKeys`: hashes of RSA public keys.
+    disabled_key_hashes: BTreeSet<DisabledSigningKey>,
 }
 
 impl Default for Trust {
@@ -145,6 +160,7 @@ impl Default for Trust {
             roots: BTreeMap::new(),
             disabled_roots: BTreeSet::new(),
             disallowed_signing_keys: BTreeSet::new(),
+            disabled_key_hashes: BTreeSet::new(),
         }
     }
 }
@@ -159,7 +175,7 @@ impl Trust {
         }
     }
 
-    /// Builds the policy from `[signing]`, reading key files.
+    /// Builds the policy from `[signing]`, reading key files and the root key package.
     pub fn from_config(config: &SigningConfig) -> Result<Trust, TrustConfigError> {
         let mut roots = BTreeMap::new();
         for (index, root) in config.root_keys.iter().enumerate() {
@@ -180,7 +196,7 @@ impl Trust {
                 return Err(err("another root key has this kid".into()));
             }
         }
-        Ok(Trust {
+        let mut trust = Trust {
             required: config.required,
             roots,
             disabled_roots: config.disabled_root_keys.iter().cloned().collect(),
@@ -200,7 +216,57 @@ impl Trust {
                         }),
                 })
                 .collect::<Result<_, _>>()?,
-        })
+            disabled_key_hashes: BTreeSet::new(),
+        };
+        if let Some(path) = &config.root_key_package {
+            trust
+                .add_root_key_package(path, config.root_key_package_allow_test)
+                .map_err(|message| TrustConfigError {
+                    key: "root_key_package".into(),
+                    message: format!("{}: {message}", path.display()),
+                })?;
+        }
+        Ok(trust)
+    }
+
+    /// Reads, checks and adds ADU's root key package at `path`: verified by every
+    /// configured root key that is not disabled (the anchors), then its root keys
+    /// trusted and its revocations applied.
+    fn add_root_key_package(&mut self, path: &Path, allow_test: bool) -> Result<(), String> {
+        let text = crate::limits::read_to_string(path, MAX_ROOT_KEY_PACKAGE_BYTES)
+            .map_err(|e| e.to_string())?;
+        let package = RootKeyPackage::parse(&text).map_err(|e| e.to_string())?;
+        let anchors: Vec<(&str, &PublicKey)> = self
+            .roots
+            .iter()
+            .filter(|(kid, _)| !self.disabled_roots.contains(*kid))
+            .map(|(kid, key)| (kid.as_str(), key))
+            .collect();
+        if anchors.is_empty() {
+            return Err("a root key package proves nothing without a key to check it with: configure the root keys that sign it in `[signing] root_keys` (for ADU's packages, ADU's own root keys as PEM files), none of them disabled".into());
+        }
+        package.verify(&anchors).map_err(|e| e.to_string())?;
+        if package.is_test && !allow_test {
+            return Err("protected.isTest: this is a test package, which is refused unless `[signing] root_key_package_allow_test = true`".into());
+        }
+        for (kid, key) in &package.root_keys {
+            match self.roots.get(kid) {
+                Some(configured) if configured.thumbprint() != key.thumbprint() => {
+                    return Err(format!(
+                        "protected.rootKeys.\"{kid}\": is another key than root key `{kid}` as configured in `[signing] root_keys`"
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    self.roots.insert(kid.clone(), key.clone());
+                }
+            }
+        }
+        self.disabled_roots
+            .extend(package.disabled_root_keys.iter().cloned());
+        self.disabled_key_hashes
+            .extend(package.disabled_signing_keys.iter().cloned());
+        Ok(())
     }
 
     /// True when unsigned or unverifiable manifests are refused.
@@ -303,6 +369,15 @@ impl Trust {
         for name in names.chain(adu_name.as_deref()) {
             if self.disallowed_signing_keys.contains(name) {
                 return Err(SignatureError::DisallowedSigningKey(name.to_owned()));
+            }
+        }
+        if let Some(der) = key.rsa_public_key_der() {
+            for disabled in &self.disabled_key_hashes {
+                if disabled.algorithm.digest(&der) == disabled.hash {
+                    return Err(SignatureError::DisallowedSigningKey(key::encode_b64url(
+                        &disabled.hash,
+                    )));
+                }
             }
         }
         Ok(key)

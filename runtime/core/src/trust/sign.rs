@@ -1,5 +1,6 @@
 //! Producing signatures of the shape [`Trust`](super::Trust) verifies: a signed signing key
-//! (`sjwk`) made with a root key, and a manifest signature made with the signing key.
+//! (`sjwk`) made with a root key, a manifest signature made with the signing key, and the
+//! signatures of a root key package.
 //!
 //! For publishers without the ADU service (which signs RS256 itself), and for tests.
 //!
@@ -182,6 +183,32 @@ impl KeyPair {
         let mut header = Map::new();
         header.insert("sjwk".into(), sjwk.into());
         self.sign_jws(header, json!({ "sha256": digest }).to_string().as_bytes())
+    }
+
+    /// Signs a root key package's `protected` object, given as its JSON text: RS256 over
+    /// the compact form ADU's agent re-serialises it to before checking (members in the
+    /// order written, `/` as `\/`). The result is the `sig` of the package's
+    /// `signatures` entry at this key's position in `rootKeys`. RSA keys only: the
+    /// package format knows no other.
+    pub fn sign_root_key_package(&self, protected: &str) -> Result<String, KeyError> {
+        let Inner::Rsa(k) = &self.inner else {
+            return Err(err(format!(
+                "a root key package is signed RS256, and this is an {} key",
+                self.algorithm()
+            )));
+        };
+        let signed = super::parson::Json::parse(protected)
+            .map_err(|e| err(format!("`protected` is {e}")))?
+            .to_parson_string();
+        let mut sig = vec![0; k.public().modulus_len()];
+        k.sign(
+            &signature::RSA_PKCS1_SHA256,
+            &SystemRandom::new(),
+            signed.as_bytes(),
+            &mut sig,
+        )
+        .map_err(|_| err("RSA signing failed"))?;
+        Ok(b64url(&sig))
     }
 
     /// The algorithm this key signs with.
