@@ -1,8 +1,13 @@
 //! Installed-criteria records: which steps this device has installed, and when.
 //!
-//! Appended (fsync'ed) after a step succeeds, never for a step that failed. Handlers stay
-//! the authority on whether a step is installed (their `is-installed` answer); these
-//! records are what `handrail status` shows and what an operator audits.
+//! Appended (fsync'ed) after a step succeeds, never for a step that failed. Handlers that
+//! implement `is-installed` stay the authority on whether a step is installed; for those
+//! that do not, these records answer it. They are what `handrail status` shows and what
+//! an operator audits.
+//!
+//! A record replaces those of another version of the same update installed by the same
+//! handler on the same component (cameras updated from 2.1 to 2.2 no longer list 2.1);
+//! when the step that replaced them is rolled back, they are live again.
 
 use std::path::PathBuf;
 
@@ -60,6 +65,96 @@ fn same_key(e: &InstalledCriteria, criteria: &str, handler: &str, component: Opt
     e.installed_criteria == criteria && e.handler == handler && e.component.as_deref() == component
 }
 
+/// `provider/name` and version of an update id (`provider/name/version`).
+fn update_and_version(update_id: &str) -> (&str, &str) {
+    update_id.rsplit_once('/').unwrap_or((update_id, ""))
+}
+
+/// True when `new` replaces `old`: another version of the same update, installed by the
+/// same handler on the same component.
+fn replaces(new: &InstalledCriteria, old: &InstalledCriteria) -> bool {
+    let (update, version) = update_and_version(&new.update_id);
+    let (old_update, old_version) = update_and_version(&old.update_id);
+    update == old_update
+        && version != old_version
+        && new.handler == old.handler
+        && new.component == old.component
+}
+
+/// The records as replayed: the live ones, each with the records it replaced (which come
+/// back if it is rolled back).
+#[derive(Debug, Default)]
+struct Replayed {
+    live: Vec<Live>,
+}
+
+#[derive(Debug)]
+struct Live {
+    record: InstalledCriteria,
+    replaced: Vec<Live>,
+}
+
+impl Replayed {
+    fn add(&mut self, entry: InstalledCriteria) {
+        self.live.retain(|l| {
+            !same_key(
+                &l.record,
+                &entry.installed_criteria,
+                &entry.handler,
+                entry.component.as_deref(),
+            )
+        });
+        let (replaced, kept): (Vec<Live>, Vec<Live>) = std::mem::take(&mut self.live)
+            .into_iter()
+            .partition(|l| replaces(&entry, &l.record));
+        self.live = kept;
+        self.live.push(Live {
+            record: entry,
+            replaced,
+        });
+    }
+
+    fn forget(&mut self, criteria: &str, handler: &str, component: Option<&str>) {
+        let Some(at) = self
+            .live
+            .iter()
+            .position(|l| same_key(&l.record, criteria, handler, component))
+        else {
+            return;
+        };
+        let gone = self.live.remove(at);
+        // Another step of the same update still installed keeps what it replaced.
+        if let Some(sibling) = self.live.iter_mut().find(|l| {
+            update_and_version(&l.record.update_id) == update_and_version(&gone.record.update_id)
+                && l.record.handler == gone.record.handler
+                && l.record.component == gone.record.component
+        }) {
+            sibling.replaced.extend(gone.replaced);
+        } else {
+            self.live.extend(gone.replaced);
+        }
+    }
+
+    fn records(&self) -> Vec<InstalledCriteria> {
+        self.live.iter().map(|l| l.record.clone()).collect()
+    }
+
+    /// Adds that replay to this state, replaced records before their replacements.
+    fn changes(&self) -> Vec<InstalledCriteria> {
+        fn walk(l: &Live, out: &mut Vec<InstalledCriteria>) {
+            for r in &l.replaced {
+                walk(r, out);
+            }
+            out.push(l.record.clone());
+        }
+        let mut out = Vec::new();
+        for l in &self.live {
+            walk(l, &mut out);
+        }
+        out
+    }
+}
+
 impl InstalledRecords {
     pub(super) fn new(path: PathBuf) -> Self {
         InstalledRecords { path }
@@ -67,38 +162,31 @@ impl InstalledRecords {
 
     /// All live records, oldest first (read without changing the log).
     pub fn load(&self) -> Result<Vec<InstalledCriteria>, StateError> {
+        Ok(self.replay()?.records())
+    }
+
+    fn replay(&self) -> Result<Replayed, StateError> {
         let lines = match durable::AppendLog::read(&self.path) {
             Ok(lines) => lines,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Replayed::default()),
             Err(e) => return Err(io_err(&self.path)(e)),
         };
-        let mut all: Vec<InstalledCriteria> = Vec::new();
+        let mut state = Replayed::default();
         for (index, line) in lines.iter().enumerate() {
             let change: Change = serde_json::from_str(line).map_err(|e| StateError::Corrupt {
                 path: self.path.clone(),
                 message: format!("record {index}: {e}"),
             })?;
             match change {
-                Change::Add(entry) => {
-                    all.retain(|e| {
-                        !same_key(
-                            e,
-                            &entry.installed_criteria,
-                            &entry.handler,
-                            entry.component.as_deref(),
-                        )
-                    });
-                    all.push(entry);
-                }
+                Change::Add(entry) => state.add(entry),
                 Change::Forget {
                     installed_criteria,
                     handler,
                     component,
-                } => all
-                    .retain(|e| !same_key(e, &installed_criteria, &handler, component.as_deref())),
+                } => state.forget(&installed_criteria, &handler, component.as_deref()),
             }
         }
-        Ok(all)
+        Ok(state)
     }
 
     fn append(&self, change: &Change) -> Result<(), StateError> {
@@ -121,9 +209,8 @@ impl InstalledRecords {
         if size <= COMPACT_OVER_BYTES {
             return Ok(());
         }
-        let live = self.load()?;
         let mut text = String::new();
-        for entry in live {
+        for entry in self.replay()?.changes() {
             let line =
                 serde_json::to_string(&Change::Add(entry)).map_err(|e| StateError::Corrupt {
                     path: self.path.clone(),
@@ -135,7 +222,8 @@ impl InstalledRecords {
         durable::write_atomic(&self.path, text.as_bytes()).map_err(io_err(&self.path))
     }
 
-    /// Removes the record of a step that was rolled back (no-op when absent).
+    /// Removes the record of a step that was rolled back (no-op when absent); the records
+    /// it replaced are live again.
     pub fn forget(
         &self,
         installed_criteria: &str,
@@ -157,7 +245,8 @@ impl InstalledRecords {
     }
 
     /// Adds or refreshes a record (same criteria, handler and component replace the old
-    /// one) with one durable append.
+    /// one; so do those of another version of the same update, see the module docs) with
+    /// one durable append.
     pub fn record(&self, entry: InstalledCriteria) -> Result<(), StateError> {
         self.append(&Change::Add(entry))
     }
@@ -199,6 +288,97 @@ mod tests {
         assert_eq!(
             records.load().unwrap(),
             [entry("x", None), entry("y", None)]
+        );
+    }
+
+    fn version(criteria: &str, update_id: &str, component: &str) -> InstalledCriteria {
+        InstalledCriteria {
+            update_id: update_id.into(),
+            ..entry(criteria, Some(component))
+        }
+    }
+
+    #[test]
+    fn a_later_version_replaces_the_records_of_earlier_ones_until_rolled_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let records = InstalledRecords::new(dir.path().join("installed.log"));
+        // Two steps of camera 1.1 on cam-0, then 2.1, then 2.2; cam-1 stays at 1.1.
+        records
+            .record(version("fw-1.1", "c/cam/1.1", "cam-0"))
+            .unwrap();
+        records
+            .record(version("cfg-1.1", "c/cam/1.1", "cam-0"))
+            .unwrap();
+        records
+            .record(version("fw-1.1", "c/cam/1.1", "cam-1"))
+            .unwrap();
+        records
+            .record(version("fw-2.1", "c/cam/2.1", "cam-0"))
+            .unwrap();
+        records
+            .record(version("fw-2.2", "c/cam/2.2", "cam-0"))
+            .unwrap();
+        records
+            .record(version("cfg-2.2", "c/cam/2.2", "cam-0"))
+            .unwrap();
+        let live = |r: &InstalledRecords| -> Vec<String> {
+            let mut v: Vec<String> = r
+                .load()
+                .unwrap()
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{}@{}",
+                        e.installed_criteria,
+                        e.component.as_deref().unwrap()
+                    )
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(
+            live(&records),
+            ["cfg-2.2@cam-0", "fw-1.1@cam-1", "fw-2.2@cam-0"]
+        );
+        // Another handler's record of the same update is not replaced.
+        let other = InstalledCriteria {
+            handler: "x/y:1".into(),
+            ..version("other-1.1", "c/cam/1.1", "cam-0")
+        };
+        records.record(other).unwrap();
+        records
+            .record(version("fw-2.3", "c/cam/2.3", "cam-1"))
+            .unwrap();
+        assert!(live(&records).contains(&"other-1.1@cam-0".to_owned()));
+
+        // Rolling 2.2 back (its steps in reverse) makes 2.1 live again, and only 2.1.
+        records.forget("cfg-2.2", "a/b:1", Some("cam-0")).unwrap();
+        assert_eq!(live(&records)[..2], ["fw-2.2@cam-0", "fw-2.3@cam-1"]);
+        records.forget("fw-2.2", "a/b:1", Some("cam-0")).unwrap();
+        assert_eq!(
+            live(&records),
+            ["fw-2.1@cam-0", "fw-2.3@cam-1", "other-1.1@cam-0"]
+        );
+        // A compacted log keeps what each live record replaced.
+        let state = records.replay().unwrap();
+        let mut text = String::new();
+        for e in state.changes() {
+            text.push_str(&serde_json::to_string(&Change::Add(e)).unwrap());
+            text.push('\n');
+        }
+        let compacted = InstalledRecords::new(dir.path().join("compacted.log"));
+        std::fs::write(dir.path().join("compacted.log"), text).unwrap();
+        assert_eq!(live(&compacted), live(&records));
+        compacted.forget("fw-2.1", "a/b:1", Some("cam-0")).unwrap();
+        assert_eq!(
+            live(&compacted),
+            [
+                "cfg-1.1@cam-0",
+                "fw-1.1@cam-0",
+                "fw-2.3@cam-1",
+                "other-1.1@cam-0"
+            ]
         );
     }
 }
