@@ -7,8 +7,9 @@
 //! there (`$workfolder/$firmware_file`), so [`stage_payload`] hard-links (or copies)
 //! them from `/payload` into the work folder first, with [`SHELL`].
 
-use handrail_sdk::StepContext;
+use handrail_sdk::codes::{self, ext};
 use handrail_sdk::host::{self, Arg, RunError, RunOutput};
+use handrail_sdk::{ExtendedCode, ResultFile, StepContext};
 
 use crate::arguments::ScriptArg;
 
@@ -154,6 +155,33 @@ pub fn stage_payload(step: &StepContext) -> Result<(), StageError> {
             String::from_utf8_lossy(&out.stderr).trim().to_owned(),
         )),
         Err(e) => Err(StageError::Run(e)),
+    }
+}
+
+/// The failure of the handler `id` for a run of the script, or of the staging shell,
+/// that the host refused or stopped; `not_started` is the handler's code for a script
+/// the host could not start.
+pub fn run_failure(id: &str, not_started: ExtendedCode, error: RunError) -> ResultFile {
+    match error {
+        RunError::NotGranted(why) => ResultFile::failure(
+            ext::CAPABILITY_DENIED,
+            format!(
+                "{why}; the registration of {id} must grant run = [\"{SHELL}\"] to place the payload files"
+            ),
+        ),
+        RunError::BadPath(why) => ResultFile::failure(not_started, why),
+        RunError::SpawnFailed(why) => {
+            ResultFile::failure(not_started, format!("cannot start the script: {why}"))
+        }
+        RunError::TimedOut => ResultFile::failure(
+            ext::TIMED_OUT,
+            "the script ran past the action's time limit and was killed",
+        ),
+        RunError::Cancelled => ResultFile {
+            result_code: codes::FAILURE_CANCELLED,
+            extended_result_code: ext::CANCELLED.value(),
+            result_details: "the action was cancelled; the script was killed".into(),
+        },
     }
 }
 

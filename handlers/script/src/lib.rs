@@ -32,7 +32,7 @@
 //! (which answers 800); backup and restore are not supported (1001 / 1101).
 
 use handrail_adu_script::arguments::result_file_path;
-use handrail_adu_script::launch::{self, LaunchError, SHELL, StageError};
+use handrail_adu_script::launch::{self, LaunchError, StageError};
 use handrail_adu_script::{ApiVersion, Dialect, Inputs, ResultProblem, ScriptArg};
 use handrail_sdk::codes::{self, COMPONENT_SCRIPT, FACILITY_STEP_HANDLER, ext};
 use handrail_sdk::host::{self, RunError, RunOutput};
@@ -219,28 +219,7 @@ pub fn read_script_result(bytes: Option<&[u8]>) -> ResultFile {
 }
 
 fn run_failure(error: RunError) -> ResultFile {
-    match error {
-        RunError::NotGranted(why) => ResultFile::failure(
-            ext::CAPABILITY_DENIED,
-            format!(
-                "{why}; the registration of {ID} must grant run = [\"{SHELL}\"] to place the payload files"
-            ),
-        ),
-        RunError::BadPath(why) => ResultFile::failure(SCRIPT_NOT_STARTED, why),
-        RunError::SpawnFailed(why) => ResultFile::failure(
-            SCRIPT_NOT_STARTED,
-            format!("cannot start the script: {why}"),
-        ),
-        RunError::TimedOut => ResultFile::failure(
-            ext::TIMED_OUT,
-            "the script ran past the action's time limit and was killed",
-        ),
-        RunError::Cancelled => ResultFile {
-            result_code: codes::FAILURE_CANCELLED,
-            extended_result_code: ext::CANCELLED.value(),
-            result_details: "the action was cancelled; the script was killed".into(),
-        },
-    }
+    launch::run_failure(ID, SCRIPT_NOT_STARTED, error)
 }
 
 #[cfg(test)]
