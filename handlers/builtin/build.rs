@@ -9,7 +9,9 @@ fn main() {
         "../../wit",
         "../../Cargo.lock",
     ];
-    let script = handrail_guest_build::build("../script/Cargo.toml", sources);
+    // The script handler and swupdate:2 run scripts with the shared ADU script crate.
+    let script_sources = &[sources.as_slice(), &["../adu-script"]].concat();
+    let script = handrail_guest_build::build("../script/Cargo.toml", script_sources);
     println!(
         "cargo:rustc-env=HANDRAIL_SCRIPT_HANDLER_WASM={}",
         script.display()
@@ -21,7 +23,7 @@ fn main() {
     );
     // The swupdate handlers' components are thin exports of the swupdate library.
     let swupdate_sources = &[
-        sources.as_slice(),
+        script_sources.as_slice(),
         &["../swupdate/src", "../swupdate/Cargo.toml"],
     ]
     .concat();

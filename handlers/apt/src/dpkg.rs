@@ -1,7 +1,8 @@
 //! What dpkg says is on the device: `dpkg-query -W -f='${Status}\t${Version}\n' name`.
 //!
-//! The handler asks dpkg, not a record of its own, whether a package is installed, so a
-//! package removed or replaced behind its back is seen as such.
+//! Backup reads what is installed before the step installs anything, and restore what
+//! a failed install left, from dpkg itself, so a package removed or replaced behind the
+//! handler's back is seen as such.
 //!
 //! ```
 //! use handrail_apt_handler::dpkg::{PackageState, parse_query_output};

@@ -9,6 +9,10 @@
 //! }
 //! ```
 //!
+//! As in ADU's parser, `packages` may be left out (the manifest then lists nothing, and
+//! download fails as ADU's does when apt is given no packages), but an empty
+//! `packages` array is a malformed manifest.
+//!
 //! Parsing names the field at fault (`packages[1].name: missing`). Package names and
 //! versions end up on apt-get's command line, so anything apt would read as something
 //! other than a plain name or version (an option, a glob or pattern, a release selector)
@@ -54,7 +58,7 @@ pub struct AptManifest {
     pub name: String,
     /// The manifest's own version.
     pub version: String,
-    /// The packages, in the manifest's order (never empty).
+    /// The packages, in the manifest's order; empty when the manifest has no `packages`.
     pub packages: Vec<Package>,
     /// True when the agent must restart once the packages are installed (apply → 707).
     pub agent_restart_required: bool,
@@ -155,8 +159,9 @@ impl AptManifest {
                 ));
             }
         };
+        let none = Vec::new();
         let listed = match root.get("packages") {
-            None | Some(Value::Null) => return Err(malformed("packages", "missing")),
+            None | Some(Value::Null) => &none,
             Some(Value::Array(list)) if list.is_empty() => {
                 return Err(malformed("packages", "empty: list at least one package"));
             }
@@ -343,7 +348,6 @@ mod tests {
                 r#"{"name":"n","version":1,"packages":[{"name":"a"}]}"#,
                 "version",
             ),
-            (r#"{"name":"n","version":"1"}"#, "packages"),
             (r#"{"name":"n","version":"1","packages":[]}"#, "packages"),
             (
                 r#"{"name":"n","version":"1","packages":{"a":1}}"#,
@@ -426,6 +430,19 @@ mod tests {
             };
             assert_eq!(p.kind, want, "{version}: {p}");
         }
+    }
+
+    #[test]
+    fn packages_may_be_left_out_but_not_empty() {
+        let m = AptManifest::parse(br#"{"name":"n","version":"1"}"#).unwrap();
+        assert!(m.packages.is_empty());
+        let m = AptManifest::parse(br#"{"name":"n","version":"1","packages":null}"#).unwrap();
+        assert!(m.specs().is_empty());
+        let p = problem(r#"{"name":"n","version":"1","packages":[]}"#);
+        assert_eq!(
+            (p.kind, p.field.as_str()),
+            (ProblemKind::Malformed, "packages")
+        );
     }
 
     #[test]

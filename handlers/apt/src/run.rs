@@ -28,6 +28,16 @@ pub fn exit_code(exit_code: Option<i32>, signal: Option<i32>) -> ExtendedCode {
     ExtendedCode::child_exit(FACILITY_STEP_HANDLER, COMPONENT_APT, n as u8)
 }
 
+/// The extended code an apt-get run that ended in failure reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFailure {
+    /// One code whatever apt-get's exit code (ADU's: download 0x30200100, install
+    /// 0x30200200); the details say how apt-get ended.
+    Code(ExtendedCode),
+    /// `0x30201000 +` apt-get's exit code ([`exit_code`]).
+    ExitCode,
+}
+
 /// How a program's end reads in a failure's details.
 fn ending(output: &RunOutput) -> String {
     match (output.exit_code, output.signal) {
@@ -79,8 +89,13 @@ fn label(args: &[String], options: &[String]) -> String {
 }
 
 /// Runs `apt-get <args>` (which start with the configured options) and returns its
-/// output when it exits 0; otherwise the failure, with apt's own account of it.
-pub fn apt_get(args: Vec<String>, config: &AptConfig) -> Result<RunOutput, ResultFile> {
+/// output when it exits 0; otherwise the failure, with the code `on_failure` says and
+/// apt's own account of it.
+pub fn apt_get(
+    args: Vec<String>,
+    config: &AptConfig,
+    on_failure: OnFailure,
+) -> Result<RunOutput, ResultFile> {
     let label = label(&args, &config.options);
     host::info(&format!("running {label}"));
     let output = run(APT_GET, args, config)?;
@@ -89,8 +104,12 @@ pub fn apt_get(args: Vec<String>, config: &AptConfig) -> Result<RunOutput, Resul
         return Ok(output);
     }
     let summary = apt::summary(&output.stdout, &output.stderr);
+    let code = match on_failure {
+        OnFailure::Code(code) => code,
+        OnFailure::ExitCode => exit_code(output.exit_code, output.signal),
+    };
     Err(ResultFile::failure(
-        exit_code(output.exit_code, output.signal),
+        code,
         format!(
             "`{label}` {}{}{summary}",
             ending(&output),

@@ -10,6 +10,11 @@
 //! nor changed. The test packages are purged before and after each test, also when it
 //! fails. Installing needs root: as another user the tests that install say so and pass
 //! without running.
+//!
+//! Each failure is checked as ADU's apt handler reports it: in the same action, with the
+//! same extended result code. The handler does not answer is-installed (the runtime
+//! answers it from its records of installed criteria), so the actions checked here are
+//! the handler's own.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -17,6 +22,7 @@ use std::process::Command;
 
 use handrail::contract::Action;
 use handrail::contract::codes;
+use handrail::host::HandlerHost;
 use handrail::registry::{HandlerKind, Registration, Registry};
 use handrail::{AdmitOptions, DeploymentStatus, Report, Runtime, StepOutcome};
 use handrail_test_support::manifest::{Update, inline_step};
@@ -229,6 +235,20 @@ struct Fixture {
     deployed: usize,
 }
 
+/// The built-in apt handler's registration with `config`, its artifact written in `dir`.
+fn apt_registration(dir: &Path, config: serde_json::Map<String, Value>) -> Registration {
+    let builtin = handrail_builtin_handlers::builtin_handlers()
+        .into_iter()
+        .find(|h| h.id == ID)
+        .expect("the built-in apt handler");
+    let artifact = dir.join("apt.wasm");
+    fs::write(&artifact, builtin.wasm).unwrap();
+    Registration {
+        config,
+        ..registration(ID, HandlerKind::Wasm, &artifact, builtin.capabilities)
+    }
+}
+
 impl Fixture {
     fn new(with_repository: bool) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
@@ -236,18 +256,9 @@ impl Fixture {
         if with_repository {
             config.insert("apt_options".into(), json!(package_repository(dir.path())));
         }
-        let builtin = handrail_builtin_handlers::builtin_handlers()
-            .into_iter()
-            .find(|h| h.id == ID)
-            .expect("the built-in apt handler");
-        let artifact = dir.path().join("apt.wasm");
-        fs::write(&artifact, builtin.wasm).unwrap();
         let mut registry = Registry::new();
         registry
-            .insert(Registration {
-                config,
-                ..registration(ID, HandlerKind::Wasm, &artifact, builtin.capabilities)
-            })
+            .insert(apt_registration(dir.path(), config))
             .unwrap();
         fs::create_dir_all(dir.path().join("payloads")).unwrap();
         let host = WasmHost::new(dir.path().join("wasm-cache")).unwrap();
@@ -317,17 +328,51 @@ fn apt_manifest(name: &str, packages: &[(&str, &str)], restart: bool) -> Payload
     (name.to_owned(), body.to_string())
 }
 
-/// `(action, resultCode)` of every action a step ran.
-fn ran(report: &Report, step: usize) -> Vec<(Action, i32)> {
+/// `(action, resultCode)` of every action the handler ran for a step: is-installed,
+/// which the handler leaves to the runtime, is left out.
+fn handler_ran(report: &Report, step: usize) -> Vec<(Action, i32)> {
     report.steps[step]
         .actions
         .iter()
+        .filter(|a| a.action != Action::IsInstalled)
         .map(|a| (a.action, a.result.result_code))
         .collect()
 }
 
+/// The failure of a one-step deployment that must fail.
+fn failure_of(report: Report, case: &str) -> handrail::report::FailureReport {
+    assert_ne!(
+        report.status,
+        DeploymentStatus::Succeeded,
+        "{case}: {report:#?}"
+    );
+    report
+        .failure
+        .unwrap_or_else(|| panic!("{case}: the failure is reported"))
+}
+
 #[tokio::test]
-async fn installs_reports_installed_from_dpkg_and_upgrades() {
+async fn the_handler_leaves_is_installed_to_the_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let registration = apt_registration(dir.path(), serde_json::Map::new());
+    let host = WasmHost::new(dir.path().join("wasm-cache")).unwrap();
+    let handler = host.load(&registration).await.unwrap();
+    assert_eq!(handler.description().id, ID);
+    assert_eq!(
+        handler.description().actions,
+        [
+            Action::Download,
+            Action::Backup,
+            Action::Install,
+            Action::Apply,
+            Action::Restore,
+            Action::Cancel,
+        ]
+    );
+}
+
+#[tokio::test]
+async fn installs_and_upgrades() {
     if !can_install() {
         return;
     }
@@ -336,14 +381,12 @@ async fn installs_reports_installed_from_dpkg_and_upgrades() {
     let mut fx = Fixture::new(true);
     let hello_1 = apt_manifest("hello-1.0.json", &[(HELLO, "1.0")], false);
 
-    let report = fx.deploy(&[("hello-1.0", vec![hello_1.clone()])]).await;
+    let report = fx.deploy(&[("hello-1.0", vec![hello_1])]).await;
     assert_eq!(report.status, DeploymentStatus::Succeeded, "{report:#?}");
     assert_eq!(
-        ran(&report, 0),
+        handler_ran(&report, 0),
         [
-            (Action::IsInstalled, codes::IS_INSTALLED_NOT_INSTALLED),
             (Action::Download, codes::DOWNLOAD_SUCCESS),
-            (Action::IsInstalled, codes::IS_INSTALLED_NOT_INSTALLED),
             (Action::Backup, codes::BACKUP_SUCCESS),
             (Action::Install, codes::INSTALL_SUCCESS),
             (Action::Apply, codes::APPLY_SUCCESS),
@@ -352,21 +395,13 @@ async fn installs_reports_installed_from_dpkg_and_upgrades() {
     assert_eq!(installed(HELLO).as_deref(), Some("1.0"));
     assert_eq!(shared_file(HELLO).as_deref(), Some("1.0\n"));
 
-    let again = fx.deploy(&[("hello-1.0", vec![hello_1.clone()])]).await;
-    assert_eq!(again.status, DeploymentStatus::Succeeded, "{again:#?}");
-    assert_eq!(again.steps[0].outcome, StepOutcome::AlreadyInstalled);
-    assert_eq!(
-        ran(&again, 0),
-        [(Action::IsInstalled, codes::IS_INSTALLED_INSTALLED)]
-    );
-
     // The upgrade's manifest asks for an agent restart: apply answers 707, the
     // deployment waits for the restart and finishes when resumed.
     let hello_2 = apt_manifest("hello-2.0.json", &[(HELLO, "2.0")], true);
     let upgrade = fx.deploy(&[("hello-2.0", vec![hello_2])]).await;
     assert_eq!(upgrade.status, DeploymentStatus::Suspended, "{upgrade:#?}");
     assert_eq!(
-        ran(&upgrade, 0).last(),
+        handler_ran(&upgrade, 0).last(),
         Some(&(Action::Apply, codes::APPLY_REQUIRED_IMMEDIATE_AGENT_RESTART))
     );
     assert_eq!(installed(HELLO).as_deref(), Some("2.0"));
@@ -380,20 +415,50 @@ async fn installs_reports_installed_from_dpkg_and_upgrades() {
         .await
         .unwrap();
     assert_eq!(resumed.status, DeploymentStatus::Succeeded, "{resumed:#?}");
+    assert_eq!(installed(HELLO).as_deref(), Some("2.0"));
+}
 
-    // Is-installed asks dpkg, not a record: the runtime recorded hello-1.0 as installed,
-    // but the device has 2.0 now, so deploying 1.0 again installs it (a downgrade).
-    let back = fx.deploy(&[("hello-1.0", vec![hello_1])]).await;
-    assert_eq!(back.status, DeploymentStatus::Succeeded, "{back:#?}");
-    let first = &back.steps[0].actions[0];
-    assert_eq!(first.result.result_code, codes::IS_INSTALLED_NOT_INSTALLED);
-    assert!(
-        first.result.result_details.contains("is at 2.0, not 1.0"),
-        "{}",
-        first.result.result_details
-    );
-    assert_eq!(installed(HELLO).as_deref(), Some("1.0"));
-    assert_eq!(shared_file(HELLO).as_deref(), Some("1.0\n"));
+#[tokio::test]
+async fn packages_and_versions_apt_cannot_find_fail_the_download() {
+    if !can_install() {
+        return;
+    }
+    let _apt = one_apt_user();
+    let _purge = Purge::now();
+    let mut fx = Fixture::new(true);
+    let cases = [
+        (
+            "hello-9.9",
+            apt_manifest("hello-9.9.json", &[(HELLO, "9.9")], false),
+            "Version '9.9' for 'handrail-test-hello' was not found",
+        ),
+        (
+            "nowhere-1.0",
+            apt_manifest(
+                "nowhere.json",
+                &[(HELLO, "1.0"), ("handrail-test-nowhere", "")],
+                false,
+            ),
+            "Unable to locate package handrail-test-nowhere",
+        ),
+    ];
+    for (criteria, manifest, said) in cases {
+        let failure = failure_of(fx.deploy(&[(criteria, vec![manifest])]).await, criteria);
+        assert_eq!(failure.action, Action::Download, "{criteria}");
+        assert_eq!(
+            failure.extended_result_code, 0x3020_0100,
+            "{criteria}: {}",
+            failure.result_details
+        );
+        for said in [said, "exited with code 100"] {
+            assert!(
+                failure.result_details.contains(said),
+                "{criteria}: details lack `{said}`: {}",
+                failure.result_details
+            );
+        }
+        assert_eq!(installed(HELLO), None, "{criteria}: nothing is installed");
+    }
 }
 
 #[tokio::test]
@@ -434,11 +499,13 @@ async fn a_failed_install_is_restored_from_the_backup() {
     let failure = report.failure.clone().expect("the failure is reported");
     assert_eq!((failure.step, failure.action), (1, Action::Install));
     assert_eq!(
-        failure.extended_result_code, 0x3020_1064,
-        "apt-get exit code 100"
+        failure.extended_result_code, 0x3020_0200,
+        "ADU's PACKAGE_INSTALL_FAILURE: {}",
+        failure.result_details
     );
     for said in [
         "apt-get install handrail-test-broken=1.0 handrail-test-hello=1.0",
+        "exited with code 100",
         "handrail-test-broken",
         "post-installation script subprocess returned error exit status 1",
     ] {
@@ -490,12 +557,18 @@ async fn a_failed_install_is_restored_from_the_backup() {
 }
 
 #[tokio::test]
-async fn bad_inputs_fail_with_their_own_codes_before_apt_runs() {
+async fn bad_steps_and_manifests_fail_the_download_with_adus_codes_before_apt_runs() {
     let mut fx = Fixture::new(false);
     let good = || apt_manifest("good.json", &[(HELLO, "1.0")], false);
     let raw = |name: &str, body: &str| (name.to_owned(), body.to_owned());
     let cases: Vec<(&str, Vec<Payload>, i32, &str)> = vec![
-        ("", vec![good()], 0x3020_0010, "installedCriteria"),
+        // ADU's codes.
+        (
+            "",
+            vec![good()],
+            0x3020_0007,
+            "installedCriteria (handlerProperties.installedCriteria) is missing or empty",
+        ),
         (
             "c-two",
             vec![good(), raw("extra.json", "{}")],
@@ -506,8 +579,35 @@ async fn bad_inputs_fail_with_their_own_codes_before_apt_runs() {
         (
             "c-json",
             vec![raw("bad.json", "{\"name\": ")],
-            0x3020_0002,
-            "not valid JSON",
+            0x3000_0068,
+            "apt manifest `bad.json`: not valid JSON",
+        ),
+        (
+            "c-no-name",
+            vec![raw(
+                "no-name.json",
+                r#"{"version":"1","packages":[{"name":"a"}]}"#,
+            )],
+            0x3000_0068,
+            "apt manifest `no-name.json`: name: missing",
+        ),
+        (
+            "c-no-version",
+            vec![raw(
+                "no-version.json",
+                r#"{"name":"n","packages":[{"name":"a"}]}"#,
+            )],
+            0x3000_0068,
+            "apt manifest `no-version.json`: version: missing",
+        ),
+        (
+            "c-empty",
+            vec![raw(
+                "empty.json",
+                r#"{"name":"n","version":"1","packages":[]}"#,
+            )],
+            0x3000_0068,
+            "apt manifest `empty.json`: packages: empty",
         ),
         (
             "c-field",
@@ -515,9 +615,17 @@ async fn bad_inputs_fail_with_their_own_codes_before_apt_runs() {
                 "field.json",
                 r#"{"name":"n","version":"1","packages":[{"name":"a"},{"version":"1"}]}"#,
             )],
-            0x3020_0002,
+            0x3000_0068,
             "packages[1].name: missing",
         ),
+        // No `packages` at all parses, as in ADU, and then has nothing to download.
+        (
+            "c-no-packages",
+            vec![raw("no-packages.json", r#"{"name":"n","version":"1"}"#)],
+            0x3020_0100,
+            "apt manifest `no-packages.json` (n 1) has no `packages`",
+        ),
+        // Handrail's own: what apt would misread is refused before it runs.
         (
             "c-option",
             vec![apt_manifest(
@@ -558,9 +666,7 @@ async fn bad_inputs_fail_with_their_own_codes_before_apt_runs() {
         ),
     ];
     for (criteria, files, code, said) in cases {
-        let report = fx.deploy(&[(criteria, files)]).await;
-        assert_ne!(report.status, DeploymentStatus::Succeeded, "{report:#?}");
-        let failure = report.failure.expect("the failure is reported");
+        let failure = failure_of(fx.deploy(&[(criteria, files)]).await, criteria);
         assert_eq!(failure.action, Action::Download, "{criteria}");
         assert_eq!(
             failure.extended_result_code, code,

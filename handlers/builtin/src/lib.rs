@@ -71,9 +71,15 @@ pub fn builtin_handlers() -> Vec<BuiltinHandler> {
             // swupdate writes the inactive slot. The folders of the boot environment
             // (write) and the version file (read) are the device's own: the device owner
             // grants them in the configuration (`[handler_grants."microsoft/swupdate:2"]`)
-            // beside the `[handler_config]` that names them.
+            // beside the `[handler_config]` that names them. A step naming a script (ADU's
+            // form) runs it by its `#!` interpreter, as the script handler does: ADU's are
+            // `#!/bin/bash`; `/bin/sh` places payload files.
             capabilities: Capabilities {
-                run: vec![PathBuf::from("/usr/bin/swupdate")],
+                run: vec![
+                    PathBuf::from("/usr/bin/swupdate"),
+                    PathBuf::from("/bin/sh"),
+                    PathBuf::from("/bin/bash"),
+                ],
                 ..Capabilities::default()
             },
         },

@@ -43,10 +43,12 @@
 //! The running slot is the one the boot environment names: a bootloader that falls
 //! back rewrites it, as U-Boot's `altbootcmd` does with `bootcount`.
 //!
-//! ADU's `microsoft/swupdate:2` runs a script (`scriptFileName`, with `arguments`) that
-//! calls swupdate; this handler calls swupdate itself and refuses a step that names a
-//! script ([`SCRIPT_NOT_SUPPORTED`]): such steps can run under `microsoft/script:1`.
-//! Like ADU's `:1`, a step without `swuFileName` uses its only `.swu` payload file.
+//! **ADU's script-driven form.** ADU's `microsoft/swupdate:2` runs a script
+//! (`scriptFileName`, with `arguments`) that calls swupdate. A `:2` step that names a
+//! `scriptFileName` runs that way here too ([`script`]): the script, given ADU's command
+//! line, does each action, and none of the above (slots, boot environment, verification)
+//! applies. A step without `scriptFileName` gets the built-in flow above; like ADU's
+//! `:1`, one without `swuFileName` uses its only `.swu` payload file.
 //!
 //! ADU's `microsoft/swupdate:1` takes the step's one payload file as the image and reads
 //! no handler property but `installedCriteria`; so does [`SwupdateV1Handler`], which
@@ -56,12 +58,15 @@
 //! failed instead of leaving the update switched in; and its backup records the boot
 //! slot, which restore and cancel switch back to.
 //!
-//! The registration grants `run = ["/usr/bin/swupdate"]`, `write` for the folder of
+//! The registration grants `run = ["/usr/bin/swupdate"]` (and, for `:2`'s scripts, the
+//! interpreters `/bin/bash` and `/bin/sh`), `write` for the folder of
 //! `boot_env` and `read` for the folder of `version_file` (for a built-in one, the
 //! device configuration's `[handler_grants."microsoft/swupdate:2"]`, or `:1`, adds the
 //! folders).
 //!
-//! Failures (`resultCode` 0) and their extended codes (facility 3, component 1 = swupdate):
+//! Failures (`resultCode` 0) of the built-in flow and their extended codes (facility 3,
+//! component 1 = swupdate), all Handrail's own (ADU's swupdate handlers have no such
+//! flow); the script-driven form's, ADU's codes, are listed in [`script`]:
 //!
 //! | extended code | meaning |
 //! |---|---|
@@ -75,7 +80,6 @@
 //! | `0x30100017` [`VERSION_FILE_UNREADABLE`] | the version file exists but cannot be read |
 //! | `0x30100018` [`FAILED_AFTER_REBOOT`] | the device came back on the old slot; the update was rolled back |
 //! | `0x30100019` [`WRONG_VERSION_AFTER_REBOOT`] | the new slot runs another version than `installedCriteria`; rolled back |
-//! | `0x3010001a` [`SCRIPT_NOT_SUPPORTED`] | the step names a `scriptFileName` |
 //! | `0x3010001b` [`BACKUP_NOT_WRITTEN`] | the backup could not be written to the work folder |
 //! | `0x3010001c` [`BACKUP_UNREADABLE`] | the backup in the work folder cannot be read |
 //! | `0x3010001d` [`WRONG_FILE_COUNT`] | (`:1`) the step does not have exactly one payload file |
@@ -85,6 +89,7 @@
 pub mod bootenv;
 pub mod config;
 pub mod run;
+pub mod script;
 
 use std::path::Path;
 
@@ -121,8 +126,6 @@ pub const VERSION_FILE_UNREADABLE: ExtendedCode = extended(COMPONENT_SWUPDATE, 0
 pub const FAILED_AFTER_REBOOT: ExtendedCode = extended(COMPONENT_SWUPDATE, 0x18);
 /// After the reboot the new slot runs another version; the update was rolled back.
 pub const WRONG_VERSION_AFTER_REBOOT: ExtendedCode = extended(COMPONENT_SWUPDATE, 0x19);
-/// The step names a `scriptFileName`; this handler runs swupdate itself.
-pub const SCRIPT_NOT_SUPPORTED: ExtendedCode = extended(COMPONENT_SWUPDATE, 0x1a);
 /// The backup could not be written to the work folder.
 pub const BACKUP_NOT_WRITTEN: ExtendedCode = extended(COMPONENT_SWUPDATE, 0x1b);
 /// The backup in the work folder cannot be read.
@@ -182,31 +185,31 @@ macro_rules! swupdate_handler {
             const ACTIONS: &'static [Action] = &Action::ALL;
 
             fn is_installed(step: &StepContext) -> ResultFile {
-                settle(is_installed($version, step))
+                act($version, step, Action::IsInstalled, is_installed)
             }
 
             fn download(step: &StepContext) -> ResultFile {
-                settle(download($version, step))
+                act($version, step, Action::Download, download)
             }
 
             fn backup(step: &StepContext) -> ResultFile {
-                settle(backup($version, step))
+                act($version, step, Action::Backup, backup)
             }
 
             fn install(step: &StepContext) -> ResultFile {
-                settle(install($version, step))
+                act($version, step, Action::Install, install)
             }
 
             fn apply(step: &StepContext) -> ResultFile {
-                settle(apply($version, step))
+                act($version, step, Action::Apply, apply)
             }
 
             fn restore(step: &StepContext) -> ResultFile {
-                settle(restore($version, step))
+                act($version, step, Action::Restore, restore)
             }
 
             fn cancel(step: &StepContext) -> ResultFile {
-                settle(cancel($version, step))
+                act($version, step, Action::Cancel, cancel)
             }
         }
     };
@@ -223,9 +226,17 @@ pub struct SwupdateV1Handler;
 
 swupdate_handler!(SwupdateV1Handler, Version::V1);
 
-/// An action's result, whether it ran to its end or stopped at a failure.
-fn settle(result: Result<ResultFile, ResultFile>) -> ResultFile {
-    result.unwrap_or_else(|failure| failure)
+/// One action of the built-in flow: its result, or the failure that stopped it.
+type Flow = fn(Version, &StepContext) -> Result<ResultFile, ResultFile>;
+
+/// Runs `action` in the form the step asks for: ADU's script-driven form (`:2` with a
+/// `scriptFileName`), else the built-in flow's `flow`.
+fn act(version: Version, step: &StepContext, action: Action, flow: Flow) -> ResultFile {
+    if version == Version::V2 && script::is_script_driven(step) {
+        script::perform(step, action)
+    } else {
+        flow(version, step).unwrap_or_else(|failure| failure)
+    }
 }
 
 fn criteria(step: &StepContext) -> Result<&str, ResultFile> {
@@ -253,16 +264,19 @@ fn config(version: Version, step: &StepContext) -> Result<SwupdateConfig, Result
     })
 }
 
+/// The names of the step's payload files, for messages: `a.swu, b.sh`, or `none`.
+fn payload_names(step: &StepContext) -> String {
+    let names: Vec<&str> = step.files.iter().map(|f| f.name.as_str()).collect();
+    if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.join(", ")
+    }
+}
+
 /// The sandbox path of the step's `.swu`.
 fn swu_file(version: Version, step: &StepContext) -> Result<String, ResultFile> {
-    let names = || {
-        let names: Vec<&str> = step.files.iter().map(|f| f.name.as_str()).collect();
-        if names.is_empty() {
-            "none".to_owned()
-        } else {
-            names.join(", ")
-        }
-    };
+    let names = || payload_names(step);
     if version == Version::V1 {
         return match step.files.as_slice() {
             [only] => Ok(only.path.clone()),
@@ -275,14 +289,6 @@ fn swu_file(version: Version, step: &StepContext) -> Result<String, ResultFile> 
                 ),
             )),
         };
-    }
-    if let Some(script) = step.property_str("scriptFileName") {
-        return Err(ResultFile::failure(
-            SCRIPT_NOT_SUPPORTED,
-            format!(
-                "handlerProperties.scriptFileName `{script}`: {ID} runs swupdate itself; run a wrapper script with microsoft/script:1"
-            ),
-        ));
     }
     match step.property_str("swuFileName") {
         Some(name) => step.file(name).map(|f| f.path.clone()).ok_or_else(|| {

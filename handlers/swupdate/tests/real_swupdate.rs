@@ -8,6 +8,10 @@
 //! `sw-description`, its CMS signature (swupdate as Debian builds it only takes signed
 //! images; the key pair is made with `openssl`) and the image. Its two selections,
 //! `stable,copy1` and `stable,copy2`, write the image to slot a and slot b.
+//!
+//! ADU's script-driven form of `:2` is run with a `#!/bin/bash` wrapper script written
+//! here in the style of ADU's example swupdate script ([`WRAPPER`]), which calls the same
+//! swupdate on the same image.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -196,6 +200,12 @@ impl Fixture {
             "version_file": device.version_file(),
             "public_key": keys.join("cert.pem"),
             "hwrevision": HWREVISION,
+            // What the script-driven form passes its scripts (the built-in flow reads
+            // none of it).
+            "script_arguments": {
+                "--public-key-file": keys.join("cert.pem"),
+                "--hwrevision": HWREVISION,
+            },
         });
         let Value::Object(config) = config else {
             unreachable!()
@@ -204,7 +214,16 @@ impl Fixture {
             .into_iter()
             .find(|h| h.id == id)
             .expect("the built-in swupdate handler");
-        assert_eq!(builtin.capabilities.run, [PathBuf::from(SWUPDATE)]);
+        // :2 also runs the scripts of ADU's script-driven form, by their interpreter.
+        let run: &[&str] = if id == ID {
+            &[SWUPDATE, "/bin/sh", "/bin/bash"]
+        } else {
+            &[SWUPDATE]
+        };
+        assert_eq!(
+            builtin.capabilities.run,
+            run.iter().map(PathBuf::from).collect::<Vec<_>>()
+        );
         let artifact = dir.path().join("swupdate.wasm");
         fs::write(&artifact, builtin.wasm).unwrap();
         let mut registry = Registry::new();
@@ -329,6 +348,31 @@ fn ran(report: &Report) -> Vec<(Action, i32)> {
         .collect()
 }
 
+/// What a step that is not installed runs, every action succeeding, apply answering
+/// `apply`.
+fn installed_through(apply: i32) -> [(Action, i32); 6] {
+    [
+        (Action::IsInstalled, codes::IS_INSTALLED_NOT_INSTALLED),
+        (Action::Download, codes::DOWNLOAD_SUCCESS),
+        (Action::IsInstalled, codes::IS_INSTALLED_NOT_INSTALLED),
+        (Action::Backup, codes::BACKUP_SUCCESS),
+        (Action::Install, codes::INSTALL_SUCCESS),
+        (Action::Apply, apply),
+    ]
+}
+
+/// Checks that swupdate wrote the image into slot b, and nothing past it.
+fn assert_image_in_slot_b(fx: &Fixture) {
+    let image = image();
+    let b = fs::read(fx.device.slot("b")).unwrap();
+    assert_eq!(
+        &b[..image.len()],
+        &image[..],
+        "the image is in the inactive slot b"
+    );
+    assert!(b[image.len()..].iter().all(|x| *x == 0));
+}
+
 /// Installs 2.0 into slot b and stops for the reboot; checks where the bytes went.
 async fn install_and_switch(fx: &mut Fixture) {
     install_and_switch_with(fx, json!({"swuFileName": "update-2.0.swu"})).await;
@@ -341,23 +385,9 @@ async fn install_and_switch_with(fx: &mut Fixture, properties: Value) {
     assert_eq!(report.status, DeploymentStatus::Suspended, "{report:#?}");
     assert_eq!(
         ran(&report),
-        [
-            (Action::IsInstalled, codes::IS_INSTALLED_NOT_INSTALLED),
-            (Action::Download, codes::DOWNLOAD_SUCCESS),
-            (Action::IsInstalled, codes::IS_INSTALLED_NOT_INSTALLED),
-            (Action::Backup, codes::BACKUP_SUCCESS),
-            (Action::Install, codes::INSTALL_SUCCESS),
-            (Action::Apply, codes::APPLY_REQUIRED_IMMEDIATE_REBOOT),
-        ]
+        installed_through(codes::APPLY_REQUIRED_IMMEDIATE_REBOOT)
     );
-    let image = image();
-    let b = fs::read(fx.device.slot("b")).unwrap();
-    assert_eq!(
-        &b[..image.len()],
-        &image[..],
-        "the image is in the inactive slot b"
-    );
-    assert!(b[image.len()..].iter().all(|x| *x == 0));
+    assert_image_in_slot_b(fx);
     let a = fs::read(fx.device.slot("a")).unwrap();
     assert!(
         a.iter().all(|x| *x == OLD_BYTE),
@@ -531,14 +561,6 @@ async fn swupdate_and_input_failures_have_their_own_codes() {
         .await;
     let failure = report.failure.expect("the missing file is reported");
     assert_eq!(failure.extended_result_code, 0x3010_0012);
-    let report = fx
-        .deploy(
-            "2.0",
-            json!({"swuFileName": "other-board.swu", "scriptFileName": "install.sh"}),
-            &["other-board.swu"],
-        )
-        .await;
-    assert_eq!(report.failure.unwrap().extended_result_code, 0x3010_001a);
     assert_eq!(fx.device.env("boot_slot").as_deref(), Some("a"));
 }
 
@@ -579,4 +601,388 @@ async fn v1_takes_the_steps_one_file_as_the_image_and_verifies_after_the_reboot(
         failure.result_details
     );
     assert_eq!(fx.device.env("boot_slot").as_deref(), Some("b"));
+}
+
+/// A swupdate wrapper script in the style of ADU's example swupdate script: it parses
+/// the handler's arguments, does the action, writes the result file and exits 0. Each
+/// run appends its arguments, joined by `|`, to `--argv-log`. `--fail-at <action>` with
+/// `--fail-how` makes that action end without a result file (`exit-7-no-result`,
+/// `exit-0-no-result`) or write a failure and exit 3 (`exit-3-with-result`);
+/// `--cancel-answers` is what cancel answers (800 unless told).
+const WRAPPER: &str = r#"#!/bin/bash
+all_args=("$@")
+action="" swu_file="" work_folder="" result_file="" installed_criteria=""
+selection="" version_file="" argv_log="" fail_at="" fail_how="" cancel_answer=800
+declare -a swupdate_opts=()
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --action) action="$2"; shift ;;
+        --action-*) action="${1#--action-}" ;;
+        --swu-file) swu_file="$2"; shift ;;
+        --work-folder) work_folder="$2"; shift ;;
+        --result-file) result_file="$2"; shift ;;
+        --installed-criteria) installed_criteria="$2"; shift ;;
+        --public-key-file) swupdate_opts+=(-k "$2"); shift ;;
+        --hwrevision) swupdate_opts+=(-H "$2"); shift ;;
+        --selection) selection="$2"; shift ;;
+        --version-file) version_file="$2"; shift ;;
+        --argv-log) argv_log="$2"; shift ;;
+        --fail-at) fail_at="$2"; shift ;;
+        --fail-how) fail_how="$2"; shift ;;
+        --cancel-answers) cancel_answer="$2"; shift ;;
+        --component) shift ;;
+        *) echo "unknown argument: $1" >&2 ;;
+    esac
+    shift
+done
+if [[ -n $argv_log ]]; then
+    (IFS='|'; echo "${all_args[*]}") >> "$argv_log"
+fi
+
+write_result() {
+    local details=${3//\"/\'}
+    printf '{"resultCode":%d,"extendedResultCode":%d,"resultDetails":"%s"}\n' "$1" "$2" "$details" > "$result_file"
+}
+
+if [[ $action == "$fail_at" ]]; then
+    case "$fail_how" in
+        exit-7-no-result) exit 7 ;;
+        exit-0-no-result) exit 0 ;;
+        exit-3-with-result) write_result 0 $((0x30100abc)) "the \"$action\" failed on purpose"; exit 3 ;;
+    esac
+fi
+
+case "$action" in
+    is-installed)
+        running=$(<"$version_file")
+        if [[ $running == "$installed_criteria" ]]; then
+            write_result 900 0 "version $running is installed"
+        else
+            write_result 901 0 "version $running runs, not $installed_criteria"
+        fi ;;
+    download)
+        if [[ -f $swu_file ]]; then
+            write_result 500 0 "${swu_file##*/} is in the work folder"
+        else
+            write_result 0 $((0x30100abd)) "no $swu_file"
+        fi ;;
+    install)
+        # swupdate keeps its sockets in TMPDIR; it now and then refuses a good image for
+        # a fault of its own, or exits 1 after reporting success: as the handler does,
+        # try again and take its own report.
+        ok=0 rc=0
+        for attempt in 1 2 3 4 5; do
+            rm -rf "$work_folder/swupdate.tmp" && mkdir -p "$work_folder/swupdate.tmp"
+            out=$(TMPDIR="$work_folder/swupdate.tmp" swupdate -v -i "$swu_file" -e "$selection" "${swupdate_opts[@]}" 2>&1)
+            rc=$?
+            if [[ $rc -eq 0 || ( $out == *"SWUpdate was successful"* && $out != *"[ERROR]"* ) ]]; then
+                ok=1
+                break
+            fi
+            echo "swupdate run $attempt exited $rc: $out" >&2
+        done
+        rm -rf "$work_folder/swupdate.tmp"
+        if (( ok )); then
+            write_result 600 0 "swupdate installed ${swu_file##*/}"
+        else
+            write_result 0 $((0x30100300 + rc)) "swupdate exited $rc"
+        fi ;;
+    apply)
+        echo "$installed_criteria" > "$version_file"
+        write_result 700 0 "now running $installed_criteria" ;;
+    cancel)
+        write_result "$cancel_answer" 0 "the update is cancelled" ;;
+    *)
+        write_result 0 $((0x30100abe)) "unknown action $action" ;;
+esac
+exit 0
+"#;
+
+impl Fixture {
+    /// Writes [`WRAPPER`] as the payload file `install.sh`; returns the file its runs
+    /// log their arguments to.
+    fn wrapper(&self) -> PathBuf {
+        fs::write(self.dir.path().join("payloads/install.sh"), WRAPPER).unwrap();
+        self.dir.path().join("argv.log")
+    }
+
+    /// The properties of a script-driven step of `install.sh` and `update-2.0.swu`,
+    /// with `more` after the wrapper's own arguments.
+    fn scripted(&self, log: &Path, more: &str) -> Value {
+        json!({
+            "scriptFileName": "install.sh",
+            "swuFileName": "update-2.0.swu",
+            "arguments": format!(
+                "--version-file {} --argv-log {} --selection stable,copy2 --component ${{du_component_name}} {more}",
+                self.device.version_file().display(),
+                log.display()
+            ),
+        })
+    }
+}
+
+/// Every run the wrapper logged: its arguments.
+fn logged_runs(log: &Path) -> Vec<Vec<String>> {
+    fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.split('|').map(str::to_owned).collect())
+        .collect()
+}
+
+/// The action a logged run was given.
+fn logged_action(run: &[String]) -> String {
+    match run.first().map(String::as_str) {
+        Some("--action") => run[1].clone(),
+        Some(first) => first.trim_start_matches("--action-").to_owned(),
+        None => String::new(),
+    }
+}
+
+#[tokio::test]
+async fn a_step_naming_a_script_has_the_script_drive_swupdate_as_adu_does() {
+    if !can_run() {
+        return;
+    }
+    let mut fx = Fixture::new();
+    fx.swu("update-2.0.swu", "2.0", &image(), HWREVISION);
+    let log = fx.wrapper();
+    let properties = fx.scripted(&log, "");
+    let report = fx
+        .deploy("2.0", properties.clone(), &["install.sh", "update-2.0.swu"])
+        .await;
+    assert_eq!(report.status, DeploymentStatus::Succeeded, "{report:#?}");
+    assert_eq!(ran(&report), installed_through(codes::APPLY_SUCCESS));
+    // swupdate, run by the script, wrote the image where the selection the step's
+    // arguments gave says (slot b); the built-in flow's boot environment is untouched.
+    assert_image_in_slot_b(&fx);
+    assert_eq!(fx.device.env("boot_slot").as_deref(), Some("a"));
+    assert_eq!(fx.device.env("upgrade_available").as_deref(), Some("0"));
+
+    // The script ran for is-installed and download, then is-installed again, install
+    // and apply (backup runs nothing), each with ADU's command line.
+    let runs = logged_runs(&log);
+    assert_eq!(
+        runs.iter().map(|r| logged_action(r)).collect::<Vec<_>>(),
+        [
+            "is-installed",
+            "download",
+            "is-installed",
+            "install",
+            "apply"
+        ]
+    );
+    let install = &runs[3];
+    let at = |flag: &str| {
+        let i = install.iter().position(|a| a == flag).expect(flag);
+        install[i + 1].clone()
+    };
+    let work = at("--work-folder");
+    let result = at("--result-file");
+    assert!(
+        result.starts_with(&format!("{work}/")),
+        "{result} in {work}"
+    );
+    let keys = fx.dir.path().join("keys");
+    let want = [
+        "--action-install".to_owned(),
+        "--swu-file".to_owned(),
+        format!("{work}/update-2.0.swu"),
+        // The registration's script_arguments, sorted by name.
+        "--hwrevision".to_owned(),
+        HWREVISION.to_owned(),
+        "--public-key-file".to_owned(),
+        keys.join("cert.pem").display().to_string(),
+        // The step's arguments, with the component placeholder (no component: n/a).
+        "--version-file".to_owned(),
+        fx.device.version_file().display().to_string(),
+        "--argv-log".to_owned(),
+        log.display().to_string(),
+        "--selection".to_owned(),
+        "stable,copy2".to_owned(),
+        "--component".to_owned(),
+        "n/a".to_owned(),
+        "--work-folder".to_owned(),
+        work.clone(),
+        "--result-file".to_owned(),
+        result.clone(),
+        "--installed-criteria".to_owned(),
+        "2.0".to_owned(),
+    ];
+    assert_eq!(install, &want);
+    // Each action has its own result file (ADU's swupdate:2 names one for all).
+    let download = &runs[1];
+    let download_result =
+        &download[download.iter().position(|a| a == "--result-file").unwrap() + 1];
+    assert_ne!(download_result, &result);
+
+    // The script's is-installed now sees 2.0: nothing runs again.
+    let again = fx
+        .deploy("2.0", properties, &["install.sh", "update-2.0.swu"])
+        .await;
+    assert_eq!(
+        again.steps[0].outcome,
+        StepOutcome::AlreadyInstalled,
+        "{again:#?}"
+    );
+}
+
+#[tokio::test]
+async fn a_script_driven_step_fails_with_adus_codes() {
+    if !can_run() {
+        return;
+    }
+    let mut fx = Fixture::new();
+    fx.swu("update-2.0.swu", "2.0", &image(), HWREVISION);
+    let log = fx.wrapper();
+    let both = ["install.sh", "update-2.0.swu"];
+
+    // The step is checked, in ADU's order, before the script runs (by is-installed, the
+    // first action that runs it).
+    let scripted = |changes: Value| {
+        let mut properties = fx.scripted(&log, "");
+        for (key, value) in changes.as_object().unwrap() {
+            match value {
+                Value::Null => properties.as_object_mut().unwrap().remove(key),
+                v => properties
+                    .as_object_mut()
+                    .unwrap()
+                    .insert(key.clone(), v.clone()),
+            };
+        }
+        properties
+    };
+    let cases = [
+        (
+            scripted(json!({"scriptFileName": ""})),
+            &both[..],
+            0x3010_0007,
+            "scriptFileName: empty",
+        ),
+        (
+            scripted(json!({})),
+            &both[..1],
+            0x3010_0103,
+            "at least two payload files",
+        ),
+        (
+            scripted(json!({"scriptFileName": "other.sh"})),
+            &both[..],
+            0x3010_0107,
+            "script file `other.sh`",
+        ),
+        (
+            scripted(json!({"swuFileName": null})),
+            &both[..],
+            0x3010_0008,
+            "swuFileName: missing",
+        ),
+        (
+            scripted(json!({"swuFileName": "missing.swu"})),
+            &both[..],
+            0x3010_0012,
+            "`missing.swu` is not one of",
+        ),
+    ];
+    for (properties, files, code, said) in cases {
+        let report = fx.deploy("2.0", properties, files).await;
+        let failure = report.failure.expect("the bad step is reported");
+        // Its failed is-installed counts as "not installed"; the download fails.
+        assert_eq!(failure.action, Action::Download, "{said}");
+        assert_eq!(
+            failure.extended_result_code, code,
+            "{said}: {}",
+            failure.result_details
+        );
+        assert!(
+            failure.result_details.contains(said),
+            "{said}: {}",
+            failure.result_details
+        );
+    }
+    assert!(logged_runs(&log).is_empty(), "the script never ran");
+
+    // How the script ends. apiVersion 1.1 passes the action as a value.
+    let mut properties = fx.scripted(&log, "--fail-at download --fail-how exit-7-no-result");
+    properties["apiVersion"] = json!("1.1");
+    let failure = fx
+        .deploy("2.0", properties, &both)
+        .await
+        .failure
+        .expect("exit 7");
+    assert_eq!(failure.action, Action::Download);
+    assert_eq!(
+        failure.extended_result_code, 0x3010_1007,
+        "{}",
+        failure.result_details
+    );
+    let runs = logged_runs(&log);
+    assert_eq!(runs.last().unwrap()[..2], ["--action", "download"]);
+
+    let properties = fx.scripted(&log, "--fail-at download --fail-how exit-0-no-result");
+    let failure = fx
+        .deploy("2.0", properties, &both)
+        .await
+        .failure
+        .expect("exit 0");
+    assert_eq!(failure.action, Action::Download);
+    assert_eq!(
+        failure.extended_result_code, 0x3010_0205,
+        "{}",
+        failure.result_details
+    );
+
+    // A result file overrides the exit code; the failed install is restored by the
+    // script's cancel, which answers 800.
+    let properties = fx.scripted(&log, "--fail-at install --fail-how exit-3-with-result");
+    let report = fx.deploy("2.0", properties, &both).await;
+    let failure = report.failure.clone().expect("the install fails");
+    assert_eq!(failure.action, Action::Install);
+    assert_eq!(
+        failure.extended_result_code, 0x3010_0abc,
+        "{}",
+        failure.result_details
+    );
+    assert!(
+        failure.result_details.contains("failed on purpose"),
+        "{}",
+        failure.result_details
+    );
+    let restore = report.steps[0].actions.last().unwrap();
+    assert_eq!(
+        (restore.action, restore.result.result_code),
+        (Action::Restore, codes::RESTORE_SUCCESS),
+        "{report:#?}"
+    );
+    assert_eq!(logged_action(logged_runs(&log).last().unwrap()), "cancel");
+
+    // A cancel that does not answer 800 fails the restore with ADU's code.
+    let properties = fx.scripted(
+        &log,
+        "--fail-at install --fail-how exit-3-with-result --cancel-answers 801",
+    );
+    let report = fx.deploy("2.0", properties, &both).await;
+    let restore = report.steps[0].actions.last().unwrap();
+    assert_eq!(restore.action, Action::Restore, "{report:#?}");
+    assert_eq!(
+        (
+            restore.result.result_code,
+            restore.result.extended_result_code
+        ),
+        (codes::FAILURE, 0x2000_0003),
+        "{}",
+        restore.result.result_details
+    );
+    assert!(
+        restore.result.result_details.contains("answered 801"),
+        "{}",
+        restore.result.result_details
+    );
+    // Nothing here ran swupdate: slot b is as it was.
+    assert!(
+        fs::read(fx.device.slot("b"))
+            .unwrap()
+            .iter()
+            .all(|x| *x == 0)
+    );
 }

@@ -1,14 +1,20 @@
-//! The command line a `microsoft/script:1` script receives, exactly as Azure Device Update
-//! builds it (script_handler.cpp, `PrepareScriptArguments`):
+//! The command line an update's script receives, exactly as Azure Device Update builds
+//! it for `microsoft/script:1` (script_handler.cpp, `PrepareScriptArguments`) and for
+//! `microsoft/swupdate:2` (swupdate_handler_v2.cpp, `PrepareCommandArguments`):
 //!
 //! 1. the action: `--action-install` (apiVersion 1.0, the default) or `--action install`
 //!    (1.1); none for any other apiVersion;
-//! 2. the step's `arguments` split on single spaces (empty tokens dropped, no quoting),
+//! 2. the handler's own arguments ([`Inputs::leading`]): none for the script handler;
+//!    `--swu-file <path>` and the configured key/value pairs for swupdate:2;
+//! 3. the step's `arguments` split on single spaces (empty tokens dropped, no quoting),
 //!    with the component placeholders (`--component-id-val`, `--component-name-val`,
 //!    `--component-manufacturer-val`, `--component-model-val`, `--component-version-val`,
 //!    `--component-group-val`, `--component-prop-val <property>`) replaced from the
-//!    selected component, `n/a` when there is none;
-//! 3. `--work-folder <dir>`, `--result-file <dir>/action_<action>_aduc_result.json`, and
+//!    selected component, `n/a` when there is none; swupdate:2 also takes
+//!    `${du_component_id}` … `${du_component_group}` and `${du_component_prop} <property>`
+//!    ([`Dialect`]);
+//! 4. `--work-folder <dir>`, `--result-file <file>` (the script handler's
+//!    `<dir>/action_<action>_aduc_result.json`, [`result_file_path`]), and
 //!    `--installed-criteria <value>` when the step has criteria that are not empty.
 //!
 //! Paths are sandbox paths here; they are marked so the host maps them to the files the
@@ -57,10 +63,10 @@ impl ScriptArg {
     }
 }
 
-/// The script's own result file for `action`, inside `work_folder`.
+/// The result file ADU's script handler names for `action`, inside `work_folder`.
 ///
 /// ```
-/// use handrail_script_handler::arguments::result_file_path;
+/// use handrail_adu_script::arguments::result_file_path;
 /// use handrail_sdk::Action;
 /// assert_eq!(result_file_path("/work", Action::Install), "/work/action_install_aduc_result.json");
 /// ```
@@ -72,9 +78,25 @@ pub fn result_file_path(work_folder: &str, action: Action) -> String {
     )
 }
 
+/// Which handler's placeholders the step's `arguments` may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// `microsoft/script:1`: the `--component-*-val` placeholders; a missing property of
+    /// `--component-prop-val <property>` is `n/a`.
+    Script,
+    /// `microsoft/swupdate:2`: those and their `${du_component_*}` spellings; a missing
+    /// property of `--component-prop-val <property>` (or `${du_component_prop}`) is left
+    /// out, as ADU's swupdate handler leaves it out.
+    SwupdateV2,
+}
+
 /// Everything the command line is built from.
 #[derive(Debug, Clone)]
 pub struct Inputs<'a> {
+    /// Whose placeholders `arguments` uses.
+    pub dialect: Dialect,
+    /// The handler's own arguments, right after the action.
+    pub leading: Vec<ScriptArg>,
     /// The step's `arguments` property.
     pub arguments: Option<&'a str>,
     /// The selected component, if any.
@@ -85,6 +107,8 @@ pub struct Inputs<'a> {
     pub api_version: ApiVersion,
     /// The work folder (sandbox path).
     pub work_folder: &'a str,
+    /// The file the script writes its result to (sandbox path).
+    pub result_file: &'a str,
     /// The step's installed criteria.
     pub installed_criteria: Option<&'a str>,
 }
@@ -100,37 +124,53 @@ pub fn script_arguments(inputs: &Inputs<'_>) -> Vec<ScriptArg> {
         }
         ApiVersion::Other(_) => {}
     }
+    args.extend(inputs.leading.iter().cloned());
+    let swupdate = inputs.dialect == Dialect::SwupdateV2;
     let mut tokens = inputs
         .arguments
         .unwrap_or("")
         .split(' ')
         .filter(|t| !t.is_empty());
     while let Some(token) = tokens.next() {
-        let value = match token {
-            "--component-id-val" => component_field(inputs.component, |c| Some(c.id.clone())),
-            "--component-name-val" => component_field(inputs.component, |c| Some(c.name.clone())),
-            "--component-manufacturer-val" => {
-                component_field(inputs.component, |c| Some(c.manufacturer.clone()))
-            }
-            "--component-model-val" => component_field(inputs.component, |c| Some(c.model.clone())),
-            "--component-version-val" => component_field(inputs.component, |c| c.version.clone()),
-            "--component-group-val" => component_field(inputs.component, |c| Some(c.group.clone())),
-            // The property's name follows the placeholder; both become the value.
-            "--component-prop-val" => match tokens.next() {
-                Some(name) => component_field(inputs.component, |c| c.property(name)),
-                None => NOT_AVAILABLE.to_owned(),
-            },
-            other => other.to_owned(),
+        let field = match token {
+            "--component-id-val" => Some("id"),
+            "--component-name-val" => Some("name"),
+            "--component-manufacturer-val" => Some("manufacturer"),
+            "--component-model-val" => Some("model"),
+            "--component-version-val" => Some("version"),
+            "--component-group-val" => Some("group"),
+            "--component-prop-val" => Some("prop"),
+            "${du_component_id}" if swupdate => Some("id"),
+            "${du_component_name}" if swupdate => Some("name"),
+            "${du_component_manufacturer}" if swupdate => Some("manufacturer"),
+            "${du_component_model}" if swupdate => Some("model"),
+            "${du_component_version}" if swupdate => Some("version"),
+            "${du_component_group}" if swupdate => Some("group"),
+            "${du_component_prop}" if swupdate => Some("prop"),
+            _ => None,
         };
-        args.push(ScriptArg::Literal(value));
+        let value = match field {
+            None => Some(token.to_owned()),
+            // The property's name follows the placeholder; both become the value.
+            Some("prop") => match tokens.next() {
+                Some(name) => {
+                    let value = inputs.component.and_then(|c| c.property(name));
+                    match value.filter(|v| !v.is_empty()) {
+                        Some(value) => Some(value),
+                        None if swupdate => None,
+                        None => Some(NOT_AVAILABLE.to_owned()),
+                    }
+                }
+                None => Some(NOT_AVAILABLE.to_owned()),
+            },
+            Some(field) => Some(component_field(inputs.component, field)),
+        };
+        args.extend(value.map(ScriptArg::Literal));
     }
     args.push(ScriptArg::lit("--work-folder"));
     args.push(ScriptArg::Path(inputs.work_folder.to_owned()));
     args.push(ScriptArg::lit("--result-file"));
-    args.push(ScriptArg::Path(result_file_path(
-        inputs.work_folder,
-        inputs.action,
-    )));
+    args.push(ScriptArg::Path(inputs.result_file.to_owned()));
     if let Some(criteria) = inputs.installed_criteria.filter(|c| !c.is_empty()) {
         args.push(ScriptArg::lit("--installed-criteria"));
         args.push(ScriptArg::lit(criteria));
@@ -138,12 +178,17 @@ pub fn script_arguments(inputs: &Inputs<'_>) -> Vec<ScriptArg> {
     args
 }
 
-fn component_field(
-    component: Option<&Component>,
-    field: impl FnOnce(&Component) -> Option<String>,
-) -> String {
-    component
-        .and_then(field)
+/// The component's `field`, `n/a` when there is no component or the field is empty.
+fn component_field(component: Option<&Component>, field: &str) -> String {
+    let value = component.map(|c| match field {
+        "id" => c.id.clone(),
+        "name" => c.name.clone(),
+        "manufacturer" => c.manufacturer.clone(),
+        "model" => c.model.clone(),
+        "group" => c.group.clone(),
+        _ => c.version.clone().unwrap_or_default(),
+    });
+    value
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| NOT_AVAILABLE.to_owned())
 }
@@ -177,6 +222,9 @@ mod tests {
 
     fn inputs<'a>(arguments: &'a str, component: Option<&'a Component>) -> Inputs<'a> {
         Inputs {
+            dialect: Dialect::Script,
+            leading: Vec::new(),
+            result_file: "/work/action_install_aduc_result.json",
             arguments: Some(arguments),
             component,
             action: Action::Install,
@@ -270,5 +318,53 @@ mod tests {
         // ADU splits on ' ' alone: a tab stays inside its token.
         let args = script_arguments(&inputs("a  b\tc", None));
         assert_eq!(rendered(&args)[1..3], ["a", "b\tc"]);
+    }
+
+    #[test]
+    fn swupdate_v2_takes_its_own_placeholders_and_leading_arguments() {
+        let c = camera();
+        let args = script_arguments(&Inputs {
+            dialect: Dialect::SwupdateV2,
+            leading: vec![
+                ScriptArg::lit("--swu-file"),
+                ScriptArg::Path("/work/fw.swu".into()),
+            ],
+            result_file: "/work/result.json",
+            ..inputs(
+                "--id ${du_component_id} ${du_component_name} --component-group-val ${du_component_prop} path ${du_component_prop} nope --component-prop-val nope --last ${du_component_version}",
+                Some(&c),
+            )
+        });
+        assert_eq!(
+            rendered(&args),
+            [
+                "--action-install",
+                "--swu-file",
+                "</work/fw.swu>",
+                "--id",
+                "cam-1",
+                "front",
+                "cameras",
+                "/dev/video0",
+                // A property the component lacks is left out, as ADU's swupdate:2 does.
+                "--last",
+                "1.1",
+                "--work-folder",
+                "</work>",
+                "--result-file",
+                "</work/result.json>",
+                "--installed-criteria",
+                "v1.2",
+            ]
+        );
+        // Without a component every placeholder is `n/a`, and a trailing prop too.
+        let args = script_arguments(&Inputs {
+            dialect: Dialect::SwupdateV2,
+            ..inputs("${du_component_model} ${du_component_prop}", None)
+        });
+        assert_eq!(rendered(&args)[1..3], [NOT_AVAILABLE, NOT_AVAILABLE]);
+        // The script handler passes the `${…}` spellings as they are.
+        let args = script_arguments(&inputs("${du_component_id}", Some(&c)));
+        assert_eq!(rendered(&args)[1], "${du_component_id}");
     }
 }
