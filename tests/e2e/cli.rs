@@ -749,3 +749,100 @@ fn an_import_manifest_as_adus_tools_write_it_deploys() {
     assert!(run.stderr().contains("device-step.sh"), "{}", run.stderr());
     assert_eq!(device.log().len(), before, "nothing ran");
 }
+
+/// A detached parent manifest as ADU's service delivers a large update: the signed
+/// `updateManifest` names a payload file (`detachedManifestFileId`, with its size and
+/// sha256 in `files`) that holds the full manifest as `{"updateManifest": "<string>"}`.
+#[test]
+fn a_detached_parent_manifest_is_read_from_its_payload_file_checked_and_run() {
+    let device = Device::new();
+    let full = signable_update(&device, "detached-full");
+    let detached_name = "contoso.device-steps.1.0.updatemanifest.json";
+    let detached = serde_json::json!({"updateManifest": full.to_string()}).to_string();
+    let write_detached = |text: &str| fs::write(device.payloads.join(detached_name), text).unwrap();
+    write_detached(&detached);
+    let outer = serde_json::json!({
+        "manifestVersion": "5",
+        "updateId": full["updateId"],
+        "compatibility": full["compatibility"],
+        "detachedManifestFileId": "fdm",
+        "files": {"fdm": {
+            "fileName": detached_name,
+            "sizeInBytes": detached.len(),
+            "hashes": {"sha256": common::sha256_base64(detached.as_bytes())},
+        }},
+        "createdDateTime": "2026-12-02T00:00:00Z",
+    })
+    .to_string();
+    let (keys, root, signing) = test_keys();
+    let sjwk = root
+        .sign_key("root.1", &signing.public_jwk(Some("signing.1")))
+        .unwrap();
+    let signature = signing.sign_manifest(outer.as_bytes(), &sjwk).unwrap();
+    let config = device.tmp.path().join("config.toml");
+    fs::write(
+        &config,
+        format!(
+            "[signing]\nroot_keys = [{{ kid = \"root.1\", pem_file = \"{}\" }}]\n",
+            keys.join("rsa-root.pub.pem")
+                .canonicalize()
+                .unwrap()
+                .display()
+        ),
+    )
+    .unwrap();
+    let envelope = envelope(&device, &outer, &signature, "detached");
+
+    // validate reads it from the folder given (or the envelope's own folder).
+    let run = device.run_strict(&[
+        "--config",
+        config.to_str().unwrap(),
+        "validate",
+        envelope.to_str().unwrap(),
+        "--payloads",
+        device.payloads.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code(), Some(0), "{}\n{}", run.stdout(), run.stderr());
+
+    // The full manifest changed after signing: its hash no longer matches; nothing runs.
+    write_detached(&detached.replace("detached-full", "detached-fake"));
+    let run = deploy_signed(&device, &config, &envelope);
+    assert_ne!(run.code(), Some(0), "{}", run.stdout());
+    assert!(
+        run.stderr().contains(detached_name) && run.stderr().contains("does not match files.fdm"),
+        "{}",
+        run.stderr()
+    );
+    assert!(device.log().is_empty());
+
+    // Not ADU's delivered form (the manifest as an object, not a string): named as such.
+    let as_object = serde_json::json!({"updateManifest": full}).to_string();
+    write_detached(&as_object);
+    let mut wrong_form = serde_json::from_str::<serde_json::Value>(&outer).unwrap();
+    wrong_form["files"]["fdm"]["sizeInBytes"] = as_object.len().into();
+    wrong_form["files"]["fdm"]["hashes"]["sha256"] =
+        common::sha256_base64(as_object.as_bytes()).into();
+    let wrong_form = wrong_form.to_string();
+    let wrong_signature = signing.sign_manifest(wrong_form.as_bytes(), &sjwk).unwrap();
+    let run = deploy_signed(
+        &device,
+        &config,
+        &self::envelope(&device, &wrong_form, &wrong_signature, "object-form"),
+    );
+    assert_ne!(run.code(), Some(0), "{}", run.stdout());
+    assert!(
+        run.stderr()
+            .contains("`updateManifest` is the full manifest as a string"),
+        "{}",
+        run.stderr()
+    );
+
+    write_detached(&detached);
+    let run = deploy_signed(&device, &config, &envelope);
+    assert_eq!(run.code(), Some(0), "{}\n{}", run.stdout(), run.stderr());
+    assert!(
+        device.log().iter().any(|l| l.contains("detached-full")),
+        "{:?}",
+        device.log()
+    );
+}

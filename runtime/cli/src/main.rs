@@ -120,6 +120,10 @@ enum Command {
     Validate {
         /// The update manifest (or the delivered envelope).
         manifest: PathBuf,
+        /// Folder holding a detached manifest's payload file (default: the manifest's
+        /// folder).
+        #[arg(long)]
+        payloads: Option<PathBuf>,
     },
     /// Show the deployment in progress and the installed-criteria records.
     Status,
@@ -417,7 +421,7 @@ async fn run(cli: &Cli, out: &output::Output) -> Result<u8, Failure> {
                 }
             }
         }
-        Command::Validate { manifest } => {
+        Command::Validate { manifest, payloads } => {
             let bytes = read_input(manifest)?;
             // The configuration, and the key files it names, are read once.
             let (registry, trust) = match open(cli) {
@@ -429,11 +433,18 @@ async fn run(cli: &Cli, out: &output::Output) -> Result<u8, Failure> {
                 }
                 Err(e) => return Err(e),
             };
+            let folder = payloads.clone().unwrap_or_else(|| {
+                manifest
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .map_or_else(|| PathBuf::from("."), Path::to_owned)
+            });
             let (document, _) = handrail::admit::validate(
                 &bytes,
                 &registry,
                 &trust,
                 &manifest.display().to_string(),
+                Some(&folder),
             )?;
             out.valid(manifest, document.manifest());
             Ok(exit::SUCCESS)

@@ -126,14 +126,20 @@ pub struct AdmitOptions {
 
 /// Parses a manifest (or envelope), checks its signature against `trust`, and validates
 /// it against the registered handlers; `context` names the manifest in errors (e.g. its
-/// file name).
+/// file name). A detached envelope's full manifest is read from `payload_dir` and checked
+/// against the size and sha256 its signed envelope gives (the signature is checked once
+/// the document is read; nothing runs before both hold).
 pub fn validate(
     bytes: &[u8],
     registry: &Registry,
     trust: &Trust,
     context: &str,
+    payload_dir: Option<&Path>,
 ) -> Result<(manifest::Document, Verdict), AdmitError> {
-    let document = manifest::parse_document(bytes)?;
+    let document = match payload_dir {
+        Some(dir) => manifest::parse_document_with(bytes, &mut |entry| read_detached(dir, entry))?,
+        None => manifest::parse_document(bytes)?,
+    };
     let verdict = trust.check(&document)?;
     let is_known = |id: &str| registry.contains(id);
     document
@@ -448,6 +454,30 @@ impl Admission<'_> {
         manifest::parse_child_manifest(&bytes)
             .map_err(|e| child_err(format!("child manifest: {e}")))
     }
+}
+
+/// The payload file a detached manifest is in, checked against its `files` entry.
+fn read_detached(payload_dir: &Path, entry: &manifest::FileEntry) -> Result<Vec<u8>, String> {
+    let name = &entry.file_name;
+    if let Some(problem) = manifest::file_name_problem(name) {
+        return Err(format!("its fileName {problem}"));
+    }
+    let path = payload_dir.join(name);
+    let bytes = crate::limits::read(&path, manifest::MAX_DOCUMENT_BYTES as u64)
+        .map_err(|e| format!("cannot be read from {}: {e}", payload_dir.display()))?;
+    let actual: [u8; 32] = Sha256::digest(&bytes).into();
+    if actual != entry.sha256 || bytes.len() as u64 != entry.size_in_bytes {
+        return Err(format!(
+            "{} does not match files.{} of the signed manifest: size {} bytes (manifest: {}), sha256 {} (manifest: {})",
+            path.display(),
+            entry.file_id,
+            bytes.len(),
+            entry.size_in_bytes,
+            b64(&actual),
+            b64(&entry.sha256)
+        ));
+    }
+    Ok(bytes)
 }
 
 fn b64(bytes: &[u8]) -> String {

@@ -333,8 +333,14 @@ impl Runtime {
     /// Parses a manifest (or envelope), checks its signature and validates it against the
     /// registered handlers.
     pub fn validate(&self, bytes: &[u8]) -> Result<Document, AdmitError> {
-        crate::admit::validate(bytes, self.registry(), &self.inner.trust, "update manifest")
-            .map(|(document, _)| document)
+        crate::admit::validate(
+            bytes,
+            self.registry(),
+            &self.inner.trust,
+            "update manifest",
+            None,
+        )
+        .map(|(document, _)| document)
     }
 
     /// The deployment in progress or suspended, as a report.
@@ -367,6 +373,7 @@ impl Runtime {
             self.registry(),
             &self.inner.trust,
             "update manifest",
+            Some(payload_dir),
         )?;
         if let crate::trust::Verdict::Signed(by) = &verdict {
             tracing::info!(

@@ -10,6 +10,12 @@
 //!
 //! The manifest string is kept verbatim in [`Envelope::manifest_json`] because the
 //! signature covers those exact bytes; it is parsed with the same limits as a plain one.
+//!
+//! A large update is delivered *detached* (ADU's detached update manifest): the signed
+//! `updateManifest` then carries a top-level `detachedManifestFileId` and a `files` entry
+//! for a payload file that holds the full manifest, as `{"updateManifest": "<the manifest
+//! as a string>"}`. The signature covers the short manifest, whose `files` entry gives
+//! the full one's size and sha256; [`Envelope::manifest`] is the full one.
 
 use std::collections::BTreeMap;
 
@@ -17,7 +23,7 @@ use serde_json::{Map, Value};
 
 use super::error::{ManifestError, ManifestErrors, Problem, child};
 use super::json::Reader;
-use super::model::UpdateManifest;
+use super::model::{FileEntry, UpdateManifest};
 use super::{MAX_FILES, MAX_MANIFEST_BYTES};
 
 /// Root members whose presence marks a document as an envelope.
@@ -63,11 +69,20 @@ pub struct Envelope {
     pub signature: Option<String>,
     /// `fileUrls`: download URL by fileId; empty when absent.
     pub file_urls: BTreeMap<String, String>,
+    /// For a detached manifest: the `files` entry of the payload file it came from.
+    pub detached: Option<FileEntry>,
 }
+
+/// Fetches the payload file a detached manifest is in, checked against its `files` entry
+/// (size and sha256); the error says why it cannot be had.
+pub type DetachedResolver<'a> = dyn FnMut(&FileEntry) -> Result<Vec<u8>, String> + 'a;
 
 /// Builds an envelope from its root object, collecting every problem of the envelope and
 /// of the manifest it carries.
-pub(crate) fn envelope_from_object(root: &Map<String, Value>) -> Result<Envelope, ManifestError> {
+pub(crate) fn envelope_from_object(
+    root: &Map<String, Value>,
+    resolve: &mut DetachedResolver<'_>,
+) -> Result<Envelope, ManifestError> {
     let mut r = Reader::default();
     let workflow = r
         .required(root, "workflow", "")
@@ -76,9 +91,15 @@ pub(crate) fn envelope_from_object(root: &Map<String, Value>) -> Result<Envelope
     let signature = r.optional_string(root, "updateManifestSignature", "");
     let file_urls = read_file_urls(&mut r, root);
     let mut errors = r.errors;
-    let manifest = manifest_json
+    let detached = manifest_json
         .as_deref()
-        .and_then(|json| read_embedded_manifest(json, &mut errors));
+        .and_then(|json| detached_entry(json, &mut errors));
+    let manifest = match (&detached, manifest_json.as_deref()) {
+        (Some(Some(entry)), _) => read_detached_manifest(entry, resolve, &mut errors),
+        (Some(None), _) => None,
+        (None, Some(json)) => read_embedded_manifest(json, &mut errors),
+        (None, None) => None,
+    };
     match (workflow, manifest, manifest_json) {
         (Some(workflow), Some(manifest), Some(manifest_json)) if errors.is_empty() => {
             Ok(Envelope {
@@ -87,6 +108,7 @@ pub(crate) fn envelope_from_object(root: &Map<String, Value>) -> Result<Envelope
                 manifest_json,
                 signature,
                 file_urls,
+                detached: detached.flatten(),
             })
         }
         _ => Err(ManifestError::Invalid(errors)),
@@ -145,6 +167,96 @@ fn read_file_urls(r: &mut Reader, root: &Map<String, Value>) -> BTreeMap<String,
         .iter()
         .filter_map(|(id, v)| Some((id.clone(), r.string(v, &child(path, id))?)))
         .collect()
+}
+
+/// `None` when `updateManifest` is not detached; `Some(entry)` for the `files` entry its
+/// `detachedManifestFileId` names (`Some(None)` when that is wrong, reported).
+///
+/// ADU's agent takes the first `files` entry, as the detached manifest is the only file of
+/// such a manifest; Handrail takes the one the id names, and refuses an id that names none.
+fn detached_entry(json: &str, errors: &mut ManifestErrors) -> Option<Option<FileEntry>> {
+    const ID: &str = "updateManifest.detachedManifestFileId";
+    // Not JSON (or too large): reported when the manifest itself is read.
+    let value = super::json::read(json.as_bytes(), MAX_MANIFEST_BYTES).ok()?;
+    let root = value.as_object()?;
+    let id = match root.get("detachedManifestFileId")? {
+        Value::Null => return None,
+        Value::String(id) if id.is_empty() => return None,
+        Value::String(id) => id.clone(),
+        other => {
+            errors.report(
+                ID,
+                Problem::WrongType {
+                    expected: "a string (the fileId of the detached manifest)",
+                    found: super::error::kind(other),
+                },
+            );
+            return Some(None);
+        }
+    };
+    let mut r = Reader::default();
+    let files = super::parse::read_files(&mut r, root);
+    for e in r.errors.into_vec() {
+        errors.push(e);
+    }
+    match files.get(&id) {
+        Some(entry) => Some(Some(entry.clone())),
+        None => {
+            errors.report(ID, Problem::UnknownFileId(id));
+            Some(None)
+        }
+    }
+}
+
+/// The full manifest of a detached envelope: its file fetched (and checked) by `resolve`,
+/// read as ADU reads it, `{"updateManifest": "<the manifest as a string>"}`.
+fn read_detached_manifest(
+    entry: &FileEntry,
+    resolve: &mut DetachedResolver<'_>,
+    errors: &mut ManifestErrors,
+) -> Option<UpdateManifest> {
+    const ID: &str = "updateManifest.detachedManifestFileId";
+    let name = &entry.file_name;
+    let bytes = match resolve(entry) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            errors.report(
+                ID,
+                Problem::DetachedManifest(format!("detached manifest `{name}`: {e}")),
+            );
+            return None;
+        }
+    };
+    let problem =
+        |what: String| Problem::DetachedManifest(format!("detached manifest `{name}`: {what}"));
+    let value = match super::json::read(&bytes, super::MAX_DOCUMENT_BYTES) {
+        Ok(v) => v,
+        Err(e) => {
+            errors.report(ID, problem(e.to_string()));
+            return None;
+        }
+    };
+    let Some(Value::String(json)) = value.as_object().and_then(|o| o.get("updateManifest")) else {
+        errors.report(
+            ID,
+            problem(
+                "must be an object whose `updateManifest` is the full manifest as a string, as ADU delivers it".into(),
+            ),
+        );
+        return None;
+    };
+    let mut inner = ManifestErrors::default();
+    let manifest = read_embedded_manifest(json, &mut inner);
+    for e in inner.into_vec() {
+        errors.push(match e {
+            ManifestError::Field { path, problem } => ManifestError::Field {
+                path: format!("detached manifest `{name}`: {path}"),
+                problem,
+            },
+            other => other,
+        });
+    }
+    manifest
 }
 
 /// Parses the `updateManifest` string; problems of the document as a whole are reported

@@ -132,6 +132,9 @@ pub enum Problem {
     /// A sha256 hash does not decode to 32 bytes.
     #[error("decodes to {0} bytes; a sha256 hash is 32 bytes")]
     WrongHashLength(usize),
+    /// The detached manifest an envelope points at cannot be had or is not as described.
+    #[error("{0}")]
+    DetachedManifest(String),
 }
 
 /// One problem with a manifest document.

@@ -43,7 +43,7 @@ mod validate;
 
 use serde_json::Value;
 
-pub use envelope::{Envelope, Workflow};
+pub use envelope::{DetachedResolver, Envelope, Workflow};
 pub use error::{ManifestError, ManifestErrors, Problem, ROOT_PATH};
 pub use model::{
     FileEntry, InlineStep, ManifestVersion, ReferenceStep, ReferenceTarget, RelatedFile, Step,
@@ -110,7 +110,24 @@ impl Document {
 /// A document whose root object has an `updateManifest` or a `workflow` member is read
 /// as an envelope; anything else as a plain manifest. The result is well formed but not
 /// yet validated: call [`UpdateManifest::validate`] before acting on it.
+///
+/// A detached envelope (see [`Envelope`]) is refused: its full manifest is a payload file,
+/// which [`parse_document_with`] can fetch.
 pub fn parse_document(bytes: &[u8]) -> Result<Document, ManifestError> {
+    parse_document_with(bytes, &mut |entry| {
+        Err(format!(
+            "the full manifest is the payload file `{}`, and no payload folder was given to read it from",
+            entry.file_name
+        ))
+    })
+}
+
+/// [`parse_document`], fetching a detached envelope's full manifest with `resolve`, which
+/// must check the file against the `files` entry it is given (size and sha256).
+pub fn parse_document_with(
+    bytes: &[u8],
+    resolve: &mut envelope::DetachedResolver<'_>,
+) -> Result<Document, ManifestError> {
     let value = json::read(bytes, MAX_DOCUMENT_BYTES)?;
     match &value {
         Value::Object(root)
@@ -120,7 +137,7 @@ pub fn parse_document(bytes: &[u8]) -> Result<Document, ManifestError> {
         {
             let mut errors = ManifestErrors::default();
             json::check_string_lengths(&value, &envelope::LONG_STRING_KEYS, &mut errors);
-            match envelope::envelope_from_object(root) {
+            match envelope::envelope_from_object(root, resolve) {
                 Ok(envelope) if errors.is_empty() => Ok(Document::Envelope(envelope)),
                 Ok(_) => Err(ManifestError::Invalid(errors)),
                 Err(e) => {
@@ -433,5 +450,44 @@ mod tests {
              workflow.id: missing\n\
              updateManifest: must be a string, not an object"
         );
+    }
+
+    #[test]
+    fn a_detached_envelope_needs_its_file_and_names_the_entry_it_points_at() {
+        let full = serde_json::json!({"updateManifest": ONE_INLINE}).to_string();
+        let outer = |id: &str| {
+            serde_json::json!({
+                "workflow": {"action": 3, "id": "w"},
+                "updateManifest": serde_json::json!({
+                    "manifestVersion": "5",
+                    "detachedManifestFileId": id,
+                    "files": {"fd": {"fileName": "full.json", "sizeInBytes": full.len(),
+                        "hashes": {"sha256": base64::engine::general_purpose::STANDARD
+                            .encode(Sha256::digest(full.as_bytes()))}}},
+                })
+                .to_string(),
+            })
+            .to_string()
+        };
+        let err = parse_document(outer("fd").as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("detachedManifestFileId") && err.contains("`full.json`"),
+            "{err}"
+        );
+        let mut asked = Vec::new();
+        let document = parse_document_with(outer("fd").as_bytes(), &mut |entry| {
+            asked.push(entry.file_name.clone());
+            Ok(full.clone().into_bytes())
+        })
+        .unwrap();
+        assert_eq!(asked, ["full.json"]);
+        assert_eq!(document.manifest(), &parse(ONE_INLINE));
+        assert!(document.envelope().unwrap().detached.is_some());
+        let err = parse_document_with(outer("nope").as_bytes(), &mut |_| unreachable!())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`nope` is not a fileId"), "{err}");
     }
 }

@@ -266,7 +266,7 @@ fn read_reference_step(
 /// `files`: a map keyed by fileId (as delivered), or an array of entries with a
 /// `filename` each (as ADU's tools write an import manifest), whose steps name their files
 /// by that name; an array entry's fileId is its name.
-fn read_files(r: &mut Reader, root: &Map<String, Value>) -> BTreeMap<String, FileEntry> {
+pub(crate) fn read_files(r: &mut Reader, root: &Map<String, Value>) -> BTreeMap<String, FileEntry> {
     let path = "files";
     let object = match Reader::optional(root, path) {
         None => return BTreeMap::new(),
