@@ -846,3 +846,91 @@ fn a_detached_parent_manifest_is_read_from_its_payload_file_checked_and_run() {
         device.log()
     );
 }
+
+/// ADU's workflow rules through the binary: every step's is-installed and download run
+/// before the first install (a download that fails leaves nothing installed), any code
+/// above 0 is a success, and a failed is-installed counts as "not installed".
+#[test]
+fn adus_phase_order_and_result_rules_hold_through_the_binary() {
+    let device = Device::new();
+    let codes = ["install=700", "is-installed=0", "download=0"];
+    let failing = device.manifest(
+        "failing.json",
+        &script_manifest(&device, &["a", "b", "c"], &codes),
+    );
+    let run = device.deploy_json(&failing);
+    assert_eq!(run.code(), Some(1), "{}\n{}", run.stdout(), run.stderr());
+    let report = run.last_json();
+    assert_eq!(report["status"], "failed", "{report}");
+    assert_eq!(report["failure"]["step"], 2, "{report}");
+    assert_eq!(report["failure"]["action"], "download", "{report}");
+    assert_eq!(
+        device.log(),
+        [
+            "a is-installed",
+            "a download",
+            "b is-installed",
+            "b download",
+            "c is-installed",
+            "c download"
+        ],
+        "nothing installs before every step has downloaded"
+    );
+    assert!(
+        run.stderr().contains("taken as not installed"),
+        "the failed is-installed is named: {}",
+        run.stderr()
+    );
+
+    fs::remove_file(device.device.join("log")).unwrap();
+    let passing = device.manifest(
+        "passing.json",
+        &script_manifest(&device, &["a", "b"], &codes[..2]),
+    );
+    let run = device.deploy_json(&passing);
+    assert_eq!(run.code(), Some(0), "{}\n{}", run.stdout(), run.stderr());
+    let report = run.last_json();
+    let install_of_a = report["steps"][0]["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["action"] == "install")
+        .unwrap()
+        .clone();
+    assert_eq!(install_of_a["result"]["resultCode"], 700, "{report}");
+    assert!(
+        run.stderr().contains("counted as success"),
+        "{}",
+        run.stderr()
+    );
+    let log = device.log();
+    let first_install = log.iter().position(|l| l.ends_with(" install")).unwrap();
+    assert!(
+        log[..first_install]
+            .iter()
+            .filter(|l| l.ends_with(" download"))
+            .count()
+            == 2,
+        "{log:?}"
+    );
+}
+
+/// `handrail status` keeps its records true: version 2.0 of an update replaces the
+/// records of 1.0 (other criteria, same handler, no component).
+#[test]
+fn status_lists_what_a_later_version_installed_not_what_it_replaced() {
+    let device = Device::new();
+    let v1 = device.manifest(
+        "v1.json",
+        &script_manifest(&device, &["steps-1.0-a", "steps-1.0-b"], &[]),
+    );
+    assert_eq!(device.deploy(&v1).code(), Some(0));
+    let mut update = script_manifest(&device, &["steps-2.0-a"], &[]);
+    update["updateId"]["version"] = "2.0".into();
+    let v2 = device.manifest("v2.json", &update);
+    let run = device.deploy(&v2);
+    assert_eq!(run.code(), Some(0), "{}\n{}", run.stdout(), run.stderr());
+    let status = device.run(&["status"]).stdout();
+    assert!(status.contains("steps-2.0-a"), "{status}");
+    assert!(!status.contains("steps-1.0"), "{status}");
+}
