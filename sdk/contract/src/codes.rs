@@ -109,11 +109,11 @@ pub const fn is_success(code: i32) -> bool {
 
 /// One operation of a step handler.
 ///
-/// The engine runs, per step: [`IsInstalled`](Action::IsInstalled), then
-/// [`Download`](Action::Download), [`Backup`](Action::Backup),
-/// [`Install`](Action::Install), [`Apply`](Action::Apply), and
-/// [`Restore`](Action::Restore) when install or apply fails. [`Cancel`](Action::Cancel)
-/// is sent to a handler whose action is being cancelled.
+/// The engine runs ADU's two phases: for every step [`IsInstalled`](Action::IsInstalled)
+/// and [`Download`](Action::Download); then, step by step, `IsInstalled` again,
+/// [`Backup`](Action::Backup), [`Install`](Action::Install), [`Apply`](Action::Apply),
+/// and [`Restore`](Action::Restore) when install or apply fails.
+/// [`Cancel`](Action::Cancel) is sent to a handler whose action is being cancelled.
 ///
 /// ```
 /// use handrail_contract::Action;
