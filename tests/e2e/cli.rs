@@ -934,3 +934,52 @@ fn status_lists_what_a_later_version_installed_not_what_it_replaced() {
     assert!(status.contains("steps-2.0-a"), "{status}");
     assert!(!status.contains("steps-1.0"), "{status}");
 }
+
+/// One `validate` names every problem once, then the signature's verdict on its own line.
+#[test]
+fn validate_names_every_problem_once_then_the_signature_verdict() {
+    let device = Device::new();
+    let semantic = device.manifest(
+        "semantic.json",
+        &serde_json::json!({
+            "updateId": {"provider": "p", "name": "n", "version": "1"},
+            "manifestVersion": "5",
+            "compatibility": [{"manufacturer": "contoso"}],
+            "instructions": {"steps": [{"handler": "nope/x:1", "files": ["../a"]}]},
+        }),
+    );
+    let structural = device.manifest(
+        "structural.json",
+        &serde_json::json!({
+            "updateId": {"provider": "p", "name": "n", "version": "1"},
+            "manifestVersion": "9",
+            "compatibility": [{"manufacturer": "contoso"}],
+            "instructions": {"steps": [{"handler": 5, "files": []}]},
+        }),
+    );
+    for (manifest, problems) in [
+        (
+            &semantic,
+            &["unknown handler `nope/x:1`", "file name \"../a\""][..],
+        ),
+        (
+            &structural,
+            &[
+                "unsupported manifestVersion `9`",
+                "handler: must be a string",
+            ][..],
+        ),
+    ] {
+        let run = device.run_strict(&["validate", manifest.to_str().unwrap()]);
+        assert_eq!(run.code(), Some(2), "{}", run.stderr());
+        let stderr = run.stderr();
+        for problem in problems {
+            assert_eq!(stderr.matches(problem).count(), 1, "{problem}: {stderr}");
+        }
+        let last = stderr.trim_end().lines().last().unwrap();
+        assert!(
+            last.starts_with("signature: the update manifest is unsigned"),
+            "{stderr}"
+        );
+    }
+}

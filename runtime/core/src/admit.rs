@@ -39,9 +39,10 @@ pub const MAX_QUARANTINED: usize = 4;
 /// Why a deployment was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum AdmitError {
-    /// The manifest could not be parsed.
+    /// The manifest could not be parsed. (Not a `source`: the message already holds
+    /// every problem, and a printed chain would repeat them.)
     #[error("manifest: {0}")]
-    Parse(#[from] ManifestError),
+    Parse(ManifestError),
     /// The manifest's signature is missing (and required), or does not verify.
     #[error(transparent)]
     Signature(#[from] SignatureError),
@@ -52,6 +53,15 @@ pub enum AdmitError {
         context: String,
         /// Every problem found.
         errors: ManifestErrors,
+    },
+    /// The manifest is not valid, and its signature does not hold either: every problem
+    /// of the manifest, then the signature's verdict on a line of its own.
+    #[error("{invalid}\nsignature: {signature}")]
+    InvalidAndUnsigned {
+        /// The manifest's problems ([`AdmitError::Invalid`]).
+        invalid: Box<AdmitError>,
+        /// Why the signature does not hold.
+        signature: SignatureError,
     },
     /// A reference step's child manifest could not be found or read.
     #[error("instructions.steps[{step}]: {message}")]
@@ -136,22 +146,46 @@ pub fn validate(
     context: &str,
     payload_dir: Option<&Path>,
 ) -> Result<(manifest::Document, Verdict), AdmitError> {
-    let document = match payload_dir {
-        Some(dir) => manifest::parse_document_with(bytes, &mut |entry| read_detached(dir, entry))?,
-        None => manifest::parse_document(bytes)?,
+    let parsed = match payload_dir {
+        Some(dir) => manifest::parse_document_with(bytes, &mut |entry| read_detached(dir, entry)),
+        None => manifest::parse_document(bytes),
     };
-    let verdict = trust.check(&document)?;
+    let document = match parsed {
+        Ok(document) => document,
+        // A document that is JSON but carries no signature, where one is required: both
+        // verdicts at once.
+        Err(e) if trust.is_required() && !carries_signature(bytes) => {
+            return Err(AdmitError::InvalidAndUnsigned {
+                invalid: Box::new(AdmitError::Parse(e)),
+                signature: SignatureError::Unsigned,
+            });
+        }
+        Err(e) => return Err(AdmitError::Parse(e)),
+    };
+    // Both verdicts are reached before either is reported, so one run names every
+    // problem: the manifest's, then the signature's.
+    let verdict = trust.check(&document);
     let is_known = |id: &str| registry.contains(id);
-    document
-        .manifest()
-        .validate(&ValidationContext {
-            is_handler_known: &is_known,
-            level: 0,
-        })
-        .map_err(|errors| AdmitError::Invalid {
-            context: context.to_owned(),
-            errors,
-        })?;
+    let valid = document.manifest().validate(&ValidationContext {
+        is_handler_known: &is_known,
+        level: 0,
+    });
+    let verdict = match (valid, verdict) {
+        (Ok(()), verdict) => verdict?,
+        (Err(errors), verdict) => {
+            let invalid = AdmitError::Invalid {
+                context: context.to_owned(),
+                errors,
+            };
+            return Err(match verdict {
+                Ok(_) => invalid,
+                Err(signature) => AdmitError::InvalidAndUnsigned {
+                    invalid: Box::new(invalid),
+                    signature,
+                },
+            });
+        }
+    };
     warn_of_shared_criteria(document.manifest(), context);
     Ok((document, verdict))
 }
@@ -478,6 +512,25 @@ fn read_detached(payload_dir: &Path, entry: &manifest::FileEntry) -> Result<Vec<
         ));
     }
     Ok(bytes)
+}
+
+/// True unless `bytes` are a JSON object without an `updateManifestSignature` (anything
+/// that is not JSON cannot be judged, and is not said to be unsigned).
+fn carries_signature(bytes: &[u8]) -> bool {
+    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
+    match serde_json::from_slice::<serde_json::Value>(bytes) {
+        Ok(serde_json::Value::Object(root)) => root
+            .get("updateManifestSignature")
+            .and_then(serde_json::Value::as_str)
+            .is_some_and(|s| !s.trim().is_empty()),
+        _ => true,
+    }
+}
+
+impl From<ManifestError> for AdmitError {
+    fn from(e: ManifestError) -> AdmitError {
+        AdmitError::Parse(e)
+    }
 }
 
 fn b64(bytes: &[u8]) -> String {
