@@ -983,3 +983,41 @@ fn validate_names_every_problem_once_then_the_signature_verdict() {
         );
     }
 }
+
+/// A damaged history entry costs only itself: `health` names it and still says healthy,
+/// `history` lists the rest, and the next deployment sets it aside.
+#[test]
+fn a_damaged_history_entry_is_named_passed_over_and_set_aside() {
+    let device = Device::new();
+    let first = device.manifest("first.json", &script_manifest(&device, &["h-1"], &[]));
+    assert_eq!(device.deploy(&first).code(), Some(0));
+    let history = device.state.join("history");
+    let entry = fs::read_dir(&history)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "json"))
+        .unwrap();
+    fs::write(&entry, b"{\"sequence\": 1, \"rep").unwrap();
+    let name = entry.file_name().unwrap().to_str().unwrap().to_owned();
+
+    let health = device.run(&["health"]);
+    assert_eq!(health.code(), Some(0), "{}", health.stderr());
+    assert!(health.stdout().contains("healthy"), "{}", health.stdout());
+    assert!(
+        health.stderr().contains(&name) && health.stderr().contains("damaged history entry"),
+        "{}",
+        health.stderr()
+    );
+    let listed = device.run(&["history"]);
+    assert_eq!(listed.code(), Some(0), "{}", listed.stderr());
+    assert!(listed.stderr().contains(&name), "{}", listed.stderr());
+
+    let second = device.manifest("second.json", &script_manifest(&device, &["h-2"], &[]));
+    let run = device.deploy(&second);
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    assert!(history.join(format!("{name}.damaged")).exists());
+    assert!(!entry.exists());
+    let listed = device.run(&["history"]);
+    assert_eq!(listed.code(), Some(0), "{}", listed.stderr());
+    assert!(!listed.stderr().contains(&name), "{}", listed.stderr());
+}

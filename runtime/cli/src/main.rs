@@ -473,7 +473,9 @@ async fn run(cli: &Cli, out: &output::Output) -> Result<u8, Failure> {
             }
             let view = StateView::new(&cli.state_dir);
             view.current().map_err(RuntimeError::from)?;
-            view.history().load().map_err(RuntimeError::from)?;
+            // A damaged history entry is named, not fatal: it costs only itself, and the
+            // binary is judged all the same.
+            let damaged = view.history().damaged().map_err(RuntimeError::from)?;
             let registry = Registry::load_dir(&view.handlers_dir()).map_err(RuntimeError::from)?;
             // A binary whose wasmtime cannot load the device's precompiled handlers (or,
             // lean, its `.wasm` ones) would fail every step: not healthy. Bundled ones are
@@ -489,6 +491,9 @@ async fn run(cli: &Cli, out: &output::Output) -> Result<u8, Failure> {
                 return Err(Failure::internal(anyhow::anyhow!(
                     "this binary carries no built-in handlers"
                 )));
+            }
+            for damage in &damaged {
+                eprintln!("warning: {damage}; the next deployment sets it aside");
             }
             out.message("healthy");
             Ok(exit::SUCCESS)

@@ -130,6 +130,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// Renames a file durably (both in the same folder).
+pub fn rename(from: &Path, to: &Path) -> io::Result<()> {
+    fs::rename(from, to)?;
+    sync_dir(parent_dir(to))?;
+    journal_point();
+    Ok(())
+}
+
 /// Removes a file durably (a missing file is fine).
 pub fn remove_file(path: &Path) -> io::Result<()> {
     match fs::remove_file(path) {

@@ -2,6 +2,10 @@
 //!
 //! Entries are files named `<sequence>-<deployment id>.json` so listing is ordering;
 //! writing one is atomic, and once more than [`History::LIMIT`] exist the oldest go.
+//!
+//! An entry that cannot be read back (damaged on disk) costs only itself: reading the
+//! history passes over it with a warning naming the file ([`History::damaged`] lists
+//! them), and the next append sets it aside as `<name>.damaged`, kept for inspection.
 
 use std::fs;
 use std::path::PathBuf;
@@ -59,21 +63,32 @@ impl History {
         Ok(files)
     }
 
-    /// All entries, oldest first.
+    /// All entries that can be read, oldest first; a damaged one is passed over with a
+    /// warning naming it.
     pub fn load(&self) -> Result<Vec<HistoryEntry>, StateError> {
-        self.files()?
-            .into_iter()
-            .map(|(_, path)| {
-                let bytes = fs::read(&path).map_err(io_err(&path))?;
-                serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt {
-                    path: path.clone(),
-                    message: e.to_string(),
-                })
-            })
-            .collect()
+        let mut entries = Vec::new();
+        for (_, path) in self.files()? {
+            match read_entry(&path)? {
+                Ok(entry) => entries.push(entry),
+                Err(damage) => warn_damaged(&damage),
+            }
+        }
+        Ok(entries)
     }
 
-    /// The recorded entry of a deployment id, if any.
+    /// The entries that cannot be read back, each with what is wrong with it.
+    pub fn damaged(&self) -> Result<Vec<StateError>, StateError> {
+        let mut damaged = Vec::new();
+        for (_, path) in self.files()? {
+            if let Err(damage) = read_entry(&path)? {
+                damaged.push(damage);
+            }
+        }
+        Ok(damaged)
+    }
+
+    /// The recorded entry of a deployment id, if any (a damaged one counts as none, with a
+    /// warning).
     pub fn find(&self, deployment: &str) -> Result<Option<HistoryEntry>, StateError> {
         let suffix = format!("-{deployment}.json");
         let Some((_, path)) = self
@@ -83,13 +98,26 @@ impl History {
         else {
             return Ok(None);
         };
-        let bytes = fs::read(&path).map_err(io_err(&path))?;
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| StateError::Corrupt {
-                path: path.clone(),
-                message: e.to_string(),
-            })
+        Ok(match read_entry(&path)? {
+            Ok(entry) => Some(entry),
+            Err(damage) => {
+                warn_damaged(&damage);
+                None
+            }
+        })
+    }
+
+    /// Renames every damaged entry to `<name>.damaged`, out of the history's way.
+    fn set_aside_damaged(&self) -> Result<(), StateError> {
+        for damage in self.damaged()? {
+            if let StateError::Corrupt { path, .. } = &damage {
+                let mut aside = path.clone().into_os_string();
+                aside.push(".damaged");
+                durable::rename(path, std::path::Path::new(&aside)).map_err(io_err(path))?;
+                tracing::warn!("{damage}; set aside as {}", aside.to_string_lossy());
+            }
+        }
+        Ok(())
     }
 
     /// True when a report for this deployment is already recorded.
@@ -99,6 +127,7 @@ impl History {
 
     /// Appends a report (idempotent per deployment id) and trims the oldest entries.
     pub fn append(&self, report: &Report) -> Result<(), StateError> {
+        self.set_aside_damaged()?;
         if self.contains(&report.deployment)? {
             return Ok(());
         }
@@ -123,4 +152,20 @@ impl History {
         }
         Ok(())
     }
+}
+
+/// One entry read back: `Err` inside when the file is damaged (not JSON, not an entry),
+/// the outer error when it cannot be read at all.
+fn read_entry(path: &std::path::Path) -> Result<Result<HistoryEntry, StateError>, StateError> {
+    let bytes = fs::read(path).map_err(io_err(path))?;
+    Ok(
+        serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt {
+            path: path.to_owned(),
+            message: format!("a damaged history entry: {e}"),
+        }),
+    )
+}
+
+fn warn_damaged(damage: &StateError) {
+    tracing::warn!("{damage}; passed over");
 }
