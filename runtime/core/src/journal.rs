@@ -405,7 +405,8 @@ impl Replay {
                     .iter()
                     .enumerate()
                     .find(|(i, a)| {
-                        !a.result.is_success() && !(a.action == Action::IsInstalled && went_on(*i))
+                        let passed_over = a.action == Action::IsInstalled && went_on(*i);
+                        !a.result.is_success() && !passed_over
                     })
                     .or_else(|| {
                         s.actions

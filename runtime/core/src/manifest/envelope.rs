@@ -70,7 +70,7 @@ pub struct Envelope {
     /// `fileUrls`: download URL by fileId; empty when absent.
     pub file_urls: BTreeMap<String, String>,
     /// For a detached manifest: the `files` entry of the payload file it came from.
-    pub detached: Option<FileEntry>,
+    pub detached: Option<Box<FileEntry>>,
 }
 
 /// Fetches the payload file a detached manifest is in, checked against its `files` entry
@@ -108,7 +108,7 @@ pub(crate) fn envelope_from_object(
                 manifest_json,
                 signature,
                 file_urls,
-                detached: detached.flatten(),
+                detached: detached.flatten().map(Box::new),
             })
         }
         _ => Err(ManifestError::Invalid(errors)),
