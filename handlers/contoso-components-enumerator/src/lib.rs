@@ -58,6 +58,7 @@
 
 use std::path::Path;
 
+use handrail_contract::json::kind;
 use serde_json::{Map, Value};
 
 /// The `[config]` key naming the components inventory.
@@ -217,18 +218,6 @@ pub fn select(config_json: &str, selector_json: &str) -> Result<String, String> 
 /// Parses JSON as ADU's parser does: one leading UTF-8 BOM is skipped.
 fn parse_json(bytes: &[u8]) -> serde_json::Result<Value> {
     serde_json::from_slice(bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes))
-}
-
-/// What kind of JSON value `value` is, for errors.
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 #[cfg(target_arch = "wasm32")]
