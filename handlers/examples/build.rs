@@ -16,6 +16,10 @@ fn main() {
             "HANDRAIL_VIRTUAL_CAMERAS_ENUMERATOR_WASM",
             "../virtual-cameras-enumerator/Cargo.toml",
         ),
+        (
+            "HANDRAIL_CONTOSO_COMPONENTS_ENUMERATOR_WASM",
+            "../contoso-components-enumerator/Cargo.toml",
+        ),
     ] {
         let wasm = handrail_guest_build::build(manifest, sources);
         println!("cargo:rustc-env={variable}={}", wasm.display());

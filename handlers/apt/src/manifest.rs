@@ -29,6 +29,7 @@
 //! assert_eq!(bad.field, "packages[0].name");
 //! ```
 
+use handrail_sdk::json::kind;
 use serde_json::{Map, Value};
 
 /// One package to install: `name` (optionally `name:arch`), at `version` when given,
@@ -118,19 +119,8 @@ fn required_str<'a>(
         Some(Value::String(s)) => Ok(s),
         Some(other) => Err(malformed(
             field,
-            format!("expected a string, found {}", type_name(other)),
+            format!("expected a string, found {}", kind(other)),
         )),
-    }
-}
-
-fn type_name(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 
@@ -144,7 +134,7 @@ impl AptManifest {
         let Value::Object(root) = value else {
             return Err(malformed(
                 "",
-                format!("expected a JSON object, found {}", type_name(&value)),
+                format!("expected a JSON object, found {}", kind(&value)),
             ));
         };
         let name = required_str(&root, "name", "name")?.to_owned();
@@ -155,7 +145,7 @@ impl AptManifest {
             Some(other) => {
                 return Err(malformed(
                     "agentRestartRequired",
-                    format!("expected true or false, found {}", type_name(other)),
+                    format!("expected true or false, found {}", kind(other)),
                 ));
             }
         };
@@ -169,7 +159,7 @@ impl AptManifest {
             Some(other) => {
                 return Err(malformed(
                     "packages",
-                    format!("expected an array, found {}", type_name(other)),
+                    format!("expected an array, found {}", kind(other)),
                 ));
             }
         };
@@ -197,7 +187,7 @@ fn parse_package(index: usize, entry: &Value) -> Result<Package, ManifestProblem
     let Value::Object(object) = entry else {
         return Err(malformed(
             &at,
-            format!("expected an object, found {}", type_name(entry)),
+            format!("expected an object, found {}", kind(entry)),
         ));
     };
     let name_field = format!("{at}.name");

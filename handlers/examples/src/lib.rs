@@ -5,6 +5,7 @@
 //! ```
 //! assert!(handrail_example_handlers::VIRTUAL_CAMERA.starts_with(b"\0asm"));
 //! assert!(handrail_example_handlers::VIRTUAL_CAMERAS_ENUMERATOR.starts_with(b"\0asm"));
+//! assert!(handrail_example_handlers::CONTOSO_COMPONENTS_ENUMERATOR.starts_with(b"\0asm"));
 //! ```
 
 /// The `contoso/virtual-camera:1` step handler (`handlers/virtual-camera`).
@@ -13,3 +14,8 @@ pub const VIRTUAL_CAMERA: &[u8] = include_bytes!(env!("HANDRAIL_VIRTUAL_CAMERA_W
 /// The virtual-cameras component enumerator (`handlers/virtual-cameras-enumerator`).
 pub const VIRTUAL_CAMERAS_ENUMERATOR: &[u8] =
     include_bytes!(env!("HANDRAIL_VIRTUAL_CAMERAS_ENUMERATOR_WASM"));
+
+/// The component enumerator that reads an ADU-style components inventory, as ADU's
+/// contoso enumerator does (`handlers/contoso-components-enumerator`).
+pub const CONTOSO_COMPONENTS_ENUMERATOR: &[u8] =
+    include_bytes!(env!("HANDRAIL_CONTOSO_COMPONENTS_ENUMERATOR_WASM"));

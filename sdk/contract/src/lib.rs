@@ -9,6 +9,7 @@
 
 pub mod codes;
 mod context;
+pub mod json;
 mod result_file;
 
 pub use codes::{Action, ExtendedCode};

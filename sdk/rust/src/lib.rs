@@ -56,7 +56,7 @@ pub use context::{PropertyError, StepContextExt};
 pub use handler::{Handler, describe, extended, unsupported};
 pub use handrail_contract::{
     Action, CONTRACT_VERSION, Component, ExtendedCode, PayloadFile, ResultFile, StepContext,
-    UpdateId, codes,
+    UpdateId, codes, json,
 };
 
 /// Exports a [`Handler`] as the component's `handler` interface.
