@@ -115,7 +115,8 @@ echo "== update 3.0: cameras to 1.3 in two steps; the rear camera's firmware ste
 deploy 3.0 1
 echo "-- the script calls of update 3.0, in order (every step's download comes first):"
 sed -n '/^== update 3.0 ==$/,$ s/^.*\] \[I\] call \([^ ]*\) \([^ ]*\) .*$/   \1 \2/p' "$root/calls.log"
-echo "-- both camera steps share the installed criteria 1.3, as ADU's demo updates do: the"
-echo "   rear camera's pre-install step is recorded, its firmware step is not."
+echo "-- both camera steps share the installed criteria 1.3, as ADU's demo updates do: 1.3 is"
+echo "   recorded once the last of them succeeds, so for the front camera only; the rear"
+echo "   camera's record stays at 1.2."
 echo "== handrail history =="
 "$handrail" history

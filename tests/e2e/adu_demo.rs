@@ -353,6 +353,24 @@ fn update_3_downloads_every_step_then_fails_at_the_rear_cameras_firmware_step() 
     // The front camera installed 1.3; the rear one is unplugged.
     assert_eq!(version(&demo.vacuum(CAMERAS[0].1)).as_deref(), Some("1.3"));
     assert_eq!(version(&demo.vacuum(CAMERAS[1].1)), None);
+    // The camera steps share the criteria 1.3: recorded once the last of them succeeded,
+    // so for the front camera only; the rear camera's record is still 1.2.
+    let status = demo
+        .stdout
+        .split("== handrail status after update 3.0 ==\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no status after update 3.0 in {}", demo.stdout));
+    let record = |camera: &str| {
+        let id = camera.rsplit('/').next().unwrap().to_owned();
+        status
+            .lines()
+            .take_while(|l| !l.starts_with("=="))
+            .filter(|l| l.contains(&format!("component {id})")))
+            .map(|l| l.trim().split(' ').next().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(record(CAMERAS[0].1), ["1.3"], "{status}");
+    assert_eq!(record(CAMERAS[1].1), ["1.2"], "{status}");
 }
 
 #[test]

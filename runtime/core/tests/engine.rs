@@ -530,3 +530,55 @@ async fn a_handler_without_is_installed_is_answered_from_the_records() {
         again.steps[0].actions[0]
     );
 }
+
+#[tokio::test]
+async fn steps_sharing_criteria_record_them_only_when_the_last_of_them_succeeds() {
+    let fx = Fixture::new();
+    let rt = fx.runtime();
+    let shared = |codes: serde_json::Value| serde_json::json!({"installedCriteria": "shared-1.3", "codes": codes});
+    let failing = inline_manifest(
+        "microsoft/apt:1",
+        &[
+            shared(serde_json::json!({})),
+            // A step whose change is not made yet when its turn comes.
+            shared(serde_json::json!({"is-installed": 901, "install": 0})),
+        ],
+    );
+    // Stop, not roll back: the first step stays installed, as its outcome says.
+    let report = rt
+        .deploy(
+            &failing,
+            &fx.payloads,
+            AdmitOptions {
+                failure_policy: Some(handrail::config::FailurePolicy::Stop),
+                ..AdmitOptions::default()
+            },
+        )
+        .await
+        .unwrap()
+        .finish()
+        .await
+        .unwrap();
+    assert_eq!(report.status, DeploymentStatus::Failed, "{report:#?}");
+    assert_eq!(report.steps[0].outcome, StepOutcome::Succeeded);
+    assert!(
+        rt.installed().unwrap().is_empty(),
+        "a sibling's success does not say the failed step's criteria are installed"
+    );
+    let passing = inline_manifest(
+        "microsoft/apt:1",
+        &[
+            shared(serde_json::json!({"apply": 700})),
+            shared(serde_json::json!({})),
+        ],
+    );
+    let fx = Fixture::new();
+    let rt = fx.runtime();
+    let report = deploy(&rt, &passing, &fx.payloads).await;
+    // The first step's apply made the criteria true: the second finds them installed.
+    assert_eq!(report.status, DeploymentStatus::Succeeded, "{report:#?}");
+    assert_eq!(report.steps[1].outcome, StepOutcome::AlreadyInstalled);
+    let installed = rt.installed().unwrap();
+    assert_eq!(installed.len(), 1, "{installed:?}");
+    assert_eq!(installed[0].installed_criteria, "shared-1.3");
+}

@@ -456,7 +456,7 @@ async fn run_step(
                 if pending_interruption(events).is_some() {
                     work.make_durable()?;
                 }
-                if outcome == StepOutcome::Succeeded && step.installed_criteria.is_some() {
+                if records_installed(replay, i, outcome) {
                     // The installed-criteria log is another file: the results it rests
                     // on are made durable first.
                     journal.sync()?;
@@ -572,6 +572,35 @@ async fn journaled_action(
         },
     )?;
     Ok(result)
+}
+
+/// True when step `i`, reaching `outcome`, records its installed criteria. Steps that
+/// share criteria (same handler and component, as ADU's demo gives the steps of one child)
+/// record them once, with the last of them: when it succeeds, or finds itself installed
+/// after an earlier one succeeded. So a failed step never leaves a record that its
+/// criteria are installed because a sibling's step got there first.
+fn records_installed(replay: &Replay, i: usize, outcome: StepOutcome) -> bool {
+    let step = &replay.plan.steps[i];
+    let Some(criteria) = &step.installed_criteria else {
+        return false;
+    };
+    let component = |s: &PlannedStep| s.component.as_ref().map(|c| c.id.clone());
+    let shares = |s: &PlannedStep| {
+        s.installed_criteria.as_ref() == Some(criteria)
+            && s.handler == step.handler
+            && component(s) == component(step)
+    };
+    if replay.plan.steps[i + 1..].iter().any(shares) {
+        return false;
+    }
+    match outcome {
+        StepOutcome::Succeeded => true,
+        StepOutcome::AlreadyInstalled => replay.plan.steps[..i]
+            .iter()
+            .zip(&replay.steps)
+            .any(|(s, state)| shares(s) && state.outcome == Some(StepOutcome::Succeeded)),
+        _ => false,
+    }
 }
 
 /// `is-installed` for a step whose handler cannot tell, answered from the runtime's

@@ -120,7 +120,9 @@ impl InProcessHandler for DeviceHandler {
         }
         let code = match action {
             Action::IsInstalled => {
-                if self.marker(ctx).exists() {
+                if let Some(code) = scripted {
+                    code as i32
+                } else if self.marker(ctx).exists() {
                     codes::IS_INSTALLED_INSTALLED
                 } else {
                     codes::IS_INSTALLED_NOT_INSTALLED
