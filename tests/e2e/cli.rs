@@ -1021,3 +1021,69 @@ fn a_damaged_history_entry_is_named_passed_over_and_set_aside() {
     assert_eq!(listed.code(), Some(0), "{}", listed.stderr());
     assert!(!listed.stderr().contains(&name), "{}", listed.stderr());
 }
+
+/// The built-in apt and script-driven swupdate handlers fail as ADU's do, with ADU's
+/// extended result codes, in the download phase, before either tool runs: the codes a
+/// fleet dashboard keys on, through the binary.
+#[test]
+fn the_built_in_apt_and_swupdate_handlers_fail_with_adus_codes_through_the_binary() {
+    use handrail_test_support::manifest::{Update, inline_step};
+    let device = Device::new();
+    let write = |name: &str, bytes: &[u8]| fs::write(device.payloads.join(name), bytes).unwrap();
+    write(
+        "apt-good.json",
+        br#"{"name": "demo", "version": "1.0", "packages": [{"name": "hello"}]}"#,
+    );
+    write("apt-bad.json", b"{\"name\": \"demo\", \"packages\": ");
+    write("install.sh", b"#!/bin/bash\nexit 0\n");
+    write("image.swu", b"not an image");
+    let cases = [
+        (
+            inline_step("microsoft/apt:1", &["apt-good.json"], serde_json::json!({})),
+            "0x30200007",
+        ),
+        (
+            inline_step(
+                "microsoft/apt:1",
+                &["apt-bad.json"],
+                serde_json::json!({"installedCriteria": "apt-bad-1.0"}),
+            ),
+            "0x30000068",
+        ),
+        (
+            inline_step(
+                "microsoft/swupdate:2",
+                &["install.sh"],
+                serde_json::json!({"scriptFileName": "install.sh", "swuFileName": "image.swu", "installedCriteria": "2.0"}),
+            ),
+            "0x30100103",
+        ),
+        (
+            inline_step(
+                "microsoft/swupdate:2",
+                &["install.sh", "image.swu"],
+                serde_json::json!({"scriptFileName": "other.sh", "swuFileName": "image.swu", "installedCriteria": "2.0"}),
+            ),
+            "0x30100107",
+        ),
+    ];
+    for (i, (step, code)) in cases.into_iter().enumerate() {
+        let manifest = Update::new("contoso", &format!("adu-codes-{i}"), "1.0")
+            .compatible_with("contoso", "e2e")
+            .steps([step])
+            .json()
+            .clone();
+        let path = device.manifest(&format!("codes-{i}.json"), &manifest);
+        let run = device.deploy_json(&path);
+        assert_eq!(
+            run.code(),
+            Some(1),
+            "{code}: {}\n{}",
+            run.stdout(),
+            run.stderr()
+        );
+        let failure = &run.last_json()["failure"];
+        assert_eq!(failure["action"], "download", "{code}: {failure}");
+        assert_eq!(failure["extendedResultCodeHex"], code, "{failure}");
+    }
+}
