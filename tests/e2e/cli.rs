@@ -258,6 +258,47 @@ fn test_keys() -> (
     (keys, root, signing)
 }
 
+/// Signs manifests with the test signing key under root `root.1`, and the configuration
+/// that trusts that root.
+struct Signer {
+    signing: handrail::trust::sign::KeyPair,
+    sjwk: String,
+    config: std::path::PathBuf,
+}
+
+impl Signer {
+    fn new(device: &Device) -> Signer {
+        let (keys, root, signing) = test_keys();
+        let sjwk = root
+            .sign_key("root.1", &signing.public_jwk(Some("signing.1")))
+            .unwrap();
+        let config = device.tmp.path().join("config.toml");
+        fs::write(
+            &config,
+            format!(
+                "[signing]\nroot_keys = [{{ kid = \"root.1\", pem_file = \"{}\" }}]\n",
+                keys.join("rsa-root.pub.pem")
+                    .canonicalize()
+                    .unwrap()
+                    .display()
+            ),
+        )
+        .unwrap();
+        Signer {
+            signing,
+            sjwk,
+            config,
+        }
+    }
+
+    /// The `updateManifestSignature` of `manifest`.
+    fn sign(&self, manifest: &str) -> String {
+        self.signing
+            .sign_manifest(manifest.as_bytes(), &self.sjwk)
+            .unwrap()
+    }
+}
+
 /// Writes the envelope `id.json` of `manifest` signed by `signature`, as the service
 /// delivers it.
 fn envelope(device: &Device, manifest: &str, signature: &str, id: &str) -> std::path::PathBuf {
@@ -289,23 +330,9 @@ fn deploy_signed(device: &Device, config: &Path, envelope: &Path) -> Run {
 fn a_signed_envelope_deploys_through_the_binary_and_a_tampered_one_does_not() {
     let device = Device::new();
     let text = signable_update(&device, "signed").to_string();
-    let (keys, root, signing) = test_keys();
-    let sjwk = root
-        .sign_key("root.1", &signing.public_jwk(Some("signing.1")))
-        .unwrap();
-    let signature = signing.sign_manifest(text.as_bytes(), &sjwk).unwrap();
-    let config = device.tmp.path().join("config.toml");
-    fs::write(
-        &config,
-        format!(
-            "[signing]\nroot_keys = [{{ kid = \"root.1\", pem_file = \"{}\" }}]\n",
-            keys.join("rsa-root.pub.pem")
-                .canonicalize()
-                .unwrap()
-                .display()
-        ),
-    )
-    .unwrap();
+    let signer = Signer::new(&device);
+    let signature = signer.sign(&text);
+    let config = signer.config.clone();
     let tampered = envelope(
         &device,
         &text.replace("signed", "forged"),
@@ -774,23 +801,9 @@ fn a_detached_parent_manifest_is_read_from_its_payload_file_checked_and_run() {
         "createdDateTime": "2026-12-02T00:00:00Z",
     })
     .to_string();
-    let (keys, root, signing) = test_keys();
-    let sjwk = root
-        .sign_key("root.1", &signing.public_jwk(Some("signing.1")))
-        .unwrap();
-    let signature = signing.sign_manifest(outer.as_bytes(), &sjwk).unwrap();
-    let config = device.tmp.path().join("config.toml");
-    fs::write(
-        &config,
-        format!(
-            "[signing]\nroot_keys = [{{ kid = \"root.1\", pem_file = \"{}\" }}]\n",
-            keys.join("rsa-root.pub.pem")
-                .canonicalize()
-                .unwrap()
-                .display()
-        ),
-    )
-    .unwrap();
+    let signer = Signer::new(&device);
+    let signature = signer.sign(&outer);
+    let config = signer.config.clone();
     let envelope = envelope(&device, &outer, &signature, "detached");
 
     // validate reads it from the folder given (or the envelope's own folder).
@@ -823,7 +836,7 @@ fn a_detached_parent_manifest_is_read_from_its_payload_file_checked_and_run() {
     wrong_form["files"]["fdm"]["hashes"]["sha256"] =
         common::sha256_base64(as_object.as_bytes()).into();
     let wrong_form = wrong_form.to_string();
-    let wrong_signature = signing.sign_manifest(wrong_form.as_bytes(), &sjwk).unwrap();
+    let wrong_signature = signer.sign(&wrong_form);
     let run = deploy_signed(
         &device,
         &config,
