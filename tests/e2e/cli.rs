@@ -1100,3 +1100,43 @@ fn the_built_in_apt_and_swupdate_handlers_fail_with_adus_codes_through_the_binar
         assert_eq!(failure["extendedResultCodeHex"], code, "{failure}");
     }
 }
+
+/// A deployment refused before anything ran does not use up its id: once the cause is
+/// fixed it runs. One that ran returns its result, until ADU's `retryTimestamp` changes.
+#[test]
+fn a_refused_id_runs_once_fixed_and_a_new_retry_timestamp_runs_again() {
+    let device = Device::new();
+    let manifest = script_manifest(&device, &["retry-1"], &["install=0"]);
+    // The payload is not there yet: refused, and recorded as such.
+    fs::remove_file(device.payloads.join("device-step.sh")).unwrap();
+    let envelope = |id: &str, retry: &str| {
+        device.manifest(
+            &format!("{id}-{retry}.json"),
+            &serde_json::json!({
+                "workflow": {"action": 3, "id": id, "retryTimestamp": retry},
+                "updateManifest": manifest.to_string(),
+            }),
+        )
+    };
+    let first = envelope("wf-retry", "2026-12-01T00:00:00Z");
+    let run = device.deploy_json(&first);
+    assert_eq!(run.code(), Some(2), "{}\n{}", run.stdout(), run.stderr());
+    assert!(device.log().is_empty());
+
+    device.payload_fixture("device-step.sh");
+    let run = device.deploy_json(&first);
+    assert_eq!(run.code(), Some(1), "runs once fixed: {}", run.stderr());
+    assert_eq!(device.log().len(), 4, "{:?}", device.log());
+
+    // The same envelope again: the earlier result, nothing run.
+    let run = device.deploy_json(&first);
+    assert_eq!(run.last_json()["status"], "failed", "{}", run.stdout());
+    assert_eq!(device.log().len(), 4, "{:?}", device.log());
+
+    // A new retryTimestamp for the same workflow: it runs again.
+    let run = device.deploy_json(&envelope("wf-retry", "2026-12-02T00:00:00Z"));
+    assert_eq!(run.code(), Some(1), "{}", run.stderr());
+    assert_eq!(device.log().len(), 8, "{:?}", device.log());
+    let history = device.run(&["--json", "history"]).stdout();
+    assert_eq!(history.matches("wf-retry").count(), 3, "{history}");
+}

@@ -345,6 +345,7 @@ impl Admission<'_> {
                 .options
                 .failure_policy
                 .unwrap_or(self.config.deployment.failure_policy),
+            retry_timestamp: retry_timestamp(document),
         })
     }
 
@@ -512,6 +513,13 @@ fn read_detached(payload_dir: &Path, entry: &manifest::FileEntry) -> Result<Vec<
         ));
     }
     Ok(bytes)
+}
+
+/// The envelope's `workflow.retryTimestamp`, when it gives one.
+pub fn retry_timestamp(document: &manifest::Document) -> Option<String> {
+    document
+        .envelope()
+        .and_then(|e| e.workflow.retry_timestamp.clone())
 }
 
 /// True unless `bytes` are a JSON object without an `updateManifestSignature` (anything

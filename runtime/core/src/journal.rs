@@ -441,6 +441,7 @@ impl Replay {
             failure,
             error: self.pre_hook.clone().and_then(Result::err),
             post_hook_error: self.post_hook.clone().and_then(Result::err),
+            retry_timestamp: self.plan.retry_timestamp.clone(),
         }
     }
 }
@@ -475,6 +476,7 @@ mod tests {
             deployment_dir: "/nowhere".into(),
             steps: (0..steps).map(step).collect(),
             failure_policy: Default::default(),
+            retry_timestamp: None,
         }
     }
 

@@ -84,4 +84,8 @@ pub struct Plan {
     /// What a failed step does to earlier ones.
     #[serde(default)]
     pub failure_policy: FailurePolicy,
+    /// The envelope's `workflow.retryTimestamp`: a later envelope of the same workflow
+    /// with another one asks for the deployment to run again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_timestamp: Option<String>,
 }

@@ -172,11 +172,19 @@ pub struct Report {
     /// The post-update hook's failure, when it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub post_hook_error: Option<String>,
+    /// The envelope's `workflow.retryTimestamp` this run was for, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_timestamp: Option<String>,
 }
 
 impl Report {
     /// The report of a deployment refused before anything ran.
-    pub fn rejected(deployment: &str, update_id: &str, error: String) -> Report {
+    pub fn rejected(
+        deployment: &str,
+        update_id: &str,
+        error: String,
+        retry_timestamp: Option<String>,
+    ) -> Report {
         let now = crate::clock::now_rfc3339();
         Report {
             deployment: deployment.to_owned(),
@@ -189,6 +197,7 @@ impl Report {
             failure: None,
             error: Some(error),
             post_hook_error: None,
+            retry_timestamp,
         }
     }
 }

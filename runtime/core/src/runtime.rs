@@ -40,7 +40,7 @@ use crate::in_process::InProcessHost;
 use crate::journal::{Journal, JournalError, Record, Replay};
 use crate::manifest::Document;
 use crate::registry::{Registry, RegistryError};
-use crate::report::Report;
+use crate::report::{DeploymentStatus, Report};
 use crate::state::{HistoryEntry, InstalledCriteria, StateDir, StateError, StateView};
 use crate::trust::{Trust, TrustConfigError};
 
@@ -385,9 +385,25 @@ impl Runtime {
         }
         let signed = verdict.is_signed() || self.inner.trust.is_required();
         let id = crate::admit::deployment_id(&options, &document)?;
-        // Idempotency: a deployment id that already ran returns its result, never a rerun.
+        // Idempotency: a deployment id that already ran returns its result, never a rerun,
+        // unless it was refused before anything ran (the cause may be fixed now), or the
+        // envelope asks for a retry with a new `retryTimestamp`, as ADU's service does.
+        let retry = crate::admit::retry_timestamp(&document);
         if let Some(earlier) = self.inner.state.history().find(&id)? {
-            return Ok(Deployment::earlier(earlier.report));
+            let refused = earlier.report.status == DeploymentStatus::Rejected;
+            let retried = retry.is_some() && retry != earlier.report.retry_timestamp;
+            if !refused && !retried {
+                return Ok(Deployment::earlier(earlier.report));
+            }
+            tracing::info!(
+                "deployment {id} ran before ({}); running it again: {}",
+                earlier.report.status,
+                if refused {
+                    "it was refused before anything ran"
+                } else {
+                    "the envelope gives a new retryTimestamp"
+                }
+            );
         }
         if let Some(report) = self.current()? {
             return Err(RuntimeError::Busy {
@@ -429,6 +445,7 @@ impl Runtime {
                     &id,
                     &update_id,
                     refused.to_string(),
+                    retry,
                 ))?;
                 return Err(refused.into());
             }

@@ -90,10 +90,12 @@ impl History {
     /// The recorded entry of a deployment id, if any (a damaged one counts as none, with a
     /// warning).
     pub fn find(&self, deployment: &str) -> Result<Option<HistoryEntry>, StateError> {
+        // The newest run of the id: a refused or retried deployment runs again.
         let suffix = format!("-{deployment}.json");
         let Some((_, path)) = self
             .files()?
             .into_iter()
+            .rev()
             .find(|(_, p)| p.to_string_lossy().ends_with(&suffix))
         else {
             return Ok(None);
@@ -125,10 +127,15 @@ impl History {
         Ok(self.find(deployment)?.is_some())
     }
 
-    /// Appends a report (idempotent per deployment id) and trims the oldest entries.
+    /// Appends a report (idempotent: when the newest entry of its deployment id is this
+    /// very report, as when a crash came between recording it and retiring the journal,
+    /// nothing is added) and trims the oldest entries.
     pub fn append(&self, report: &Report) -> Result<(), StateError> {
         self.set_aside_damaged()?;
-        if self.contains(&report.deployment)? {
+        if self
+            .find(&report.deployment)?
+            .is_some_and(|e| e.report == *report)
+        {
             return Ok(());
         }
         durable::create_dir_all(&self.dir).map_err(io_err(&self.dir))?;
