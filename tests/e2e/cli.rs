@@ -1140,3 +1140,49 @@ fn a_refused_id_runs_once_fixed_and_a_new_retry_timestamp_runs_again() {
     let history = device.run(&["--json", "history"]).stdout();
     assert_eq!(history.matches("wf-retry").count(), 3, "{history}");
 }
+
+/// A handler that cannot load is found at admission, before any step changed the device,
+/// and `handlers list` says so.
+#[test]
+fn a_handler_that_cannot_load_refuses_the_deployment_before_anything_runs() {
+    use handrail_test_support::manifest::inline_step;
+    let device = Device::new();
+    let handlers = device.state.join("handlers");
+    fs::create_dir_all(&handlers).unwrap();
+    let artifact = device.tmp.path().join("broken.wasm");
+    fs::write(&artifact, b"\0asm not really").unwrap();
+    fs::write(
+        handlers.join("broken.toml"),
+        format!(
+            "id = \"contoso/broken:1\"\nkind = \"wasm\"\nartifact = {:?}\nsha256 = \"{}\"\n",
+            artifact,
+            "0".repeat(64)
+        ),
+    )
+    .unwrap();
+    let mut manifest = script_manifest(&device, &["before-broken"], &[]);
+    manifest["instructions"]["steps"]
+        .as_array_mut()
+        .unwrap()
+        .push(inline_step("contoso/broken:1", &[], serde_json::json!({})));
+    let path = device.manifest("broken.json", &manifest);
+    let run = device.deploy(&path);
+    assert_eq!(run.code(), Some(2), "{}\n{}", run.stdout(), run.stderr());
+    assert!(
+        run.stderr()
+            .contains("handler `contoso/broken:1` (first run by step 1) cannot be loaded"),
+        "{}",
+        run.stderr()
+    );
+    assert!(
+        device.log().is_empty(),
+        "step 0 never ran: {:?}",
+        device.log()
+    );
+    let list = device.run(&["handlers", "list"]);
+    assert!(
+        list.stdout().contains("cannot load") && list.stdout().contains("sha256"),
+        "{}",
+        list.stdout()
+    );
+}

@@ -300,6 +300,11 @@ impl Output {
                 r.limits.memory_mib,
                 r.limits.timeout_secs
             );
+            // A handler whose artifact is not what its registration says cannot load:
+            // said here, not first when a step reaches it.
+            if let Err(e) = r.verify_artifact() {
+                println!("  cannot load: {e}");
+            }
         }
     }
 }

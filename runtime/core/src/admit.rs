@@ -63,6 +63,16 @@ pub enum AdmitError {
         /// Why the signature does not hold.
         signature: SignatureError,
     },
+    /// A handler the plan names cannot be loaded; nothing ran.
+    #[error("handler `{handler}` (first run by {step}) cannot be loaded: {message}")]
+    HandlerUnloadable {
+        /// The handler id.
+        handler: String,
+        /// The label of the first step that runs it.
+        step: String,
+        /// Why, with the extended code a step would have failed with.
+        message: String,
+    },
     /// A reference step's child manifest could not be found or read.
     #[error("instructions.steps[{step}]: {message}")]
     Child {

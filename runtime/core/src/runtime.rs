@@ -437,6 +437,19 @@ impl Runtime {
         })
         .await
         .map_err(|e| EngineError::Inconsistent(format!("admission task failed: {e}")))?;
+        // Every handler the plan names is loaded and described before anything runs: one
+        // that cannot load refuses the deployment, rather than failing its step after
+        // earlier steps changed the device.
+        let admitted = match admitted {
+            Ok(plan) => match self.load_handlers(&plan).await {
+                Ok(()) => Ok(plan),
+                Err(refused) => {
+                    let _ = std::fs::remove_dir_all(&plan.deployment_dir);
+                    Err(refused)
+                }
+            },
+            Err(refused) => Err(refused),
+        };
         let plan = match admitted {
             Ok(plan) => plan,
             Err(refused) => {
@@ -468,6 +481,25 @@ impl Runtime {
             EngineError::Inconsistent("the admitted record did not reach the journal".into())
         })?;
         Ok(self.spawn(journal, replay))
+    }
+
+    /// Loads every handler `plan` runs (once each); the first that cannot load is the
+    /// refusal, naming the handler and its first step.
+    async fn load_handlers(&self, plan: &crate::plan::Plan) -> Result<(), AdmitError> {
+        let mut seen = std::collections::BTreeSet::new();
+        for step in plan.steps.iter().filter(|s| !s.no_matching_components) {
+            if !seen.insert(step.handler.as_str()) {
+                continue;
+            }
+            if let Err(failure) = self.inner.handlers.get(&step.handler).await {
+                return Err(AdmitError::HandlerUnloadable {
+                    handler: step.handler.clone(),
+                    step: step.label(),
+                    message: format!("{} ({})", failure.result_details, failure.extended()),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Continues the deployment left in progress (crash) or suspended (reboot, restart).

@@ -403,15 +403,30 @@ async fn abi_mismatch_wrong_id_and_bad_policy_are_refused_at_load() {
         "{missing_worker}"
     );
 
-    // Through the runtime, every action of the step reports the load failure.
+    // Through the runtime, the deployment is refused at admission, naming the handler and
+    // the load failure, before anything runs.
     let rt = device.runtime(vec![
         device.registration("test/hostile:1", guests::C_FUTURE_ABI),
     ]);
-    let report = hostile_step(&rt, &device, serde_json::json!({})).await;
-    assert_eq!(report.status, DeploymentStatus::Failed);
+    let refused = rt
+        .deploy(
+            &manifest(&[("test/hostile:1", &["firmware.bin"], serde_json::json!({}))]),
+            &device.payloads,
+            AdmitOptions::default(),
+        )
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        refused.contains("handler `test/hostile:1`")
+            && refused.contains(&ext::LOAD_FAILED.to_string()),
+        "{refused}"
+    );
+    let history = rt.history().unwrap();
     assert_eq!(
-        report.failure.unwrap().extended_result_code,
-        ext::LOAD_FAILED.value()
+        history.last().unwrap().report.status,
+        DeploymentStatus::Rejected
     );
 }
 
