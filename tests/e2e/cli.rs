@@ -1166,6 +1166,14 @@ fn a_handler_that_cannot_load_refuses_the_deployment_before_anything_runs() {
         .unwrap()
         .push(inline_step("contoso/broken:1", &[], serde_json::json!({})));
     let path = device.manifest("broken.json", &manifest);
+    let run = device.run(&["validate", path.to_str().unwrap()]);
+    assert_eq!(run.code(), Some(2), "{}\n{}", run.stdout(), run.stderr());
+    assert!(
+        run.stderr()
+            .contains("instructions.steps[1]: handler `contoso/broken:1` cannot be loaded"),
+        "{}",
+        run.stderr()
+    );
     let run = device.deploy(&path);
     assert_eq!(run.code(), Some(2), "{}\n{}", run.stdout(), run.stderr());
     assert!(

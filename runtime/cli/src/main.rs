@@ -446,6 +446,20 @@ async fn run(cli: &Cli, out: &output::Output) -> Result<u8, Failure> {
                 &manifest.display().to_string(),
                 Some(&folder),
             )?;
+            // A handler whose artifact is not what its registration says would fail its
+            // step: not valid on this device.
+            for (i, step) in document.manifest().steps.iter().enumerate() {
+                if let handrail::manifest::Step::Inline(step) = step
+                    && let Some(registration) = registry.get(&step.handler)
+                    && let Err(e) = registration.verify_artifact()
+                {
+                    return Err(Failure::bad_input(anyhow::anyhow!(
+                        "{}: instructions.steps[{i}]: handler `{}` cannot be loaded: {e}",
+                        manifest.display(),
+                        step.handler
+                    )));
+                }
+            }
             out.valid(manifest, document.manifest());
             Ok(exit::SUCCESS)
         }
