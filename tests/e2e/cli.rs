@@ -1194,3 +1194,27 @@ fn a_handler_that_cannot_load_refuses_the_deployment_before_anything_runs() {
         list.stdout()
     );
 }
+
+/// A manifest that names one member twice is refused with the place, not read as
+/// whichever value came last.
+#[test]
+fn a_manifest_naming_a_member_twice_is_refused_with_its_place() {
+    let device = Device::new();
+    let manifest = script_manifest(&device, &["dup"], &[]).to_string();
+    let doubled = manifest.replacen(
+        "\"installedCriteria\":\"dup\"",
+        "\"installedCriteria\":\"dup\",\"installedCriteria\":\"other\"",
+        1,
+    );
+    assert_ne!(doubled, manifest);
+    let path = device.tmp.path().join("doubled.json");
+    fs::write(&path, doubled).unwrap();
+    let run = device.run(&["validate", path.to_str().unwrap()]);
+    assert_eq!(run.code(), Some(2), "{}", run.stderr());
+    assert!(
+        run.stderr()
+            .contains("member `installedCriteria` appears twice in one object (line 1"),
+        "{}",
+        run.stderr()
+    );
+}

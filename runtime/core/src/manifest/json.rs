@@ -27,19 +27,96 @@ pub(crate) fn read(bytes: &[u8], limit: usize) -> Result<Value, ManifestError> {
             limit: MAX_NESTING_DEPTH,
         });
     }
-    serde_json::from_slice(bytes).map_err(|e| {
-        let text = e.to_string();
-        // serde_json appends " at line L column C"; the numbers are kept as fields.
-        let message = match text.rfind(" at line ") {
-            Some(i) => text[..i].to_owned(),
-            None => text,
-        };
-        ManifestError::Syntax {
-            line: e.line(),
-            column: e.column(),
-            message,
+    serde_json::from_slice::<Checked>(bytes)
+        .map(|c| c.0)
+        .map_err(|e| {
+            let text = e.to_string();
+            // serde_json appends " at line L column C"; the numbers are kept as fields.
+            let message = match text.rfind(" at line ") {
+                Some(i) => text[..i].to_owned(),
+                None => text,
+            };
+            ManifestError::Syntax {
+                line: e.line(),
+                column: e.column(),
+                message,
+            }
+        })
+}
+
+/// A JSON value read with one rule more than serde_json's own: an object may not name a
+/// member twice (serde_json keeps the last, so two readers of one manifest could see two
+/// different updates). The error has the duplicate's line and column.
+struct Checked(Value);
+
+impl<'de> serde::Deserialize<'de> for Checked {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(CheckedVisitor).map(Checked)
+    }
+}
+
+struct CheckedVisitor;
+
+impl<'de> serde::de::Visitor<'de> for CheckedVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Checked(item)) = seq.next_element()? {
+            items.push(item);
         }
-    })
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!(
+                    "member `{key}` appears twice in one object"
+                )));
+            }
+            let Checked(value) = map.next_value()?;
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
+    }
 }
 
 /// Offset of the first `[` or `{` (outside strings) opening a level deeper than `limit`.
@@ -294,6 +371,29 @@ mod tests {
             "{err}"
         );
         assert!(err.to_string().ends_with("(line 3, column 7)"), "{err}");
+    }
+
+    #[test]
+    fn a_member_named_twice_is_refused_with_its_place_and_values_read_as_before() {
+        let err = read(
+            b"{\"updateId\": {\"name\": \"a\",\n \"name\": \"b\"}}",
+            1024,
+        )
+        .unwrap_err();
+        let ManifestError::Syntax { line, .. } = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(*line, 2);
+        assert!(
+            err.to_string().contains("member `name` appears twice"),
+            "{err}"
+        );
+        // The same key in two objects is fine, and every kind of value reads as serde_json
+        // reads it.
+        let text =
+            r#"{"a": {"k": 1}, "b": {"k": [true, null, -2, 3.5, 18446744073709551615, "s"]}}"#;
+        let plain: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(read(text.as_bytes(), 1024).unwrap(), plain);
     }
 
     #[test]
