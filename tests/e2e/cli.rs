@@ -1218,3 +1218,47 @@ fn a_manifest_naming_a_member_twice_is_refused_with_its_place() {
         run.stderr()
     );
 }
+
+/// A journal deleted or emptied while its deployment waits for a reboot is noticed: the
+/// deployment is recorded as failed (what it did cannot be known), not lost silently, and
+/// the device takes the next update.
+#[test]
+fn a_lost_journal_is_named_and_recorded_not_taken_for_nothing_to_resume() {
+    for (how, lose) in [
+        (
+            "deleted",
+            (|p: &Path| fs::remove_file(p).unwrap()) as fn(&Path),
+        ),
+        ("emptied", |p: &Path| fs::write(p, b"").unwrap()),
+    ] {
+        let device = Device::new();
+        let manifest = device.manifest(
+            "suspends.json",
+            &script_manifest(&device, &[&format!("lost-{how}")], &["apply=705"]),
+        );
+        let run = device.deploy(&manifest);
+        assert_eq!(run.code(), Some(3), "{how}: {}", run.stderr());
+        lose(&device.state.join("journal.log"));
+
+        let run = device.run(&["resume"]);
+        assert_eq!(run.code(), Some(10), "{how}: {}", run.stdout());
+        assert!(
+            run.stderr().contains("the journal of deployment")
+                && run.stderr().contains("recorded in history as failed"),
+            "{how}: {}",
+            run.stderr()
+        );
+        let history = device.run(&["--json", "history"]).stdout();
+        assert!(
+            history.contains("\"status\":\"failed\"") && history.contains("is gone"),
+            "{how}: {history}"
+        );
+        // Settled once: nothing left to resume, and the next update is taken.
+        assert_eq!(device.run(&["resume"]).code(), Some(0), "{how}");
+        let next = device.manifest(
+            "next.json",
+            &script_manifest(&device, &[&format!("next-{how}")], &[]),
+        );
+        assert_eq!(device.deploy(&next).code(), Some(0), "{how}");
+    }
+}

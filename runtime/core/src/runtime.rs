@@ -44,6 +44,10 @@ use crate::report::{DeploymentStatus, Report};
 use crate::state::{HistoryEntry, InstalledCriteria, StateDir, StateError, StateView};
 use crate::trust::{Trust, TrustConfigError};
 
+/// The file in an admitted deployment's folder that marks it admitted (it holds the
+/// update id).
+const ADMITTED: &str = "admitted";
+
 /// Errors of the runtime outside a deployment's steps.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -77,6 +81,19 @@ pub enum RuntimeError {
         id: String,
         /// The ids that are registered.
         registered: String,
+    },
+    /// The journal of an admitted deployment is gone (deleted or emptied): what it did
+    /// cannot be known. It is recorded in history as failed.
+    #[error(
+        "the journal of deployment `{deployment}` ({update_id}) is gone ({journal} was deleted or emptied while it ran or waited); what its steps did to the device cannot be known: check the device. It is recorded in history as failed"
+    )]
+    JournalLost {
+        /// Its id.
+        deployment: String,
+        /// The update it was for.
+        update_id: String,
+        /// The journal file.
+        journal: PathBuf,
     },
     /// A deployment is already in progress or suspended.
     #[error(
@@ -411,6 +428,10 @@ impl Runtime {
                 status: report.status.to_string(),
             });
         }
+        // A deployment whose journal was lost is recorded before its folder goes.
+        if let Some(lost) = self.settle_lost_journal()? {
+            tracing::warn!("{lost}");
+        }
         // No deployment is live, so anything staged is left over from a crash during an
         // earlier admission.
         let deployments = self.inner.state.root().join("deployments");
@@ -476,6 +497,14 @@ impl Runtime {
             at: now_rfc3339(),
         };
         journal.append(&admitted)?;
+        // Marks the deployment admitted, beside the journal: a journal lost later is
+        // noticed, not taken for "nothing to resume".
+        let mark = plan.deployment_dir.join(ADMITTED);
+        crate::durable::create_dir_all(&plan.deployment_dir)
+            .and_then(|()| {
+                crate::durable::write_atomic(&mark, plan.update_id.to_string().as_bytes())
+            })
+            .map_err(|source| StateError::Io { path: mark, source })?;
         let (_, replay) = Journal::open(&path)?;
         let replay = replay.ok_or_else(|| {
             EngineError::Inconsistent("the admitted record did not reach the journal".into())
@@ -506,21 +535,59 @@ impl Runtime {
     /// `None` when there is nothing to resume.
     pub fn resume(&self) -> Result<Option<Deployment>, RuntimeError> {
         let path = self.inner.state.journal_path();
-        if !path.exists() {
-            return Ok(None);
-        }
-        let (journal, replay) = Journal::open(&path)?;
-        match replay {
-            Some(replay) => Ok(Some(self.spawn(journal, replay))),
-            None => {
-                // An empty journal: a crash between creating it and admitting.
-                crate::durable::remove_file(&path).map_err(|source| StateError::Io {
-                    path: path.clone(),
-                    source,
-                })?;
-                Ok(None)
+        if path.exists() {
+            let (journal, replay) = Journal::open(&path)?;
+            if let Some(replay) = replay {
+                return Ok(Some(self.spawn(journal, replay)));
             }
         }
+        match self.settle_lost_journal()? {
+            Some(lost) => Err(lost),
+            None => Ok(None),
+        }
+    }
+
+    /// When no journal holds a deployment but one was admitted (its folder has the
+    /// [`ADMITTED`] mark), its journal was lost: records it in history as failed, clears
+    /// its folder and an empty journal, and returns the error that says so. An empty
+    /// journal without the mark is a crash between creating it and admitting: removed.
+    fn settle_lost_journal(&self) -> Result<Option<RuntimeError>, RuntimeError> {
+        let path = self.inner.state.journal_path();
+        if path.exists() && Journal::read(&path)?.is_some() {
+            return Ok(None);
+        }
+        let deployments = self.inner.state.root().join("deployments");
+        let admitted = std::fs::read_dir(&deployments)
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .find_map(|e| {
+                let update = std::fs::read_to_string(e.path().join(ADMITTED)).ok()?;
+                Some((e.file_name().to_string_lossy().into_owned(), update))
+            });
+        let lost = match admitted {
+            Some((deployment, update_id)) => {
+                let error = RuntimeError::JournalLost {
+                    deployment: deployment.clone(),
+                    update_id: update_id.clone(),
+                    journal: path.clone(),
+                };
+                let mut report = Report::rejected(&deployment, &update_id, error.to_string(), None);
+                report.status = DeploymentStatus::Failed;
+                self.inner.state.history().append(&report)?;
+                std::fs::remove_dir_all(&deployments).map_err(|source| StateError::Io {
+                    path: deployments.clone(),
+                    source,
+                })?;
+                Some(error)
+            }
+            None => None,
+        };
+        crate::durable::remove_file(&path).map_err(|source| StateError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(lost)
     }
 
     fn spawn(&self, journal: Journal, replay: Replay) -> Deployment {
