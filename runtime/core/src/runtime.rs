@@ -63,6 +63,9 @@ pub enum RuntimeError {
     /// The deployment was refused.
     #[error(transparent)]
     Admit(#[from] AdmitError),
+    /// The configuration file cannot be read or is not valid.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     /// The `[signing]` configuration's root keys cannot be used.
     #[error("signing.{0}")]
     Trust(#[from] TrustConfigError),
@@ -115,7 +118,7 @@ pub struct RuntimeBuilder {
     enumerator: Option<Arc<dyn ComponentEnumerator>>,
     bundled: Vec<BundledHandler>,
     deferred_hosts: Vec<HostFactory>,
-    config: Config,
+    config: Option<Config>,
     allow_unsigned: bool,
     linked: Vec<crate::registry::Registration>,
 }
@@ -170,9 +173,11 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Sets the configuration (device identity, policies, hooks).
+    /// Sets the configuration (device identity, policies, hooks). Without it, the
+    /// runtime reads `<state>/config.toml` when that file exists, as the `handrail`
+    /// command does, and uses the defaults otherwise.
     pub fn config(mut self, config: Config) -> Self {
-        self.config = config;
+        self.config = Some(config);
         self
     }
 
@@ -191,10 +196,21 @@ impl RuntimeBuilder {
 
     /// Locks the state directory, loads the registrations and the signing root keys.
     pub fn open(mut self) -> Result<Runtime, RuntimeError> {
+        let mut config = match self.config.take() {
+            Some(config) => config,
+            None => {
+                let path = self.state_dir.join("config.toml");
+                if path.exists() {
+                    Config::load(&path)?
+                } else {
+                    Config::default()
+                }
+            }
+        };
         if self.allow_unsigned {
-            self.config.signing.required = false;
+            config.signing.required = false;
         }
-        let trust = Trust::from_config(&self.config.signing)?;
+        let trust = Trust::from_config(&config.signing)?;
         let state = StateDir::open(&self.state_dir)?;
         if !self.bundled.is_empty() {
             let dir = state.handlers_dir();
@@ -212,12 +228,12 @@ impl RuntimeBuilder {
         for registration in self.linked {
             registry.insert(registration)?;
         }
-        for (id, config) in &self.config.handler_config {
-            if !registry.merge_config(id, config) {
+        for (id, handler_config) in &config.handler_config {
+            if !registry.merge_config(id, handler_config) {
                 tracing::warn!("configuration for handler `{id}`: no such handler is registered");
             }
         }
-        for (id, grants) in &self.config.handler_grants {
+        for (id, grants) in &config.handler_grants {
             if !registry.grant(id, grants) {
                 let registered: Vec<&str> = registry.iter().map(|r| r.id.as_str()).collect();
                 return Err(RuntimeError::GrantsForUnknownHandler {
@@ -234,7 +250,7 @@ impl RuntimeBuilder {
             inner: Arc::new(Inner {
                 handlers: Arc::new(HandlerSet::new(registry, hosts)),
                 enumerator: self.enumerator,
-                config: self.config,
+                config,
                 trust,
                 state,
             }),
@@ -325,7 +341,7 @@ impl Runtime {
             enumerator: None,
             bundled: Vec::new(),
             deferred_hosts: Vec::new(),
-            config: Config::default(),
+            config: None,
             allow_unsigned: false,
             linked: Vec::new(),
         }

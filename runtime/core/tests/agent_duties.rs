@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use common::*;
 use handrail::config::{Config, FailurePolicy};
 use handrail::contract::Action;
-use handrail::{AdmitOptions, DeploymentStatus, StepOutcome};
+use handrail::{AdmitOptions, DeploymentStatus, Runtime, StepOutcome};
 
 /// Three steps; the third fails at install.
 fn failing_third_step() -> Vec<u8> {
@@ -269,4 +269,38 @@ async fn the_deployment_time_limit_stops_a_hanging_step() {
     );
     let report = deploy(&rt, &manifest, &fx.payloads).await;
     assert_eq!(report.status, DeploymentStatus::TimedOut, "{report:#?}");
+}
+
+#[tokio::test]
+async fn without_a_configuration_the_builder_reads_the_state_directorys_config_toml() {
+    let fx = Fixture::new();
+    fs::create_dir_all(&fx.state).unwrap();
+    fs::write(
+        fx.state.join("config.toml"),
+        "[device]\nmanufacturer = \"contoso\"\nmodel = \"other\"\n[signing]\nrequired = false\n",
+    )
+    .unwrap();
+    let host = handrail::in_process::InProcessHost::new()
+        .with(DeviceHandler::new("microsoft/apt:1", &fx.device));
+    let rt = Runtime::builder(&fx.state).in_process(host).open().unwrap();
+    let err = rt
+        .deploy(
+            &example("one-inline-step.json"),
+            &fx.payloads,
+            AdmitOptions::default(),
+        )
+        .await
+        .err()
+        .expect("the configured device identity refuses it");
+    assert!(err.to_string().contains("model=other"), "{err}");
+
+    // A broken one is an error naming the file, not silently the defaults.
+    fs::write(fx.state.join("config.toml"), "[device\n").unwrap();
+    drop(rt);
+    let err = Runtime::builder(&fx.state)
+        .open()
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("config.toml"), "{err}");
 }
