@@ -1262,3 +1262,37 @@ fn a_lost_journal_is_named_and_recorded_not_taken_for_nothing_to_resume() {
         assert_eq!(device.deploy(&next).code(), Some(0), "{how}");
     }
 }
+
+/// Damaged installed-criteria records are judged alike by every command: `status`,
+/// `health` and `deploy` name the file, and nothing is appended after the damage.
+#[test]
+fn damaged_installed_records_are_named_by_every_command() {
+    let device = Device::new();
+    let first = device.manifest("first.json", &script_manifest(&device, &["rec-1"], &[]));
+    assert_eq!(device.deploy(&first).code(), Some(0));
+    let log = device.state.join("installed.log");
+    let mut text = fs::read_to_string(&log).unwrap();
+    text.insert_str(0, "{\"op\": \"add\", garbage}\n");
+    fs::write(&log, &text).unwrap();
+    let second = device.manifest("second.json", &script_manifest(&device, &["rec-2"], &[]));
+    for args in [
+        vec!["status"],
+        vec!["health"],
+        vec![
+            "deploy",
+            second.to_str().unwrap(),
+            "--payloads",
+            device.payloads.to_str().unwrap(),
+        ],
+    ] {
+        let run = device.run(&args);
+        assert_eq!(run.code(), Some(10), "{args:?}: {}", run.stdout());
+        assert!(
+            run.stderr().contains("installed.log") && run.stderr().contains("corrupt"),
+            "{args:?}: {}",
+            run.stderr()
+        );
+    }
+    assert_eq!(fs::read_to_string(&log).unwrap(), text, "nothing appended");
+    assert!(!device.log().iter().any(|l| l.starts_with("rec-2")));
+}

@@ -490,6 +490,9 @@ async fn run(cli: &Cli, out: &output::Output) -> Result<u8, Failure> {
             // A damaged history entry is named, not fatal: it costs only itself, and the
             // binary is judged all the same.
             let damaged = view.history().damaged().map_err(RuntimeError::from)?;
+            // The installed-criteria records answer is-installed for some handlers and
+            // every `status`: damaged, they are judged as `status` judges them.
+            view.installed().load().map_err(RuntimeError::from)?;
             let registry = Registry::load_dir(&view.handlers_dir()).map_err(RuntimeError::from)?;
             // A binary whose wasmtime cannot load the device's precompiled handlers (or,
             // lean, its `.wasm` ones) would fail every step: not healthy. Bundled ones are

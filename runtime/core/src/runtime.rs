@@ -444,6 +444,9 @@ impl Runtime {
                 status: report.status.to_string(),
             });
         }
+        // The installed-criteria records are read before anything is admitted: damaged,
+        // they would answer is-installed wrongly and take appends after the damage.
+        self.inner.state.installed().load()?;
         // A deployment whose journal was lost is recorded before its folder goes.
         if let Some(lost) = self.settle_lost_journal()? {
             tracing::warn!("{lost}");

@@ -248,6 +248,8 @@ impl InstalledRecords {
     /// one; so do those of another version of the same update, see the module docs) with
     /// one durable append.
     pub fn record(&self, entry: InstalledCriteria) -> Result<(), StateError> {
+        // Nothing is appended after damage: the log must read back whole.
+        self.replay()?;
         self.append(&Change::Add(entry))
     }
 }
