@@ -4,6 +4,9 @@
 //!
 //! The program runs in its own process group so a timeout or cancel kills everything it
 //! started. Its output is captured up to [`MAX_OUTPUT`] bytes per stream.
+//!
+//! The environment is checked first ([`environment`]): loader and interpreter variables
+//! are refused, and the run fails naming them.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -14,6 +17,8 @@ use std::time::{Duration, Instant};
 use handrail::CancelToken;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
+
+mod environment;
 
 use crate::bindings::handrail::handler::types::{Arg, RunError, RunOutput};
 use crate::sandbox::Sandbox;
@@ -79,6 +84,7 @@ impl RunScope {
                 request.program
             )));
         }
+        environment::check(&request.env).map_err(RunError::NotGranted)?;
         let args = request
             .args
             .into_iter()

@@ -1,0 +1,74 @@
+//! What a program started through `run` cannot do: be handed loader or interpreter
+//! variables by the guest, or leave anything running once it has exited.
+
+use handrail::CancelToken;
+use handrail::host::InvocationEnd;
+use handrail_contract::Action;
+use serde_json::{Value, json};
+
+use crate::support::{HOSTILE_ID, PLAIN, Scratch, Setup, invoke, load};
+
+const WITH_SHELLS: Setup = Setup {
+    grants: &["/bin/sh", "/bin/bash"],
+    ..PLAIN
+};
+
+/// Runs the hostile guest's `run` behaviour once in `scratch`; returns its report.
+async fn run(scratch: &Scratch, properties: Value) -> Value {
+    let handler = load(&scratch.hostile(&WITH_SHELLS)).await;
+    let context = scratch.context(HOSTILE_ID, properties, vec![], None);
+    let (end, _) = invoke(&handler, Action::Install, context, CancelToken::new()).await;
+    assert_eq!(end, InvocationEnd::Returned);
+    let details = scratch.result(Action::Install).result_details;
+    serde_json::from_str(&details).unwrap_or_else(|e| panic!("{e}: {details}"))
+}
+
+#[tokio::test]
+async fn loader_and_shell_variables_from_the_guest_are_refused_and_nothing_runs() {
+    let scratch = Scratch::new();
+    let work = scratch.work();
+    // Were they passed, bash would source `evil.sh` and the loader would try `evil.so`.
+    std::fs::write(work.join("evil.sh"), "echo pwned > pwned\n").unwrap();
+    std::fs::write(work.join("evil.so"), "not a library").unwrap();
+    let report = run(
+        &scratch,
+        json!({
+            "behaviour": "run",
+            "program": "/bin/bash",
+            "args": ["-c", "echo ran > ran"],
+            "env": {
+                "BASH_ENV": work.join("evil.sh").display().to_string(),
+                "LD_PRELOAD": work.join("evil.so").display().to_string(),
+                "LANG": "C",
+            },
+        }),
+    )
+    .await;
+    let error = report["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{report}"));
+    assert!(
+        error.contains("NotGranted") && error.contains("BASH_ENV, LD_PRELOAD"),
+        "{error}"
+    );
+    assert!(!error.contains("LANG"), "{error}");
+    assert!(!work.join("ran").exists(), "the program ran");
+    assert!(!work.join("pwned").exists(), "BASH_ENV was sourced");
+}
+
+#[tokio::test]
+async fn ordinary_variables_reach_the_program() {
+    let scratch = Scratch::new();
+    let report = run(
+        &scratch,
+        json!({
+            "behaviour": "run",
+            "program": "/bin/sh",
+            "args": ["-c", "echo \"$GREETING $TMPDIR\""],
+            "env": {"TMPDIR": "tmp"},
+        }),
+    )
+    .await;
+    assert_eq!(report["exitCode"], 0, "{report}");
+    assert_eq!(report["stdout"], "hello tmp\n");
+}
