@@ -41,6 +41,7 @@ pub(crate) struct WasmHandler {
     memory_limit: usize,
     timeout: Duration,
     cancel_grace: Duration,
+    max_processes: u64,
 }
 
 /// How a guest call ended, as the store saw it.
@@ -85,6 +86,7 @@ impl WasmHandler {
             memory_limit,
             timeout: Duration::from_secs(registration.limits.timeout_secs),
             cancel_grace: Duration::from_secs(registration.limits.cancel_grace_secs),
+            max_processes: registration.limits.max_processes,
         };
         let description = handler.describe().await?;
         let (major, minor) = description.contract;
@@ -186,6 +188,7 @@ impl WasmHandler {
                 sandbox: sandbox.clone(),
                 deadline: Instant::now() + self.timeout,
                 cancel: cancel.clone(),
+                max_processes: self.max_processes,
             },
         };
         let mut store = self.store(wasi.build(), Some(scope));

@@ -2,8 +2,13 @@
 //! (never a shell string), an empty environment plus the given pairs, the work folder as
 //! working directory, a time limit and the action's cancel token.
 //!
-//! The program runs in its own process group so a timeout or cancel kills everything it
-//! started. Its output is captured up to [`MAX_OUTPUT`] bytes per stream.
+//! Nothing the program starts outlives it. Where the runtime can make cgroups, the program
+//! runs in a cgroup v2 of its own ([`cgroup`]), joined before exec, with `pids.max` at
+//! `limits.max_processes`; when it has exited, timed out or was cancelled, the whole
+//! cgroup is killed and removed before `run` returns. Where it cannot, the program's
+//! process group is killed instead, which catches what stays in the group but not a
+//! daemon that made a session of its own (`setsid`): the log says so. Its output is
+//! captured up to [`MAX_OUTPUT`] bytes per stream.
 //!
 //! The environment is checked first ([`environment`]): loader and interpreter variables
 //! are refused, and the run fails naming them.
@@ -18,6 +23,7 @@ use handrail::CancelToken;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 
+mod cgroup;
 mod environment;
 
 use crate::bindings::handrail::handler::types::{Arg, RunError, RunOutput};
@@ -38,6 +44,8 @@ pub(crate) struct RunScope {
     pub(crate) sandbox: Arc<Sandbox>,
     pub(crate) deadline: Instant,
     pub(crate) cancel: CancelToken,
+    /// `limits.max_processes`: the program's cgroup's `pids.max`.
+    pub(crate) max_processes: u64,
 }
 
 /// One `run` request of the guest.
@@ -48,7 +56,7 @@ pub(crate) struct RunRequest {
     pub(crate) timeout_ms: u64,
 }
 
-/// Kills the program's whole process group unless disarmed (normal exit).
+/// Kills the program's whole process group when the run ends, however it ends.
 struct GroupGuard(Option<u32>);
 
 impl GroupGuard {
@@ -100,7 +108,25 @@ impl RunScope {
         let remaining = self.deadline.saturating_duration_since(Instant::now());
         let timeout = Duration::from_millis(request.timeout_ms).min(remaining);
 
-        let mut child = Command::new(&request.program)
+        let mut cgroup = match cgroup::RunCgroup::create(self.max_processes) {
+            Ok(cgroup) => {
+                if !cgroup.limited {
+                    tracing::debug!(cgroup = %cgroup.dir().display(), "the pids controller is not available: no limit on the program's processes");
+                }
+                Some(cgroup)
+            }
+            Err(why) => {
+                tracing::warn!(
+                    program = %request.program,
+                    "no cgroup for the program ({why}): its process group is killed when it ends, \
+                     but a daemon that leaves the group (setsid) cannot be caught"
+                );
+                None
+            }
+        };
+        let procs = cgroup.as_ref().map(cgroup::RunCgroup::procs_fd);
+        let mut command = Command::new(&request.program);
+        command
             .args(args)
             .env_clear()
             .envs(request.env)
@@ -109,7 +135,17 @@ impl RunScope {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
-            .kill_on_drop(true)
+            .kill_on_drop(true);
+        // SAFETY: the closure runs in the child between fork and exec and makes only the
+        // write(2) call of `cgroup::join`; `procs` stays open in the parent (in `cgroup`)
+        // until the child has been spawned.
+        unsafe {
+            command.pre_exec(move || match procs {
+                Some(fd) => cgroup::join(fd),
+                None => Ok(()),
+            });
+        }
+        let mut child = command
             .spawn()
             .map_err(|e| RunError::SpawnFailed(format!("{}: {e}", request.program)))?;
         let mut group = GroupGuard(child.id());
@@ -129,17 +165,22 @@ impl RunScope {
             () = tokio::time::sleep(timeout) => Err(RunError::TimedOut),
             () = self.cancel.cancelled() => Err(RunError::Cancelled),
         };
+        // Whatever the program started goes with it, however it ended.
+        group.kill();
+        if let Some(cgroup) = cgroup.as_mut()
+            && let Err(e) = cgroup.kill_and_remove().await
+        {
+            tracing::warn!(program = %request.program, "{e}");
+        }
         let status = match stopped {
             Ok(status) => status,
             Err(why) => {
-                group.kill();
                 let _ = child.wait().await;
                 return Err(why);
             }
         };
-        // The program is gone; what it started in the background may live on and keep
-        // its output open, so wait for the rest of the output only for a while.
-        group.0 = None;
+        // Without a cgroup, what left the process group may live on and keep the output
+        // open, so wait for the rest of the output only for a while.
         let [out_reader, err_reader] = readers;
         let (out_abort, err_abort) = (out_reader.abort_handle(), err_reader.abort_handle());
         let all_read = tokio::time::timeout(OUTPUT_GRACE, async {

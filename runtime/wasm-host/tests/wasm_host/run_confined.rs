@@ -72,3 +72,49 @@ async fn ordinary_variables_reach_the_program() {
     assert_eq!(report["exitCode"], 0, "{report}");
     assert_eq!(report["stdout"], "hello tmp\n");
 }
+
+/// Whether process `pid` still runs (a zombie waiting for its reaper does not).
+fn running(pid: libc::pid_t) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let (_, after_name) = stat.rsplit_once(')')?;
+            after_name.split_whitespace().next().map(|s| s != "Z")
+        })
+        .unwrap_or(false)
+}
+
+#[tokio::test]
+async fn nothing_a_program_starts_outlives_it() {
+    let scratch = Scratch::new();
+    // A background job, a daemon in a session of its own, and a double fork, each a
+    // `sleep` that writes its pid first; the script waits until all have, then exits 0.
+    let script = r#"
+        sleep 1000 >/dev/null 2>&1 &
+        echo $! > background.pid
+        setsid sh -c 'echo $$ > session.pid; exec sleep 1000' >/dev/null 2>&1 &
+        sh -c 'sh -c "echo \$\$ > double-fork.pid; exec sleep 1000" >/dev/null 2>&1 & exit 0'
+        until [ -s session.pid ] && [ -s double-fork.pid ]; do :; done
+        exit 0
+    "#;
+    let report = run(
+        &scratch,
+        json!({"behaviour": "run", "program": "/bin/sh", "args": ["-c", script], "timeoutMs": 20_000}),
+    )
+    .await;
+    assert_eq!(report["exitCode"], 0, "{report}");
+    let mut survivors = Vec::new();
+    for name in ["background", "session", "double-fork"] {
+        let text = std::fs::read_to_string(scratch.work().join(format!("{name}.pid")))
+            .unwrap_or_else(|e| panic!("{name}.pid: {e}"));
+        let pid: libc::pid_t = text.trim().parse().unwrap();
+        if running(pid) {
+            survivors.push(format!("{name} ({pid})"));
+            // SAFETY: kill(2) on a process this test's script started.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+    assert!(survivors.is_empty(), "still running: {survivors:?}");
+}
