@@ -12,6 +12,15 @@
 //!
 //! The environment is checked first ([`environment`]): loader and interpreter variables
 //! are refused, and the run fails naming them.
+//!
+//! The program is confined ([`confine`]) from before its first instruction: the child
+//! joins its cgroup, then puts Landlock (the payload, the work folder, the registration's
+//! grants, the system folders; no TCP; signals and abstract sockets scoped),
+//! `no_new_privs` and a seccomp filter in force between fork and exec. What is built for
+//! that — the ruleset, the filter, the cgroup — is built here, before the fork; the child
+//! makes system calls only. Where the kernel has no Landlock, `config.landlock` decides
+//! whether the program is refused (`require`, the default) or runs with a warning.
+//! What is not confined yet is listed in SECURITY.md.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -20,10 +29,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use handrail::CancelToken;
+use handrail::confinement::LandlockPolicy;
+use handrail::registry::Registration;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 
 mod cgroup;
+mod confine;
 mod environment;
 
 use crate::bindings::handrail::handler::types::{Arg, RunError, RunOutput};
@@ -40,12 +52,38 @@ const OUTPUT_GRACE: Duration = Duration::from_secs(2);
 /// What a `run` call may use: granted programs, the sandbox, the action's deadline and
 /// cancel token.
 pub(crate) struct RunScope {
-    pub(crate) granted: Arc<[PathBuf]>,
+    pub(crate) programs: Arc<ProgramGrants>,
     pub(crate) sandbox: Arc<Sandbox>,
     pub(crate) deadline: Instant,
     pub(crate) cancel: CancelToken,
+}
+
+/// What a registration lets the programs its handler runs do.
+pub(crate) struct ProgramGrants {
+    /// `capabilities.run`: the programs.
+    pub(crate) run: Vec<PathBuf>,
+    /// `capabilities.read`.
+    pub(crate) read: Vec<PathBuf>,
+    /// `capabilities.write`.
+    pub(crate) write: Vec<PathBuf>,
+    /// `config.landlock`: whether a program may run where Landlock is missing.
+    pub(crate) policy: LandlockPolicy,
     /// `limits.max_processes`: the program's cgroup's `pids.max`.
     pub(crate) max_processes: u64,
+}
+
+impl ProgramGrants {
+    /// The grants of `registration`; `Err` when its `config.landlock` is not valid.
+    pub(crate) fn of(registration: &Registration) -> Result<ProgramGrants, String> {
+        let capabilities = &registration.capabilities;
+        Ok(ProgramGrants {
+            run: capabilities.run.clone(),
+            read: capabilities.read.clone(),
+            write: capabilities.write.clone(),
+            policy: LandlockPolicy::from_config(&registration.config)?,
+            max_processes: registration.limits.max_processes,
+        })
+    }
 }
 
 /// One `run` request of the guest.
@@ -83,7 +121,8 @@ impl RunScope {
     /// Runs the request to its end.
     pub(crate) async fn run(&self, request: RunRequest) -> Result<RunOutput, RunError> {
         if !self
-            .granted
+            .programs
+            .run
             .iter()
             .any(|p| p.as_os_str() == request.program.as_str())
         {
@@ -108,7 +147,7 @@ impl RunScope {
         let remaining = self.deadline.saturating_duration_since(Instant::now());
         let timeout = Duration::from_millis(request.timeout_ms).min(remaining);
 
-        let mut cgroup = match cgroup::RunCgroup::create(self.max_processes) {
+        let mut cgroup = match cgroup::RunCgroup::create(self.programs.max_processes) {
             Ok(cgroup) => {
                 if !cgroup.limited {
                     tracing::debug!(cgroup = %cgroup.dir().display(), "the pids controller is not available: no limit on the program's processes");
@@ -125,6 +164,17 @@ impl RunScope {
             }
         };
         let procs = cgroup.as_ref().map(cgroup::RunCgroup::procs_fd);
+        let confinement = confine::Confinement::prepare(
+            &confine::Grants {
+                payload: self.sandbox.payload_dir(),
+                work: self.sandbox.work_dir(),
+                read: &self.programs.read,
+                write: &self.programs.write,
+                run: &self.programs.run,
+            },
+            self.programs.policy,
+        )
+        .map_err(|why| RunError::SpawnFailed(format!("{}: {why}", request.program)))?;
         let mut command = Command::new(&request.program);
         command
             .args(args)
@@ -136,13 +186,15 @@ impl RunScope {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
-        // SAFETY: the closure runs in the child between fork and exec and makes only the
-        // write(2) call of `cgroup::join`; `procs` stays open in the parent (in `cgroup`)
-        // until the child has been spawned.
+        // SAFETY: the closure runs in the child between fork and exec and makes system
+        // calls only (`cgroup::join`, `Confinement::apply`), on descriptors the parent
+        // keeps open (in `cgroup` and `confinement`) until the child has been spawned.
         unsafe {
-            command.pre_exec(move || match procs {
-                Some(fd) => cgroup::join(fd),
-                None => Ok(()),
+            command.pre_exec(move || {
+                if let Some(fd) = procs {
+                    cgroup::join(fd)?;
+                }
+                confinement.apply()
             });
         }
         let mut child = command

@@ -4,6 +4,7 @@
 use handrail::CancelToken;
 use handrail::host::InvocationEnd;
 use handrail_contract::Action;
+use handrail_test_support::process_running;
 use serde_json::{Value, json};
 
 use crate::support::{HOSTILE_ID, PLAIN, Scratch, Setup, invoke, load};
@@ -73,17 +74,6 @@ async fn ordinary_variables_reach_the_program() {
     assert_eq!(report["stdout"], "hello tmp\n");
 }
 
-/// Whether process `pid` still runs (a zombie waiting for its reaper does not).
-fn running(pid: libc::pid_t) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            let (_, after_name) = stat.rsplit_once(')')?;
-            after_name.split_whitespace().next().map(|s| s != "Z")
-        })
-        .unwrap_or(false)
-}
-
 #[tokio::test]
 async fn nothing_a_program_starts_outlives_it() {
     let scratch = Scratch::new();
@@ -108,7 +98,7 @@ async fn nothing_a_program_starts_outlives_it() {
         let text = std::fs::read_to_string(scratch.work().join(format!("{name}.pid")))
             .unwrap_or_else(|e| panic!("{name}.pid: {e}"));
         let pid: libc::pid_t = text.trim().parse().unwrap();
-        if running(pid) {
+        if process_running(pid) {
             survivors.push(format!("{name} ({pid})"));
             // SAFETY: kill(2) on a process this test's script started.
             unsafe {
@@ -117,4 +107,65 @@ async fn nothing_a_program_starts_outlives_it() {
         }
     }
     assert!(survivors.is_empty(), "still running: {survivors:?}");
+}
+
+#[tokio::test]
+async fn a_program_reaches_only_its_grants_and_no_kernel_interface_past_them() {
+    let scratch = Scratch::new();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let escape = format!("/etc/handrail-escape-{}", std::process::id());
+    // Each line: `<attempt>: reached` or `<attempt>: denied`. Signal 0 only asks whether
+    // the runtime (here the test, the program's parent) could be signalled. The program
+    // (bash, `$$`) may read its own /proc folder.
+    let script = format!(
+        r#"
+        try() {{ name=$1; shift; if "$@" >/dev/null 2>&1; then echo "$name: reached"; else echo "$name: denied"; fi; }}
+        try write-etc sh -c 'echo x > {escape}'
+        try read-shadow cat /etc/shadow
+        try read-parent-environ cat /proc/$PPID/environ
+        try tcp-connect bash -c 'echo hi > /dev/tcp/127.0.0.1/{port}'
+        try signal-parent kill -0 $PPID
+        try unshare unshare -n true
+        try write-work sh -c 'echo x > in-work'
+        try read-passwd cat /etc/passwd
+        if read -r _ < /proc/$$/status; then echo "read-own-proc: reached"; else echo "read-own-proc: denied"; fi
+        try dev-null sh -c 'echo x > /dev/null'
+        "#
+    );
+    let report = run(
+        &scratch,
+        json!({"behaviour": "run", "program": "/bin/bash", "args": ["-c", script]}),
+    )
+    .await;
+    assert_eq!(report["exitCode"], 0, "{report}");
+    let stdout = report["stdout"].as_str().unwrap();
+    let seen = |attempt: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{attempt}: ")))
+            .unwrap_or_else(|| panic!("{attempt} not tried: {report}"))
+            .to_owned()
+    };
+    let escaped: Vec<&str> = [
+        "write-etc",
+        "read-shadow",
+        "read-parent-environ",
+        "tcp-connect",
+        "signal-parent",
+        "unshare",
+    ]
+    .into_iter()
+    .filter(|a| seen(a) != "denied")
+    .collect();
+    let _ = std::fs::remove_file(&escape);
+    assert!(escaped.is_empty(), "escaped: {escaped:?}\n{stdout}");
+    for granted in ["write-work", "read-passwd", "read-own-proc", "dev-null"] {
+        assert_eq!(seen(granted), "reached", "{granted}\n{stdout}");
+    }
+    assert!(
+        listener.accept().is_err(),
+        "the program connected to the test's listener"
+    );
 }
