@@ -53,9 +53,10 @@ impl LandlockPolicy {
         }
     }
 
-    /// What to do with a worker whose Landlock rules are (`enforced`) or are not in
-    /// force, `landlock` being the kernel's Landlock status for people: `Ok(None)` to go
-    /// on confined, `Ok(Some(warning))` to go on unconfined, `Err(reason)` to refuse.
+    /// What to do with a native worker or a program whose Landlock rules are
+    /// (`enforced`) or are not in force, `landlock` being the kernel's Landlock status
+    /// for people: `Ok(None)` to go on confined, `Ok(Some(warning))` to go on
+    /// unconfined, `Err(reason)` to refuse.
     pub fn judge(self, enforced: bool, landlock: &str) -> Result<Option<String>, String> {
         match (enforced, self) {
             (true, _) => Ok(None),

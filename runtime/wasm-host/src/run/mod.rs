@@ -147,6 +147,18 @@ impl RunScope {
         let remaining = self.deadline.saturating_duration_since(Instant::now());
         let timeout = Duration::from_millis(request.timeout_ms).min(remaining);
 
+        // A program the Landlock policy refuses is refused before its cgroup is made.
+        let confinement = confine::Confinement::prepare(
+            &confine::Grants {
+                payload: self.sandbox.payload_dir(),
+                work: self.sandbox.work_dir(),
+                read: &self.programs.read,
+                write: &self.programs.write,
+                run: &self.programs.run,
+            },
+            self.programs.policy,
+        )
+        .map_err(|why| RunError::SpawnFailed(format!("{}: {why}", request.program)))?;
         let mut cgroup = match cgroup::RunCgroup::create(self.programs.max_processes) {
             Ok(cgroup) => {
                 if !cgroup.limited {
@@ -164,17 +176,6 @@ impl RunScope {
             }
         };
         let procs = cgroup.as_ref().map(cgroup::RunCgroup::procs_fd);
-        let confinement = confine::Confinement::prepare(
-            &confine::Grants {
-                payload: self.sandbox.payload_dir(),
-                work: self.sandbox.work_dir(),
-                read: &self.programs.read,
-                write: &self.programs.write,
-                run: &self.programs.run,
-            },
-            self.programs.policy,
-        )
-        .map_err(|why| RunError::SpawnFailed(format!("{}: {why}", request.program)))?;
         let mut command = Command::new(&request.program);
         command
             .args(args)
