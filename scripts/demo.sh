@@ -19,6 +19,8 @@ demo=examples/demo
 work=/var/tmp/handrail-demo
 "$demo/make-apt-repo.sh" "$work/apt"
 "$demo/ab/make-device.sh" "$work/ab"
+# The folder the script steps install into: the configuration grants their programs it.
+mkdir -p "$work/device"
 # The payloads: the demo's files and the update image, built for the A/B device's slots.
 payloads="$work/payloads"
 mkdir -p "$payloads"

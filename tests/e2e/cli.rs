@@ -258,6 +258,23 @@ fn test_keys() -> (
     (keys, root, signing)
 }
 
+/// Writes the device's configuration `config.toml` trusting the test keys' RSA root key
+/// as `root.1`, and returns its path.
+fn trusting_test_root(device: &Device, keys: &Path) -> std::path::PathBuf {
+    let config = device.tmp.path().join("config.toml");
+    device.write_config(
+        &config,
+        &format!(
+            "[signing]\nroot_keys = [{{ kid = \"root.1\", pem_file = \"{}\" }}]\n",
+            keys.join("rsa-root.pub.pem")
+                .canonicalize()
+                .unwrap()
+                .display()
+        ),
+    );
+    config
+}
+
 /// Signs manifests with the test signing key under root `root.1`, and the configuration
 /// that trusts that root.
 struct Signer {
@@ -272,18 +289,7 @@ impl Signer {
         let sjwk = root
             .sign_key("root.1", &signing.public_jwk(Some("signing.1")))
             .unwrap();
-        let config = device.tmp.path().join("config.toml");
-        fs::write(
-            &config,
-            format!(
-                "[signing]\nroot_keys = [{{ kid = \"root.1\", pem_file = \"{}\" }}]\n",
-                keys.join("rsa-root.pub.pem")
-                    .canonicalize()
-                    .unwrap()
-                    .display()
-            ),
-        )
-        .unwrap();
+        let config = trusting_test_root(device, &keys);
         Signer {
             signing,
             sjwk,
@@ -477,14 +483,13 @@ fn an_envelope_signed_as_adus_service_signs_it_deploys_and_is_refused_once_its_k
             .tmp
             .path()
             .join(format!("config{}.toml", revoked.len()));
-        fs::write(
+        device.write_config(
             &path,
-            format!(
+            &format!(
                 "[device]\nmanufacturer = \"contoso\"\nmodel = \"e2e\"\n\n[signing]\nroot_keys = [{{ kid = \"ADU.root.1\", pem_file = \"{}\" }}]\n{revoked}",
                 root_pem.display()
             ),
-        )
-        .unwrap();
+        );
         path
     };
     let envelope = |manifest: &str, id: &str| envelope(&device, manifest, &signature, id);
@@ -598,14 +603,13 @@ fn a_root_key_package_trusts_its_root_keys_and_revokes_what_it_disables() {
         let package = package
             .map(|p| format!("root_key_package = \"{}\"\n", p.display()))
             .unwrap_or_default();
-        fs::write(
+        device.write_config(
             &path,
-            format!(
+            &format!(
                 "[signing]\nroot_keys = [{{ kid = \"root.anchor\", pem_file = \"{}\" }}]\n{package}",
                 anchor_pem.display()
             ),
-        )
-        .unwrap();
+        );
         path
     };
     let with_package = config("with-package.toml", Some(&package));
@@ -672,15 +676,14 @@ fn a_faulty_root_key_package_is_refused_naming_its_file_and_field() {
     let package = device.tmp.path().join("rootkeys.json");
     fs::write(&package, root_key_package(&protected, &[&anchor])).unwrap();
     let config = device.tmp.path().join("config.toml");
-    fs::write(
+    device.write_config(
         &config,
-        format!(
+        &format!(
             "[signing]\nroot_keys = [{{ kid = \"root.anchor\", pem_file = \"{}\" }}]\nroot_key_package = \"{}\"\n",
             keys.join("rsa-root.pub.pem").canonicalize().unwrap().display(),
             package.display()
         ),
-    )
-    .unwrap();
+    );
     let parent = Path::new(CORPUS).join("valid/parent-reference-step.json");
     let run = device.run_strict(&[
         "--config",

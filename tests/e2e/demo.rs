@@ -137,6 +137,8 @@ fn the_demo_deploys_reboots_resumes_and_is_idempotent() {
     let ab = root.join("ab");
     script("make-apt-repo.sh", &[&root.join("apt")]);
     script("ab/make-device.sh", &[&ab]);
+    // The folder the script steps install into, as scripts/demo.sh makes it.
+    fs::create_dir_all(root.join("device")).unwrap();
     let swu = build_swu(&ab.join("slots"), &device.payloads.join(SWU));
     let manifest = relocate("update.json");
     let mut doc: serde_json::Value = serde_json::from_slice(&fs::read(&manifest).unwrap()).unwrap();

@@ -57,11 +57,15 @@ pub fn builtin_handlers() -> Vec<BuiltinHandler> {
             id: "microsoft/apt:1",
             wasm: APT_HANDLER_WASM,
             // apt-get downloads, installs and removes; dpkg-query says what is installed.
+            // A package may put files anywhere and its maintainer scripts may change
+            // anything, so apt-get and dpkg are granted writing the whole file system:
+            // their confinement is no network, no signals outside, no kernel interfaces.
             capabilities: Capabilities {
                 run: vec![
                     PathBuf::from("/usr/bin/apt-get"),
                     PathBuf::from("/usr/bin/dpkg-query"),
                 ],
+                write: vec![PathBuf::from("/")],
                 ..Capabilities::default()
             },
         },

@@ -183,7 +183,10 @@ pub fn interpret(output: &RunOutput, result_file: Option<&[u8]>) -> ResultFile {
         (Some(code), _) => {
             return ResultFile::failure(
                 ExtendedCode::child_exit(FACILITY_STEP_HANDLER, COMPONENT_SCRIPT, code as u8),
-                format!("the script exited with code {code}"),
+                format!(
+                    "the script exited with code {code}{}",
+                    denied_write_hint(&output.stderr)
+                ),
             );
         }
         (None, signal) => {
@@ -199,6 +202,31 @@ pub fn interpret(output: &RunOutput, result_file: Option<&[u8]>) -> ResultFile {
         }
     }
     read_script_result(result_file)
+}
+
+/// When the script's error output says a path was denied (`cannot create /x/log:
+/// Permission denied`), what to grant: its programs may write only the work folder and
+/// what the handler is granted. Empty when nothing was denied.
+fn denied_write_hint(stderr: &[u8]) -> String {
+    let stderr = String::from_utf8_lossy(stderr);
+    let Some(path) = stderr.lines().rev().find_map(|line| {
+        let (before, _) = line.split_once(": Permission denied")?;
+        let path = before
+            .rsplit([' ', '\''])
+            .map(|t| t.trim_matches(|c| matches!(c, '\'' | '"' | '‘' | '’' | ':')))
+            .find(|t| t.starts_with('/'))?;
+        Some(path.to_owned())
+    }) else {
+        return String::new();
+    };
+    let folder = std::path::Path::new(&path)
+        .parent()
+        .map_or(path.clone(), |p| p.display().to_string());
+    format!(
+        "; it was denied {path}: the script's programs may write only the work folder and \
+         what the handler is granted. To let them, grant the folder in the configuration: \
+         [handler_grants.\"{ID}\"] write = [\"{folder}\"]"
+    )
 }
 
 /// The script's own result: passed through, except that an unreadable file and an
@@ -225,6 +253,22 @@ fn run_failure(error: RunError) -> ResultFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[test]
+    fn a_denied_write_names_the_path_and_the_grant_to_add() {
+        for stderr in [
+            "/payload/x.sh: 3: cannot create /var/lib/device/log: Permission denied\n",
+            "touch: cannot touch '/var/lib/device/log': Permission denied\n",
+        ] {
+            let hint = denied_write_hint(stderr.as_bytes());
+            assert!(
+                hint.contains("denied /var/lib/device/log:")
+                    && hint.contains(r#"write = ["/var/lib/device"]"#)
+                    && hint.contains(ID),
+                "{hint}"
+            );
+        }
+        assert_eq!(denied_write_hint(b"no such file\n"), "");
+    }
 
     fn exited(code: i32) -> RunOutput {
         RunOutput {

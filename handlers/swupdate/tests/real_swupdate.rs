@@ -234,8 +234,11 @@ impl Fixture {
                     id,
                     HandlerKind::Wasm,
                     &artifact,
+                    // swupdate writes the device's slots and boot environment and
+                    // reads the certificate the image is signed for.
                     Capabilities {
                         write: vec![device.dir.clone()],
+                        read: vec![keys.clone()],
                         ..builtin.capabilities
                     },
                 )
@@ -703,7 +706,8 @@ impl Fixture {
     /// log their arguments to.
     fn wrapper(&self) -> PathBuf {
         fs::write(self.dir.path().join("payloads/install.sh"), WRAPPER).unwrap();
-        self.dir.path().join("argv.log")
+        // In the device's folder, which the registration lets its programs write.
+        self.device.dir.join("argv.log")
     }
 
     /// The properties of a script-driven step of `install.sh` and `update-2.0.swu`,

@@ -13,6 +13,7 @@ pub mod cancel;
 pub mod clock;
 pub mod components;
 pub mod config;
+pub mod confinement;
 pub mod durable;
 pub mod engine;
 pub mod hooks;

@@ -86,6 +86,10 @@ pub struct Limits {
     /// host stops it, in seconds.
     #[serde(default = "Limits::default_cancel_grace_secs")]
     pub cancel_grace_secs: u64,
+    /// Most processes a program the handler runs may have alive at once, itself and
+    /// everything it starts, where the host can count them (a cgroup's `pids.max`).
+    #[serde(default = "Limits::default_max_processes")]
+    pub max_processes: u64,
 }
 
 impl Limits {
@@ -98,6 +102,9 @@ impl Limits {
     fn default_cancel_grace_secs() -> u64 {
         5
     }
+    fn default_max_processes() -> u64 {
+        256
+    }
 }
 
 impl Default for Limits {
@@ -106,6 +113,7 @@ impl Default for Limits {
             memory_mib: Self::default_memory_mib(),
             timeout_secs: Self::default_timeout_secs(),
             cancel_grace_secs: Self::default_cancel_grace_secs(),
+            max_processes: Self::default_max_processes(),
         }
     }
 }

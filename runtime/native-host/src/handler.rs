@@ -11,9 +11,9 @@ use handrail::host::{BoxFuture, Description, Invocation, InvocationEnd, LoadedHa
 use handrail::registry::{Capabilities, Limits, Registration};
 use handrail_contract::{Action, StepContext};
 
-use crate::policy::LandlockPolicy;
 use crate::process::{self, Finished, Stop};
 use crate::protocol::{Call, Confinement, Report, Request, WorkerLimits};
+use handrail::confinement::LandlockPolicy;
 
 /// How long loading a library and calling `describe` may take.
 const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -47,7 +47,6 @@
 //! ```
 
 mod handler;
-mod policy;
 mod process;
 mod protocol;
 #[doc(hidden)]
@@ -59,7 +58,7 @@ use std::sync::Arc;
 use handrail::host::{BoxFuture, HandlerHost, LoadError, LoadedHandler};
 use handrail::registry::{HandlerKind, Registration};
 
-pub use policy::{CONFIG_KEY as LANDLOCK_CONFIG_KEY, LandlockPolicy};
+pub use handrail::confinement::{CONFIG_KEY as LANDLOCK_CONFIG_KEY, LandlockPolicy};
 pub use process::MAX_OUTPUT_BYTES;
 
 use handler::NativeHandler;

@@ -12,7 +12,7 @@ use handrail::host::Description;
 use handrail_contract::{Action, StepContext};
 use serde::{Deserialize, Serialize};
 
-use crate::policy::LandlockPolicy;
+use handrail::confinement::LandlockPolicy;
 
 /// One call of a native handler.
 #[derive(Debug, Clone, Serialize, Deserialize)]

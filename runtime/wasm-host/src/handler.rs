@@ -1,7 +1,7 @@
 //! One loaded WebAssembly handler: its pre-linked component, what it said about itself,
 //! and how each action runs (fresh store, sandbox, limits, cancel).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,7 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 use crate::Shared;
 use crate::bindings::StepHandlerPre;
 use crate::bindings::handrail::handler::types as wit;
-use crate::run::RunScope;
+use crate::run::{ProgramGrants, RunScope};
 use crate::sandbox::{GrantedFolder, PAYLOAD_DIR, Sandbox, WORK_DIR};
 use crate::state::{ActionScope, HostState, truncate};
 use crate::stdio::CappedOutput;
@@ -36,7 +36,7 @@ pub(crate) struct WasmHandler {
     pre: StepHandlerPre<HostState>,
     description: Description,
     id: Arc<str>,
-    granted: Arc<[PathBuf]>,
+    programs: Arc<ProgramGrants>,
     folders: Arc<[GrantedFolder]>,
     memory_limit: usize,
     timeout: Duration,
@@ -80,7 +80,7 @@ impl WasmHandler {
                 contract: (0, 0),
             },
             id: registration.id.as_str().into(),
-            granted: registration.capabilities.run.clone().into(),
+            programs: Arc::new(ProgramGrants::of(registration)?),
             folders: GrantedFolder::of(registration)?.into(),
             memory_limit,
             timeout: Duration::from_secs(registration.limits.timeout_secs),
@@ -171,7 +171,7 @@ impl WasmHandler {
         };
         let stdout = CappedOutput::new(GUEST_OUTPUT_CAP);
         let stderr = CappedOutput::new(GUEST_OUTPUT_CAP);
-        let inline_files = self.folders.is_empty() && self.granted.is_empty();
+        let inline_files = self.folders.is_empty() && self.programs.run.is_empty();
         let mut wasi = match action_wasi(&sandbox, &stdout, &stderr, inline_files) {
             Ok(wasi) => wasi,
             Err(e) => return InvocationEnd::HostFailure(e),
@@ -182,7 +182,7 @@ impl WasmHandler {
         let scope = ActionScope {
             progress: invocation.progress.clone(),
             run: RunScope {
-                granted: self.granted.clone(),
+                programs: self.programs.clone(),
                 sandbox: sandbox.clone(),
                 deadline: Instant::now() + self.timeout,
                 cancel: cancel.clone(),

@@ -74,12 +74,30 @@ impl Device {
         let device = tmp.path().join("device");
         fs::create_dir_all(&payloads).unwrap();
         fs::create_dir_all(&device).unwrap();
-        Device {
+        let device = Device {
             tmp,
             state,
             payloads,
             device,
-        }
+        };
+        // The configuration in force unless a test names its own (`--config`).
+        fs::create_dir_all(&device.state).unwrap();
+        device.write_config(&device.state.join("config.toml"), "");
+        device
+    }
+
+    /// The grant that lets the script steps' programs write the device folder, as a
+    /// device owner grants the folders its scripts install into.
+    pub fn script_grant(&self) -> String {
+        format!(
+            "[handler_grants.\"microsoft/script:1\"]\nwrite = [\"{}\"]\n",
+            self.device.display()
+        )
+    }
+
+    /// Writes the configuration file `path`: `body` and [`Device::script_grant`].
+    pub fn write_config(&self, path: &Path, body: &str) {
+        fs::write(path, format!("{body}\n{}", self.script_grant())).unwrap();
     }
 
     /// Copies a fixture file into the payload folder.

@@ -87,6 +87,18 @@ impl MachineLock {
     }
 }
 
+/// Whether process `pid` still runs: it exists and is not a zombie waiting for its
+/// reaper.
+pub fn process_running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let (_, after_name) = stat.rsplit_once(')')?;
+            after_name.split_whitespace().next().map(|s| s != "Z")
+        })
+        .unwrap_or(false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

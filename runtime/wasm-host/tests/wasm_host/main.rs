@@ -3,6 +3,7 @@
 mod cache;
 mod pipeline;
 mod precompiled;
+mod run_confined;
 mod sandbox;
 mod script;
 mod support;

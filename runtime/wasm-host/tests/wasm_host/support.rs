@@ -202,5 +202,6 @@ pub fn limits(memory_mib: u64, timeout_secs: u64) -> Limits {
         memory_mib,
         timeout_secs,
         cancel_grace_secs: 0,
+        ..Limits::default()
     }
 }

@@ -21,7 +21,7 @@
 //! | `deep-recursion` | recurses until something gives |
 //! | `panic` | panics |
 //! | `run-ungranted` | asks the host to run `/bin/cat /etc/passwd` ([`codes::ext::CAPABILITY_DENIED`] when refused) |
-//! | `run` | runs `handlerProperties.program` with `handlerProperties.args` (sandbox paths where they start with `/`) |
+//! | `run` | runs `handlerProperties.program` with `handlerProperties.args` (sandbox paths where they start with `/`) and `GREETING=hello` plus the pairs of `handlerProperties.env` |
 //! | `wait-for-cancel` | reports progress 0/1, polls `is-cancelled` until it is set, then reports -1 |
 //! | `progress` | reports progress 1/2 and 2/2 and logs a line |
 //! | `log-flood` | logs 5000 lines and writes 1 MiB to stdout |
@@ -456,7 +456,19 @@ fn run(step: &StepContext) -> ResultFile {
         .get("timeoutMs")
         .and_then(|t| t.as_u64())
         .map(Duration::from_millis);
-    let env = [("GREETING".to_owned(), "hello".to_owned())];
+    // GREETING, plus the step's `env` pairs.
+    let mut env = vec![("GREETING".to_owned(), "hello".to_owned())];
+    if let Some(pairs) = step
+        .handler_properties
+        .get("env")
+        .and_then(|e| e.as_object())
+    {
+        env.extend(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())),
+        );
+    }
     let report = match host::run(program, &args, &env, timeout) {
         // Kept short: the report must fit in a result file.
         Ok(out) => serde_json::json!({

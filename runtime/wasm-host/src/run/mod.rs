@@ -2,8 +2,25 @@
 //! (never a shell string), an empty environment plus the given pairs, the work folder as
 //! working directory, a time limit and the action's cancel token.
 //!
-//! The program runs in its own process group so a timeout or cancel kills everything it
-//! started. Its output is captured up to [`MAX_OUTPUT`] bytes per stream.
+//! Nothing the program starts outlives it. Where the runtime can make cgroups, the program
+//! runs in a cgroup v2 of its own ([`cgroup`]), joined before exec, with `pids.max` at
+//! `limits.max_processes`; when it has exited, timed out or was cancelled, the whole
+//! cgroup is killed and removed before `run` returns. Where it cannot, the program's
+//! process group is killed instead, which catches what stays in the group but not a
+//! daemon that made a session of its own (`setsid`): the log says so. Its output is
+//! captured up to [`MAX_OUTPUT`] bytes per stream.
+//!
+//! The environment is checked first ([`environment`]): loader and interpreter variables
+//! are refused, and the run fails naming them.
+//!
+//! The program is confined ([`confine`]) from before its first instruction: the child
+//! joins its cgroup, then puts Landlock (the payload, the work folder, the registration's
+//! grants, the system folders; no TCP; signals and abstract sockets scoped),
+//! `no_new_privs` and a seccomp filter in force between fork and exec. What is built for
+//! that — the ruleset, the filter, the cgroup — is built here, before the fork; the child
+//! makes system calls only. Where the kernel has no Landlock, `config.landlock` decides
+//! whether the program is refused (`require`, the default) or runs with a warning.
+//! What is not confined yet is listed in SECURITY.md.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -12,8 +29,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use handrail::CancelToken;
+use handrail::confinement::LandlockPolicy;
+use handrail::registry::Registration;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
+
+mod cgroup;
+mod confine;
+mod environment;
 
 use crate::bindings::handrail::handler::types::{Arg, RunError, RunOutput};
 use crate::sandbox::Sandbox;
@@ -29,10 +52,38 @@ const OUTPUT_GRACE: Duration = Duration::from_secs(2);
 /// What a `run` call may use: granted programs, the sandbox, the action's deadline and
 /// cancel token.
 pub(crate) struct RunScope {
-    pub(crate) granted: Arc<[PathBuf]>,
+    pub(crate) programs: Arc<ProgramGrants>,
     pub(crate) sandbox: Arc<Sandbox>,
     pub(crate) deadline: Instant,
     pub(crate) cancel: CancelToken,
+}
+
+/// What a registration lets the programs its handler runs do.
+pub(crate) struct ProgramGrants {
+    /// `capabilities.run`: the programs.
+    pub(crate) run: Vec<PathBuf>,
+    /// `capabilities.read`.
+    pub(crate) read: Vec<PathBuf>,
+    /// `capabilities.write`.
+    pub(crate) write: Vec<PathBuf>,
+    /// `config.landlock`: whether a program may run where Landlock is missing.
+    pub(crate) policy: LandlockPolicy,
+    /// `limits.max_processes`: the program's cgroup's `pids.max`.
+    pub(crate) max_processes: u64,
+}
+
+impl ProgramGrants {
+    /// The grants of `registration`; `Err` when its `config.landlock` is not valid.
+    pub(crate) fn of(registration: &Registration) -> Result<ProgramGrants, String> {
+        let capabilities = &registration.capabilities;
+        Ok(ProgramGrants {
+            run: capabilities.run.clone(),
+            read: capabilities.read.clone(),
+            write: capabilities.write.clone(),
+            policy: LandlockPolicy::from_config(&registration.config)?,
+            max_processes: registration.limits.max_processes,
+        })
+    }
 }
 
 /// One `run` request of the guest.
@@ -43,7 +94,7 @@ pub(crate) struct RunRequest {
     pub(crate) timeout_ms: u64,
 }
 
-/// Kills the program's whole process group unless disarmed (normal exit).
+/// Kills the program's whole process group when the run ends, however it ends.
 struct GroupGuard(Option<u32>);
 
 impl GroupGuard {
@@ -70,7 +121,8 @@ impl RunScope {
     /// Runs the request to its end.
     pub(crate) async fn run(&self, request: RunRequest) -> Result<RunOutput, RunError> {
         if !self
-            .granted
+            .programs
+            .run
             .iter()
             .any(|p| p.as_os_str() == request.program.as_str())
         {
@@ -79,6 +131,7 @@ impl RunScope {
                 request.program
             )));
         }
+        environment::check(&request.env).map_err(RunError::NotGranted)?;
         let args = request
             .args
             .into_iter()
@@ -94,7 +147,37 @@ impl RunScope {
         let remaining = self.deadline.saturating_duration_since(Instant::now());
         let timeout = Duration::from_millis(request.timeout_ms).min(remaining);
 
-        let mut child = Command::new(&request.program)
+        // A program the Landlock policy refuses is refused before its cgroup is made.
+        let confinement = confine::Confinement::prepare(
+            &confine::Grants {
+                payload: self.sandbox.payload_dir(),
+                work: self.sandbox.work_dir(),
+                read: &self.programs.read,
+                write: &self.programs.write,
+                run: &self.programs.run,
+            },
+            self.programs.policy,
+        )
+        .map_err(|why| RunError::SpawnFailed(format!("{}: {why}", request.program)))?;
+        let mut cgroup = match cgroup::RunCgroup::create(self.programs.max_processes) {
+            Ok(cgroup) => {
+                if !cgroup.limited {
+                    tracing::debug!(cgroup = %cgroup.dir().display(), "the pids controller is not available: no limit on the program's processes");
+                }
+                Some(cgroup)
+            }
+            Err(why) => {
+                tracing::warn!(
+                    program = %request.program,
+                    "no cgroup for the program ({why}): its process group is killed when it ends, \
+                     but a daemon that leaves the group (setsid) cannot be caught"
+                );
+                None
+            }
+        };
+        let procs = cgroup.as_ref().map(cgroup::RunCgroup::procs_fd);
+        let mut command = Command::new(&request.program);
+        command
             .args(args)
             .env_clear()
             .envs(request.env)
@@ -103,7 +186,19 @@ impl RunScope {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
-            .kill_on_drop(true)
+            .kill_on_drop(true);
+        // SAFETY: the closure runs in the child between fork and exec and makes system
+        // calls only (`cgroup::join`, `Confinement::apply`), on descriptors the parent
+        // keeps open (in `cgroup` and `confinement`) until the child has been spawned.
+        unsafe {
+            command.pre_exec(move || {
+                if let Some(fd) = procs {
+                    cgroup::join(fd)?;
+                }
+                confinement.apply()
+            });
+        }
+        let mut child = command
             .spawn()
             .map_err(|e| RunError::SpawnFailed(format!("{}: {e}", request.program)))?;
         let mut group = GroupGuard(child.id());
@@ -123,17 +218,22 @@ impl RunScope {
             () = tokio::time::sleep(timeout) => Err(RunError::TimedOut),
             () = self.cancel.cancelled() => Err(RunError::Cancelled),
         };
+        // Whatever the program started goes with it, however it ended.
+        group.kill();
+        if let Some(cgroup) = cgroup.as_mut()
+            && let Err(e) = cgroup.kill_and_remove().await
+        {
+            tracing::warn!(program = %request.program, "{e}");
+        }
         let status = match stopped {
             Ok(status) => status,
             Err(why) => {
-                group.kill();
                 let _ = child.wait().await;
                 return Err(why);
             }
         };
-        // The program is gone; what it started in the background may live on and keep
-        // its output open, so wait for the rest of the output only for a while.
-        group.0 = None;
+        // Without a cgroup, what left the process group may live on and keep the output
+        // open, so wait for the rest of the output only for a while.
         let [out_reader, err_reader] = readers;
         let (out_abort, err_abort) = (out_reader.abort_handle(), err_reader.abort_handle());
         let all_read = tokio::time::timeout(OUTPUT_GRACE, async {

@@ -1,6 +1,7 @@
 //! What a registration asks for when the kernel cannot confine its handler.
 //!
-//! `config.landlock` in a native handler's registration:
+//! `config.landlock` in a registration, for a native handler's worker and for the
+//! programs any handler starts through `run`:
 //!
 //! | value | where Landlock is unavailable |
 //! |---|---|
@@ -31,7 +32,7 @@ impl LandlockPolicy {
     /// The policy a registration's `[config]` table asks for.
     ///
     /// ```
-    /// use handrail_native_host::LandlockPolicy;
+    /// use handrail::confinement::LandlockPolicy;
     /// let config = serde_json::json!({"landlock": "best-effort"});
     /// let config = config.as_object().unwrap();
     /// assert_eq!(LandlockPolicy::from_config(config), Ok(LandlockPolicy::BestEffort));
@@ -52,10 +53,11 @@ impl LandlockPolicy {
         }
     }
 
-    /// What to do with a worker whose Landlock rules are (`enforced`) or are not in
-    /// force, `landlock` being the kernel's Landlock status for people: `Ok(None)` to go
-    /// on confined, `Ok(Some(warning))` to go on unconfined, `Err(reason)` to refuse.
-    pub(crate) fn judge(self, enforced: bool, landlock: &str) -> Result<Option<String>, String> {
+    /// What to do with a native worker or a program whose Landlock rules are
+    /// (`enforced`) or are not in force, `landlock` being the kernel's Landlock status
+    /// for people: `Ok(None)` to go on confined, `Ok(Some(warning))` to go on
+    /// unconfined, `Err(reason)` to refuse.
+    pub fn judge(self, enforced: bool, landlock: &str) -> Result<Option<String>, String> {
         match (enforced, self) {
             (true, _) => Ok(None),
             (false, LandlockPolicy::Require) => Err(format!(

@@ -1,0 +1,132 @@
+//! A script step that tries every way out of the confinement of the programs a handler
+//! runs, through the real binary and the built-in `microsoft/script:1`: each attempt
+//! fails, the deployment ends with what the script reports, the agent lives, and nothing
+//! is left running or written.
+
+mod common;
+
+use std::fs;
+use std::net::TcpListener;
+
+use common::Device;
+use handrail_test_support::manifest::{Update, inline_step};
+use handrail_test_support::process_running;
+
+/// What the hostile script tries (`tests/e2e/fixtures/hostile-step.sh`).
+const ATTEMPTS: &[&str] = &[
+    "write-etc",
+    "read-shadow",
+    "read-agent-environ",
+    "plant-registration",
+    "tcp-connect",
+    "kill-agent",
+    "kill-agent-by-proc",
+];
+
+#[test]
+fn a_hostile_script_step_escapes_nowhere_and_its_deployment_ends_as_it_reported() {
+    let device = Device::new();
+    device.payload_fixture("device-step.sh");
+    device.payload_fixture("hostile-step.sh");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let step = inline_step(
+        "microsoft/script:1",
+        &["hostile-step.sh", "device-step.sh"],
+        serde_json::json!({
+            "scriptFileName": "hostile-step.sh",
+            "arguments": format!(
+                "--device {} --state {} --port {port}",
+                device.device.display(),
+                device.state.display()
+            ),
+            "installedCriteria": "hostile",
+        }),
+    );
+    let manifest = Update::new("contoso", "hostile", "1.0")
+        .compatible_with("contoso", "e2e")
+        .step(step)
+        .json()
+        .clone();
+    let manifest = device.manifest("hostile.json", &manifest);
+    let run = device.deploy(&manifest);
+
+    let escape = std::path::Path::new("/etc/handrail-escape");
+    let escaped_to_etc = escape.exists();
+    let _ = fs::remove_file(escape);
+    let daemon: libc::pid_t = fs::read_to_string(device.device.join("daemon.pid"))
+        .unwrap_or_else(|e| {
+            panic!(
+                "the script never started its daemon ({e}): {}",
+                run.stderr()
+            )
+        })
+        .trim()
+        .parse()
+        .unwrap();
+    let daemon_lives = process_running(daemon);
+    if daemon_lives {
+        // SAFETY: kill(2) on the process the test's script started.
+        unsafe {
+            libc::kill(daemon, libc::SIGKILL);
+        }
+    }
+
+    // The agent lived to report what the script reported: installed (device-step.sh).
+    assert_eq!(run.code(), Some(0), "{}\n{}", run.stdout(), run.stderr());
+    assert!(run.stdout().contains("succeeded"), "{}", run.stdout());
+    assert!(device.device.join("hostile").exists());
+    let attempts = fs::read_to_string(device.device.join("attempts")).unwrap();
+    let reached: Vec<&str> = ATTEMPTS
+        .iter()
+        .copied()
+        .filter(|a| !attempts.lines().any(|l| l == format!("{a}: denied")))
+        .collect();
+    assert!(reached.is_empty(), "escaped: {reached:?}\n{attempts}");
+    assert!(!escaped_to_etc, "the script wrote /etc/handrail-escape");
+    assert!(!device.state.join("handlers/planted.toml").exists());
+    assert!(
+        listener.accept().is_err(),
+        "the script reached the test's listener"
+    );
+    assert!(
+        !daemon_lives,
+        "the script's daemon {daemon} outlived the deployment"
+    );
+}
+
+#[test]
+fn a_script_that_writes_an_ungranted_folder_fails_naming_the_path_and_the_grant_to_add() {
+    let device = Device::new();
+    device.payload_fixture("device-step.sh");
+    let ungranted = device.tmp.path().join("ungranted");
+    fs::create_dir_all(&ungranted).unwrap();
+    let step = inline_step(
+        "microsoft/script:1",
+        &["device-step.sh"],
+        serde_json::json!({
+            "scriptFileName": "device-step.sh",
+            "arguments": format!("--device {}", ungranted.display()),
+            "installedCriteria": "a",
+        }),
+    );
+    let manifest = Update::new("contoso", "ungranted", "1.0")
+        .compatible_with("contoso", "e2e")
+        .step(step)
+        .json()
+        .clone();
+    let run = device.deploy(&device.manifest("ungranted.json", &manifest));
+    assert_ne!(run.code(), Some(0), "{}", run.stdout());
+    let written: Vec<_> = fs::read_dir(&ungranted).unwrap().collect();
+    assert!(written.is_empty(), "the script wrote {written:?}");
+    let grant = format!(
+        "[handler_grants.\"microsoft/script:1\"] write = [\"{}\"]",
+        ungranted.display()
+    );
+    let said = format!("{}{}", run.stdout(), run.stderr());
+    assert!(
+        said.contains(&format!("denied {}/", ungranted.display())) && said.contains(&grant),
+        "{said}"
+    );
+}
