@@ -16,7 +16,7 @@ DEVICE = {"manufacturer": "contoso", "model": "virtual-vacuum-v1"}
 SCRIPT = "contoso-component-installscript.sh"
 # Where the demo keeps its device; examples/adu-demo/run-demo.sh moves it when asked.
 ROOT = "/var/tmp/handrail-adu-demo"
-LOG = f"--log-file {ROOT}/calls.log"
+LOG = f"--log-file {ROOT}/logs/calls.log"
 # The script handler replaces each `-val` token with the selected component's value.
 COMPONENT = "--component-name --component-name-val --component-group --component-group-val --component-prop path --component-prop-val path"
 # ADU's tools stamp the time of writing; a fixed one keeps the files reproducible.

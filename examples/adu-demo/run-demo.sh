@@ -20,7 +20,7 @@
 #        restored: as in ADU, the script handler has no backup (1001), so the front
 #        camera keeps 1.3.
 #
-# Each update is marked in the calls log the demo's script writes ($root/calls.log)
+# Each update is marked in the calls log the demo's script writes ($root/logs/calls.log)
 # by a line `== update <version> ==`.
 #
 # Exits 0 when the updates end so (the third one failed), 1 otherwise.
@@ -55,8 +55,8 @@ relocate() {
 }
 
 # A fresh device, as it shipped: every component's firmware 1.0.
-rm -rf "$root/contoso-devices" "$root/update-files" "$root/state" "$root/enumerator" "$root/calls.log"
-mkdir -p "$root/update-files" "$root/state" "$root/enumerator"
+rm -rf "$root/contoso-devices" "$root/update-files" "$root/state" "$root/enumerator" "$root/logs" "$root/config.toml"
+mkdir -p "$root/update-files" "$root/state" "$root/enumerator" "$root/logs"
 cp -R "$here/contoso-devices" "$root/contoso-devices"
 relocate "$here/contoso-devices/components-inventory.json" "$root/contoso-devices/components-inventory.json"
 for file in "$here"/update-files/*; do
@@ -78,7 +78,8 @@ relocate "$here/enumerator.toml" "$registration.tail"
 cat "$registration.head" "$registration.tail" > "$registration"
 rm "$registration.head" "$registration.tail"
 
-export HANDRAIL_STATE_DIR="$root/state" HANDRAIL_CONFIG="$here/config.toml" HANDRAIL_ENUMERATOR="$registration"
+relocate "$here/config.toml" "$root/config.toml"
+export HANDRAIL_STATE_DIR="$root/state" HANDRAIL_CONFIG="$root/config.toml" HANDRAIL_ENUMERATOR="$registration"
 vacuum="$root/contoso-devices/vacuum-1"
 
 show_versions() {
@@ -92,7 +93,7 @@ show_versions() {
 # Deploys update $1 and checks it ends with exit code $2.
 deploy() {
     local manifest="$root/update-files/contoso.virtual-vacuum.$1.importmanifest.json" status=0
-    echo "== update $1 ==" >> "$root/calls.log"
+    echo "== update $1 ==" >> "$root/logs/calls.log"
     "$handrail" validate "$manifest"
     "$handrail" deploy "$manifest" --payloads "$root/update-files" || status=$?
     show_versions
@@ -114,7 +115,7 @@ rm -rf "$vacuum/cameras/contoso-camera-serial-00001"
 echo "== update 3.0: cameras to 1.3 in two steps; the rear camera's firmware step fails =="
 deploy 3.0 1
 echo "-- the script calls of update 3.0, in order (every step's download comes first):"
-sed -n '/^== update 3.0 ==$/,$ s/^.*\] \[I\] call \([^ ]*\) \([^ ]*\) .*$/   \1 \2/p' "$root/calls.log"
+sed -n '/^== update 3.0 ==$/,$ s/^.*\] \[I\] call \([^ ]*\) \([^ ]*\) .*$/   \1 \2/p' "$root/logs/calls.log"
 echo "-- both camera steps share the installed criteria 1.3, as ADU's demo updates do: 1.3 is"
 echo "   recorded once the last of them succeeds, so for the front camera only; the rear"
 echo "   camera's record stays at 1.2."

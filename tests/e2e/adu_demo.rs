@@ -2,7 +2,7 @@
 //! the steps `scripts/adu-demo.sh` runs after building, with this build's `handrail`
 //! and contoso components enumerator, on a device root of the test's own. The demo's
 //! bash install script logs every call it gets (`call <component> <action> (bash
-//! <version>): <command line>`) to `<root>/calls.log`, where the demo marks each update
+//! <version>): <command line>`) to `<root>/logs/calls.log`, where the demo marks each update
 //! (`== update <version> ==`); the assertions read that log, the firmware data files the
 //! script installed, the demo's `handrail status` output and the history.
 
@@ -118,7 +118,7 @@ fn demo() -> &'static Demo {
             output.status,
             String::from_utf8_lossy(&output.stderr)
         );
-        let log = fs::read_to_string(root.join("calls.log")).unwrap();
+        let log = fs::read_to_string(root.join("logs/calls.log")).unwrap();
         Demo {
             root,
             stdout,
@@ -207,7 +207,7 @@ fn update_1_runs_the_host_step_and_each_groups_child_once_per_component_with_adu
             assert_eq!(
                 call.args,
                 format!(
-                    "--action-{action} --firmware-file {firmware}-firmware-1.1.json --component-name {name} --component-group {group} --component-prop path {root}/contoso-devices/vacuum-1/{folder} --log-file {root}/calls.log --work-folder {work} --result-file {work}/action_{action}_aduc_result.json --installed-criteria 1.1",
+                    "--action-{action} --firmware-file {firmware}-firmware-1.1.json --component-name {name} --component-group {group} --component-prop path {root}/contoso-devices/vacuum-1/{folder} --log-file {root}/logs/calls.log --work-folder {work} --result-file {work}/action_{action}_aduc_result.json --installed-criteria 1.1",
                     action = call.action
                 )
             );

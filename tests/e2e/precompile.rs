@@ -130,6 +130,9 @@ fn the_lean_build_deploys_precompiled_handlers_and_refuses_a_component() {
     let lean = lean_binary();
     let device = Device::new();
     let handlers = device.state.join("handlers");
+    // Until the built-ins are precompiled, no handler is registered to grant anything to.
+    let config = device.state.join("config.toml");
+    fs::remove_file(&config).unwrap();
 
     // No compiler: nothing to precompile with, and no built-in handler to deploy with.
     let run = device.run_bin(&lean, &["precompile", "x.wasm"]);
@@ -148,6 +151,7 @@ fn the_lean_build_deploys_precompiled_handlers_and_refuses_a_component() {
     // The full build precompiles the built-ins into the device's state directory...
     let run = device.run(&["precompile", "--builtins", handlers.to_str().unwrap()]);
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    device.write_config(&config, "");
     // ...and the lean one deploys with them.
     let manifest = device.manifest("update.json", &script_manifest(&device, &["one"], &[]));
     let payloads = device.payloads.to_str().unwrap();
