@@ -154,16 +154,8 @@ async fn too_little_disk_space_is_refused_before_anything_runs() {
     let mut fx = Fixture::new();
     fx.config.deployment.disk_space_factor = 1e15;
     let rt = fx.runtime();
-    let err = rt
-        .deploy(
-            &example("one-inline-step.json"),
-            &fx.payloads,
-            AdmitOptions::default(),
-        )
-        .await
-        .err()
-        .unwrap();
-    assert!(err.to_string().contains("not enough free space"), "{err}");
+    let err = refusal(&rt, "one-inline-step.json", &fx.payloads).await;
+    assert!(err.contains("not enough free space"), "{err}");
     assert!(fx.calls().is_empty());
     assert!(
         !fx.state
@@ -283,16 +275,9 @@ async fn without_a_configuration_the_builder_reads_the_state_directorys_config_t
     let host = handrail::in_process::InProcessHost::new()
         .with(DeviceHandler::new("microsoft/apt:1", &fx.device));
     let rt = Runtime::builder(&fx.state).in_process(host).open().unwrap();
-    let err = rt
-        .deploy(
-            &example("one-inline-step.json"),
-            &fx.payloads,
-            AdmitOptions::default(),
-        )
-        .await
-        .err()
-        .expect("the configured device identity refuses it");
-    assert!(err.to_string().contains("model=other"), "{err}");
+    // The configured device identity refuses it.
+    let err = refusal(&rt, "one-inline-step.json", &fx.payloads).await;
+    assert!(err.contains("model=other"), "{err}");
 
     // A broken one is an error naming the file, not silently the defaults.
     fs::write(fx.state.join("config.toml"), "[device\n").unwrap();

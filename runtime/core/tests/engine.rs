@@ -178,16 +178,8 @@ async fn child_with_no_matching_component_is_skipped() {
 async fn child_alone_is_refused_before_anything_runs() {
     let fx = Fixture::new();
     let rt = fx.runtime();
-    let err = rt
-        .deploy(
-            &example("child-three-script-steps.json"),
-            &fx.payloads,
-            AdmitOptions::default(),
-        )
-        .await
-        .err()
-        .expect("refused");
-    assert!(err.to_string().contains("isDeployable"), "{err}");
+    let err = refusal(&rt, "child-three-script-steps.json", &fx.payloads).await;
+    assert!(err.contains("isDeployable"), "{err}");
     assert!(fx.calls().is_empty());
     assert!(rt.current().unwrap().is_none());
 }

@@ -244,6 +244,15 @@ pub async fn deploy(rt: &Runtime, manifest: &[u8], payloads: &Path) -> Report {
         .unwrap()
 }
 
+/// Why `rt` refuses to deploy the example manifest `name` (it must refuse).
+pub async fn refusal(rt: &Runtime, name: &str, payloads: &Path) -> String {
+    rt.deploy(&example(name), payloads, AdmitOptions::default())
+        .await
+        .err()
+        .expect("refused")
+        .to_string()
+}
+
 pub async fn resume(rt: &Runtime) -> Report {
     rt.resume()
         .unwrap()
