@@ -91,14 +91,15 @@ pub(crate) fn envelope_from_object(
     let signature = r.optional_string(root, "updateManifestSignature", "");
     let file_urls = read_file_urls(&mut r, root);
     let mut errors = r.errors;
-    let detached = manifest_json
+    // The manifest string is read once: for its detached pointer and as the manifest.
+    let value = manifest_json
         .as_deref()
-        .and_then(|json| detached_entry(json, &mut errors));
-    let manifest = match (&detached, manifest_json.as_deref()) {
+        .and_then(|json| read_embedded_value(json, &mut errors));
+    let detached = value.as_ref().and_then(|v| detached_entry(v, &mut errors));
+    let manifest = match (&detached, &value) {
         (Some(Some(entry)), _) => read_detached_manifest(entry, resolve, &mut errors),
-        (Some(None), _) => None,
-        (None, Some(json)) => read_embedded_manifest(json, &mut errors),
-        (None, None) => None,
+        (Some(None), _) | (None, None) => None,
+        (None, Some(value)) => manifest_of(value, &mut errors),
     };
     match (workflow, manifest, manifest_json) {
         (Some(workflow), Some(manifest), Some(manifest_json)) if errors.is_empty() => {
@@ -174,10 +175,8 @@ fn read_file_urls(r: &mut Reader, root: &Map<String, Value>) -> BTreeMap<String,
 ///
 /// ADU's agent takes the first `files` entry, as the detached manifest is the only file of
 /// such a manifest; Handrail takes the one the id names, and refuses an id that names none.
-fn detached_entry(json: &str, errors: &mut ManifestErrors) -> Option<Option<FileEntry>> {
+fn detached_entry(value: &Value, errors: &mut ManifestErrors) -> Option<Option<FileEntry>> {
     const ID: &str = "updateManifest.detachedManifestFileId";
-    // Not JSON (or too large): reported when the manifest itself is read.
-    let value = super::json::read(json.as_bytes(), MAX_MANIFEST_BYTES).ok()?;
     let root = value.as_object()?;
     let id = match root.get("detachedManifestFileId")? {
         Value::Null => return None,
@@ -246,7 +245,7 @@ fn read_detached_manifest(
         return None;
     };
     let mut inner = ManifestErrors::default();
-    let manifest = read_embedded_manifest(json, &mut inner);
+    let manifest = read_embedded_value(json, &mut inner).and_then(|v| manifest_of(&v, &mut inner));
     for e in inner.into_vec() {
         errors.push(match e {
             ManifestError::Field { path, problem } => ManifestError::Field {
@@ -259,16 +258,28 @@ fn read_detached_manifest(
     manifest
 }
 
-/// Parses the `updateManifest` string; problems of the document as a whole are reported
-/// against `updateManifest`, problems of its fields by their path inside the manifest.
-fn read_embedded_manifest(json: &str, errors: &mut ManifestErrors) -> Option<UpdateManifest> {
+/// The manifest `value` describes; problems of its fields are reported by their path
+/// inside the manifest.
+fn manifest_of(value: &Value, errors: &mut ManifestErrors) -> Option<UpdateManifest> {
+    match super::manifest_from_json(value) {
+        Ok(manifest) => Some(manifest),
+        Err(e) => {
+            errors.absorb(e);
+            None
+        }
+    }
+}
+
+/// Reads the `updateManifest` string as JSON; problems of the document as a whole are
+/// reported against `updateManifest`.
+fn read_embedded_value(json: &str, errors: &mut ManifestErrors) -> Option<Value> {
     let path = "updateManifest";
     if json.trim().is_empty() {
         errors.report(path, Problem::Empty);
         return None;
     }
-    match super::parse_manifest_limited(json.as_bytes(), MAX_MANIFEST_BYTES) {
-        Ok(manifest) => Some(manifest),
+    match super::json::read(json.as_bytes(), MAX_MANIFEST_BYTES) {
+        Ok(value) => Some(value),
         Err(e) => {
             let e = match e {
                 ManifestError::Syntax {

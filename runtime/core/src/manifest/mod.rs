@@ -213,7 +213,7 @@ fn parse_manifest_limited(bytes: &[u8], limit: usize) -> Result<UpdateManifest, 
     manifest_from_json(&value)
 }
 
-fn manifest_from_json(value: &Value) -> Result<UpdateManifest, ManifestError> {
+pub(super) fn manifest_from_json(value: &Value) -> Result<UpdateManifest, ManifestError> {
     let mut errors = ManifestErrors::default();
     json::check_string_lengths(value, &[], &mut errors);
     match parse::manifest_from_value(value) {
