@@ -162,7 +162,7 @@ pub fn parse_document_with(
 ///
 /// The result is well formed but not yet validated: call [`UpdateManifest::validate`].
 pub fn parse_manifest(bytes: &[u8]) -> Result<UpdateManifest, ManifestError> {
-    parse_manifest_limited(bytes, MAX_MANIFEST_BYTES)
+    manifest_from_json(&json::read(bytes, MAX_MANIFEST_BYTES)?)
 }
 
 /// Parses a reference step's child manifest in the form ADU's service delivers it, the
@@ -206,11 +206,6 @@ pub fn parse_child_manifest(bytes: &[u8]) -> Result<UpdateManifest, ManifestErro
         }),
         None => manifest_from_json(&value),
     }
-}
-
-fn parse_manifest_limited(bytes: &[u8], limit: usize) -> Result<UpdateManifest, ManifestError> {
-    let value = json::read(bytes, limit)?;
-    manifest_from_json(&value)
 }
 
 pub(super) fn manifest_from_json(value: &Value) -> Result<UpdateManifest, ManifestError> {
