@@ -14,6 +14,7 @@
 
 use std::path::PathBuf;
 
+use handrail::confinement::SocketFamily;
 use handrail::registry::Capabilities;
 
 /// One built-in handler.
@@ -58,14 +59,31 @@ pub fn builtin_handlers() -> Vec<BuiltinHandler> {
             wasm: APT_HANDLER_WASM,
             // apt-get downloads, installs and removes; dpkg-query says what is installed.
             // A package may put files anywhere and its maintainer scripts may change
-            // anything, so apt-get and dpkg are granted writing the whole file system:
-            // their confinement is no network, no signals outside, no kernel interfaces.
+            // anything, so apt-get and dpkg are granted writing the whole file system,
+            // and the capabilities unpacking needs: files of any owner and mode
+            // (`CAP_CHOWN`, `CAP_FOWNER`, `CAP_FSETID`, `CAP_DAC_*`), file capabilities
+            // (`CAP_SETFCAP`), device nodes (`CAP_MKNOD`), and apt's own drop to its
+            // `_apt` user (`CAP_SETUID`, `CAP_SETGID`). Their confinement is no network,
+            // no signals outside, no kernel interfaces.
             capabilities: Capabilities {
                 run: vec![
                     PathBuf::from("/usr/bin/apt-get"),
                     PathBuf::from("/usr/bin/dpkg-query"),
                 ],
                 write: vec![PathBuf::from("/")],
+                privileges: [
+                    "CAP_CHOWN",
+                    "CAP_DAC_OVERRIDE",
+                    "CAP_DAC_READ_SEARCH",
+                    "CAP_FOWNER",
+                    "CAP_FSETID",
+                    "CAP_SETFCAP",
+                    "CAP_MKNOD",
+                    "CAP_SETUID",
+                    "CAP_SETGID",
+                ]
+                .map(|name| name.parse().expect("a Linux capability"))
+                .to_vec(),
                 ..Capabilities::default()
             },
         },
@@ -77,13 +95,15 @@ pub fn builtin_handlers() -> Vec<BuiltinHandler> {
             // grants them in the configuration (`[handler_grants."microsoft/swupdate:2"]`)
             // beside the `[handler_config]` that names them. A step naming a script (ADU's
             // form) runs it by its `#!` interpreter, as the script handler does: ADU's are
-            // `#!/bin/bash`; `/bin/sh` places payload files.
+            // `#!/bin/bash`; `/bin/sh` places payload files. swupdate's threads talk over
+            // UNIX sockets of its own (its notifier, its progress and control sockets).
             capabilities: Capabilities {
                 run: vec![
                     PathBuf::from("/usr/bin/swupdate"),
                     PathBuf::from("/bin/sh"),
                     PathBuf::from("/bin/bash"),
                 ],
+                sockets: vec![SocketFamily::Unix],
                 ..Capabilities::default()
             },
         },
@@ -94,6 +114,7 @@ pub fn builtin_handlers() -> Vec<BuiltinHandler> {
             // and grants.
             capabilities: Capabilities {
                 run: vec![PathBuf::from("/usr/bin/swupdate")],
+                sockets: vec![SocketFamily::Unix],
                 ..Capabilities::default()
             },
         },

@@ -13,6 +13,8 @@
 //! run = ["/bin/sh"]                  # programs the handler may ask the host to run
 //! read = []                          # host folders it may read (seen at the same path)
 //! write = []                         # host folders it may read and write
+//! sockets = []                       # "ip", "unix", "netlink": sockets it may open
+//! privileges = []                    # Linux capabilities it keeps ("CAP_CHOWN", …)
 //!
 //! [limits]
 //! memory_mib = 128
@@ -69,6 +71,13 @@ pub struct Capabilities {
     /// Host folders the handler may read and write, shown at their own paths.
     #[serde(default)]
     pub write: Vec<PathBuf>,
+    /// Sockets the handler's processes (programs it runs, a native handler's worker) may
+    /// open; none by default.
+    #[serde(default)]
+    pub sockets: Vec<crate::confinement::SocketFamily>,
+    /// Linux capabilities the handler's processes keep; none by default.
+    #[serde(default)]
+    pub privileges: Vec<crate::confinement::Privilege>,
 }
 
 /// Resource limits for one action of the handler.
@@ -90,6 +99,11 @@ pub struct Limits {
     /// everything it starts, where the host can count them (a cgroup's `pids.max`).
     #[serde(default = "Limits::default_max_processes")]
     pub max_processes: u64,
+    /// Most memory, in MiB, the processes of one action may use together where the host
+    /// can count it (a cgroup's memory limit): a program the handler runs with
+    /// everything it starts, or a native handler's worker with its programs.
+    #[serde(default = "Limits::default_process_memory_mib")]
+    pub process_memory_mib: u64,
 }
 
 impl Limits {
@@ -105,6 +119,9 @@ impl Limits {
     fn default_max_processes() -> u64 {
         256
     }
+    fn default_process_memory_mib() -> u64 {
+        1024
+    }
 }
 
 impl Default for Limits {
@@ -114,6 +131,7 @@ impl Default for Limits {
             timeout_secs: Self::default_timeout_secs(),
             cancel_grace_secs: Self::default_cancel_grace_secs(),
             max_processes: Self::default_max_processes(),
+            process_memory_mib: Self::default_process_memory_mib(),
         }
     }
 }
@@ -455,6 +473,16 @@ impl Registry {
                 if !held.contains(path) {
                     held.push(path.clone());
                 }
+            }
+        }
+        for family in &grants.sockets {
+            if !held.sockets.contains(family) {
+                held.sockets.push(*family);
+            }
+        }
+        for privilege in &grants.privileges {
+            if !held.privileges.contains(privilege) {
+                held.privileges.push(*privilege);
             }
         }
         true

@@ -1,7 +1,6 @@
 //! One loaded native handler: what it said about itself, the sandbox each of its calls
 //! gets, and how a worker run becomes an [`InvocationEnd`].
 
-use std::fs;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,23 +11,12 @@ use handrail::registry::{Capabilities, Limits, Registration};
 use handrail_contract::{Action, StepContext};
 
 use crate::process::{self, Finished, Stop};
-use crate::protocol::{Call, Confinement, Report, Request, WorkerLimits};
+use crate::protocol::{Call, Report, Request, WorkerLimits};
 use handrail::confinement::LandlockPolicy;
+use handrail_confine::{CgroupLimits, Confinement, Grants};
 
 /// How long loading a library and calling `describe` may take.
 const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// What the dynamic loader reads to load a library and its dependencies.
-const SYSTEM_LIBRARY_PATHS: &[&str] = &[
-    "/lib",
-    "/lib32",
-    "/lib64",
-    "/usr/lib",
-    "/usr/lib32",
-    "/usr/lib64",
-    "/usr/local/lib",
-    "/etc/ld.so.cache",
-];
 
 /// A native handler ready to run actions, each in a worker process of its own.
 pub(crate) struct NativeHandler {
@@ -56,10 +44,17 @@ impl NativeHandler {
                 worker.display()
             ));
         }
+        // The worker runs in the work folder: a relative path would name another file there.
+        let library = std::path::absolute(&registration.artifact).map_err(|e| {
+            format!(
+                "cannot resolve the library path {}: {e}",
+                registration.artifact.display()
+            )
+        })?;
         let mut handler = NativeHandler {
             worker,
             id: registration.id.clone(),
-            library: registration.artifact.clone(),
+            library,
             sha256: registration.sha256.clone(),
             capabilities: registration.capabilities.clone(),
             limits: registration.limits.clone(),
@@ -74,6 +69,8 @@ impl NativeHandler {
         let finished = process::run(
             &handler.worker,
             &request,
+            handler.confinement(None)?,
+            handler.cgroup_limits(),
             Path::new("/"),
             DESCRIBE_TIMEOUT,
             None,
@@ -103,24 +100,14 @@ impl NativeHandler {
                 description.id, registration.id
             ));
         }
-        if let Some((false, landlock)) = finished.confinement()
-            && let Ok(Some(warning)) = policy.judge(false, landlock)
-        {
-            tracing::warn!(handler = %handler.id, "{warning}");
-        }
         handler.description = description;
         Ok(handler)
     }
 
     fn request(&self, call: Call, cpu_secs: u64) -> Request {
-        let context = match &call {
-            Call::Action { context, .. } => Some(context.as_ref()),
-            Call::Describe => None,
-        };
         Request {
             library: self.library.clone(),
             sha256: self.sha256.clone(),
-            confinement: self.confinement(context),
             call,
             limits: WorkerLimits {
                 memory_mib: self.limits.memory_mib,
@@ -129,39 +116,60 @@ impl NativeHandler {
         }
     }
 
-    /// The view of one call: the library and the system libraries read-only; for an
-    /// action also the step's payload files read-only, its work folder read-write, and
-    /// what the registration grants. `describe` gets nothing more than the library.
-    fn confinement(&self, context: Option<&StepContext>) -> Confinement {
-        let mut confinement = Confinement {
-            policy: self.policy,
-            read: std::iter::once(self.library.clone())
-                .chain(SYSTEM_LIBRARY_PATHS.iter().map(PathBuf::from))
-                .collect(),
-            ..Confinement::default()
-        };
+    /// The confinement of one call: the view every handler's process gets (the system's
+    /// folders), the library read-only and the worker program executable; for an action
+    /// also the step's payload files read-only, its work folder read-write, and what the
+    /// registration grants. `describe` gets nothing more than the library.
+    fn confinement(&self, context: Option<&StepContext>) -> Result<Confinement, String> {
+        let library = [self.library.clone()];
+        let worker = [self.worker.to_path_buf()];
         let Some(context) = context else {
-            return confinement;
+            return Confinement::prepare(
+                &Grants {
+                    payload: &[],
+                    work: None,
+                    read: &library,
+                    write: &[],
+                    run: &worker,
+                    sockets: &[],
+                    privileges: &[],
+                },
+                self.policy,
+            );
         };
-        confinement
-            .read
-            .extend(context.files.iter().map(|f| PathBuf::from(&f.path)));
-        confinement
-            .read
-            .extend(self.capabilities.read.iter().cloned());
-        confinement.write.push(PathBuf::from(&context.work_folder));
-        confinement
-            .write
-            .extend(self.capabilities.write.iter().cloned());
-        if !self.capabilities.run.is_empty() {
-            confinement
-                .execute
-                .extend(self.capabilities.run.iter().cloned());
-            // A dynamically linked program is started through the dynamic loader, which
-            // the kernel opens for execution too.
-            confinement.execute.extend(dynamic_loaders());
+        let payload: Vec<PathBuf> = context
+            .files
+            .iter()
+            .map(|f| PathBuf::from(&f.path))
+            .collect();
+        let read: Vec<PathBuf> = library
+            .into_iter()
+            .chain(self.capabilities.read.iter().cloned())
+            .collect();
+        let run: Vec<PathBuf> = worker
+            .into_iter()
+            .chain(self.capabilities.run.iter().cloned())
+            .collect();
+        Confinement::prepare(
+            &Grants {
+                payload: &payload,
+                work: Some(Path::new(&context.work_folder)),
+                read: &read,
+                write: &self.capabilities.write,
+                run: &run,
+                sockets: &self.capabilities.sockets,
+                privileges: &self.capabilities.privileges,
+            },
+            self.policy,
+        )
+    }
+
+    /// The limits of a worker's cgroup.
+    fn cgroup_limits(&self) -> CgroupLimits {
+        CgroupLimits {
+            max_processes: self.limits.max_processes,
+            memory_bytes: self.limits.process_memory_mib.saturating_mul(1024 * 1024),
         }
-        confinement
     }
 
     async fn run_action(&self, invocation: Invocation) -> InvocationEnd {
@@ -172,6 +180,10 @@ impl NativeHandler {
             ..
         } = invocation;
         let work = PathBuf::from(&context.work_folder);
+        let confinement = match self.confinement(Some(&context)) {
+            Ok(confinement) => confinement,
+            Err(why) => return InvocationEnd::HostFailure(why),
+        };
         let request = self.request(
             Call::Action {
                 action,
@@ -180,15 +192,21 @@ impl NativeHandler {
             self.limits.timeout_secs,
         );
         let timeout = Duration::from_secs(self.limits.timeout_secs);
-        let finished =
-            match process::run(&self.worker, &request, &work, timeout, Some(&cancel)).await {
-                Ok(f) => f,
-                Err(e) => return InvocationEnd::HostFailure(e),
-            };
+        let finished = match process::run(
+            &self.worker,
+            &request,
+            confinement,
+            self.cgroup_limits(),
+            &work,
+            timeout,
+            Some(&cancel),
+        )
+        .await
+        {
+            Ok(f) => f,
+            Err(e) => return InvocationEnd::HostFailure(e),
+        };
         self.log_output(action.as_str(), &finished);
-        if let Some((enforced, landlock)) = finished.confinement() {
-            tracing::debug!(handler = %self.id, %action, enforced, "worker confined: {landlock}");
-        }
         end_of(action, &finished)
     }
 
@@ -238,40 +256,6 @@ fn end_of(action: Action, finished: &Finished) -> InvocationEnd {
     }
 }
 
-/// The dynamic loaders (`ld-linux*`, `ld-musl*`) in the system library folders and
-/// their multiarch subfolders.
-fn dynamic_loaders() -> Vec<PathBuf> {
-    let is_loader = |name: &str| {
-        name.starts_with("ld-linux") || name.starts_with("ld-musl") || name.starts_with("ld64.so")
-    };
-    let entries = |folder: &Path| {
-        fs::read_dir(folder)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path())
-            .collect::<Vec<_>>()
-    };
-    let mut folders = Vec::new();
-    for top in ["/lib", "/lib64", "/usr/lib", "/usr/lib64"] {
-        let top = Path::new(top);
-        folders.extend(entries(top).into_iter().filter(|p| {
-            p.is_dir()
-                && p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().contains("-linux-"))
-        }));
-        folders.push(top.to_owned());
-    }
-    folders
-        .iter()
-        .flat_map(|folder| entries(folder))
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| is_loader(&n.to_string_lossy()))
-        })
-        .collect()
-}
-
 impl LoadedHandler for NativeHandler {
     fn description(&self) -> &Description {
         &self.description
@@ -299,15 +283,7 @@ mod tests {
     #[test]
     fn every_way_a_worker_ends_has_its_invocation_end() {
         let exited = |raw| Stop::Exited(ExitStatus::from_raw(raw));
-        let returned = |status| {
-            vec![
-                Report::Confined {
-                    enforced: true,
-                    landlock: "ABI 6".into(),
-                },
-                Report::Returned { status },
-            ]
-        };
+        let returned = |status| vec![Report::Returned { status }];
         assert_eq!(
             end_of(Action::Install, &finished(exited(0), returned(0))),
             InvocationEnd::Returned
@@ -348,16 +324,5 @@ mod tests {
             ),
             InvocationEnd::HostFailure(m) if m.contains("no")
         ));
-    }
-
-    #[test]
-    fn a_loader_is_found_on_this_system() {
-        assert!(
-            dynamic_loaders()
-                .iter()
-                .any(|p| p.to_string_lossy().contains("ld-")),
-            "{:?}",
-            dynamic_loaders()
-        );
     }
 }

@@ -7,6 +7,7 @@ use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use handrail::CancelToken;
+use handrail_confine::{ActionCgroup, CgroupLimits, Confinement};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
@@ -50,18 +51,7 @@ pub(crate) struct Finished {
 impl Finished {
     /// The last report that ends a call (`Described`, `Returned` or `Refused`).
     pub(crate) fn final_report(&self) -> Option<&Report> {
-        self.reports
-            .iter()
-            .rev()
-            .find(|r| !matches!(r, Report::Confined { .. }))
-    }
-
-    /// The `Confined` report, when the worker got that far.
-    pub(crate) fn confinement(&self) -> Option<(bool, &str)> {
-        self.reports.iter().find_map(|r| match r {
-            Report::Confined { enforced, landlock } => Some((*enforced, landlock.as_str())),
-            _ => None,
-        })
+        self.reports.last()
     }
 
     /// The last lines of the handler's output, as a suffix for messages (empty when none).
@@ -100,25 +90,41 @@ impl Drop for GroupKill {
     }
 }
 
-/// Runs the worker `program` on `request` in `cwd` until it exits, `timeout` passes or
-/// `cancel` fires. Errors are failures to start it.
+/// Runs the worker `program` on `request` in `cwd`, confined by `confinement` in a cgroup
+/// of its own with `limits`, until it exits, `timeout` passes or `cancel` fires. Errors
+/// are failures to start it. Whatever the worker started is killed with it.
 pub(crate) async fn run(
     program: &Path,
     request: &Request,
+    confinement: Confinement,
+    limits: CgroupLimits,
     cwd: &Path,
     timeout: Duration,
     cancel: Option<&CancelToken>,
 ) -> Result<Finished, String> {
     let request = serde_json::to_vec(request)
         .map_err(|e| format!("cannot serialise the worker request: {e}"))?;
-    let mut child = Command::new(program)
+    let mut cgroup = match ActionCgroup::create(limits) {
+        Ok(cgroup) => Some(cgroup),
+        Err(why) => {
+            tracing::warn!(
+                "no cgroup for the native worker ({why}): its process group is killed when it ends, \
+                 but a daemon that leaves the group (setsid) cannot be caught"
+            );
+            None
+        }
+    };
+    let mut command = Command::new(program);
+    command
         .env_clear()
         .current_dir(cwd)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
-        .kill_on_drop(true)
+        .kill_on_drop(true);
+    handrail_confine::confine(&mut command, confinement, cgroup.as_ref());
+    let mut child = command
         .spawn()
         .map_err(|e| format!("cannot start the native worker {}: {e}", program.display()))?;
     let mut group = GroupKill(child.id().and_then(|id| i32::try_from(id).ok()));
@@ -148,6 +154,11 @@ pub(crate) async fn run(
     };
     // Whatever the worker started goes with it.
     group.kill();
+    if let Some(cgroup) = cgroup.as_mut()
+        && let Err(e) = cgroup.kill_and_remove().await
+    {
+        tracing::warn!("{e}");
+    }
     if !matches!(stop, Stop::Exited(_)) {
         let _ = child.wait().await;
     }

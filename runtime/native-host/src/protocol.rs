@@ -12,8 +12,6 @@ use handrail::host::Description;
 use handrail_contract::{Action, StepContext};
 use serde::{Deserialize, Serialize};
 
-use handrail::confinement::LandlockPolicy;
-
 /// One call of a native handler.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Request {
@@ -23,8 +21,6 @@ pub(crate) struct Request {
     pub sha256: String,
     /// What to call.
     pub call: Call,
-    /// The sandbox to confine the worker to before the library is loaded.
-    pub confinement: Confinement,
     /// Resource limits of the worker.
     pub limits: WorkerLimits,
 }
@@ -44,19 +40,6 @@ pub(crate) enum Call {
     },
 }
 
-/// The file-system view of the worker, as Landlock rules.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub(crate) struct Confinement {
-    /// What to do where Landlock is unavailable.
-    pub policy: LandlockPolicy,
-    /// Files and folders the handler may read.
-    pub read: Vec<PathBuf>,
-    /// Files and folders the handler may read and write.
-    pub write: Vec<PathBuf>,
-    /// Programs the handler may execute.
-    pub execute: Vec<PathBuf>,
-}
-
 /// Resource limits the worker sets on itself.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub(crate) struct WorkerLimits {
@@ -70,13 +53,6 @@ pub(crate) struct WorkerLimits {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub(crate) enum Report {
-    /// The sandbox is in place (before the library is loaded).
-    Confined {
-        /// True when Landlock enforces the rules (fully or partially).
-        enforced: bool,
-        /// Landlock's status on this kernel, for people.
-        landlock: String,
-    },
     /// The worker refused to go on: the reason names what is wrong.
     Refused {
         /// Why.
@@ -110,9 +86,8 @@ mod tests {
     #[test]
     fn reports_round_trip_one_per_line() {
         let reports = [
-            Report::Confined {
-                enforced: true,
-                landlock: "ABI 6".into(),
+            Report::Refused {
+                reason: "no".into(),
             },
             Report::Returned { status: 0 },
         ];

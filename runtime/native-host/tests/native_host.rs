@@ -276,8 +276,14 @@ async fn landlock_denies_shadow_and_writes_outside_the_work_folder() {
 
 #[tokio::test]
 async fn granted_programs_run_and_others_are_denied() {
+    // A native handler is native code: starting the system's own programs gives it
+    // nothing it cannot do itself under the same confinement, so they run; a program
+    // anywhere else runs only where `capabilities.run` grants it.
     let device = Device::new();
-    let program = fs::canonicalize("/bin/true").unwrap();
+    let tools = device.tmp.path().join("tools");
+    fs::create_dir_all(&tools).unwrap();
+    let program = tools.join("true");
+    fs::copy(fs::canonicalize("/bin/true").unwrap(), &program).unwrap();
     let props = serde_json::json!({"misbehave": "run", "program": program});
 
     let granted = device.runtime(vec![device.hostile(|r| {
@@ -287,9 +293,8 @@ async fn granted_programs_run_and_others_are_denied() {
     assert_eq!(install_details(&report), "run=exit:0");
     drop(granted);
 
-    let other = Device::new();
-    let denied = other.runtime(vec![other.hostile(|_| ())]);
-    let report = hostile_step(&denied, &other, props).await;
+    let denied = device.runtime(vec![device.hostile(|_| ())]);
+    let report = hostile_step(&denied, &device, props).await;
     assert_eq!(install_details(&report), "run=EACCES");
 }
 
@@ -454,4 +459,59 @@ async fn a_library_changed_after_load_is_refused_by_the_worker() {
     let failure = second.failure.expect("refused");
     assert_eq!(failure.extended_result_code, ext::HOST_FAILURE.value());
     assert!(failure.result_details.contains("sha256"), "{failure:#?}");
+}
+
+#[tokio::test]
+async fn a_native_worker_reaches_no_kernel_interface_socket_or_process_past_its_grants() {
+    let device = Device::new();
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_nonblocking(true).unwrap();
+    let unix_path = device.tmp.path().join("agent.sock");
+    let unix = std::os::unix::net::UnixListener::bind(&unix_path).unwrap();
+    unix.set_nonblocking(true).unwrap();
+    let pid_file = device.device.join("daemon.pid");
+    let granted = device.device.clone();
+    let rt = device.runtime(vec![
+        device.hostile(|r| r.capabilities.write = vec![granted]),
+    ]);
+    let report = hostile_step(
+        &rt,
+        &device,
+        serde_json::json!({
+            "misbehave": "escape",
+            "port": udp.local_addr().unwrap().port().to_string(),
+            "unix": unix_path,
+            "pidFile": pid_file,
+        }),
+    )
+    .await;
+    let daemon: libc::pid_t = fs::read_to_string(&pid_file)
+        .unwrap_or_else(|e| panic!("the handler never started its daemon ({e}): {report:?}"))
+        .trim()
+        .parse()
+        .unwrap();
+    let daemon_lives = handrail_test_support::process_running(daemon);
+    if daemon_lives {
+        // SAFETY: kill(2) on the process the test's handler started.
+        unsafe {
+            libc::kill(daemon, libc::SIGKILL);
+        }
+    }
+    assert_eq!(
+        install_details(&report),
+        "unshare=EPERM reboot=EPERM packet=EPERM netlink=EPERM udp=EPERM unix=EPERM signal-runtime=EPERM capeff=0"
+    );
+    let mut buf = [0u8; 16];
+    assert!(
+        udp.recv(&mut buf).is_err(),
+        "the worker reached the test's UDP socket"
+    );
+    assert!(
+        unix.accept().is_err(),
+        "the worker reached the test's UNIX socket"
+    );
+    assert!(
+        !daemon_lives,
+        "the worker's daemon {daemon} outlived its action"
+    );
 }

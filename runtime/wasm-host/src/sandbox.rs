@@ -421,6 +421,7 @@ mod tests {
                 run: Vec::new(),
                 read: read.iter().map(|p| p.to_path_buf()).collect(),
                 write: write.iter().map(|p| p.to_path_buf()).collect(),
+                ..Default::default()
             },
             limits: Default::default(),
             config: Default::default(),

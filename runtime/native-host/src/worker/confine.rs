@@ -1,17 +1,7 @@
-//! How the worker confines itself before it loads a library: rlimits, then Landlock.
+//! The limits the worker sets on itself before it loads a library (the rest of its
+//! confinement is in force from its start).
 
-use landlock::{
-    ABI, Access, AccessFs, AccessNet, BitFlags, LandlockStatus, Ruleset, RulesetAttr,
-    RulesetCreatedAttr, RulesetStatus, Scope, make_bitflags, path_beneath_rules,
-};
-
-use crate::protocol::{Confinement, WorkerLimits};
-
-/// The Landlock ABI the rules are written for (Linux 6.12): file-system access with
-/// truncate and device ioctls, TCP bind and connect, and the signal and abstract UNIX
-/// socket scopes. Older kernels enforce the part they know (best effort); the policy
-/// decides what happens where Landlock is missing altogether.
-const RULES_ABI: ABI = ABI::V6;
+use crate::protocol::WorkerLimits;
 
 /// Sets the worker's resource limits: address space, CPU time, no core dumps.
 pub(crate) fn set_rlimits(limits: &WorkerLimits) -> Result<(), String> {
@@ -36,48 +26,4 @@ pub(crate) fn set_rlimits(limits: &WorkerLimits) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// How confinement went.
-pub(crate) struct Confined {
-    /// True when Landlock enforces the rules, fully or partially.
-    pub enforced: bool,
-    /// The kernel's Landlock status, for people.
-    pub landlock: String,
-}
-
-/// Restricts the worker (and everything it starts) to `confinement`'s view: read-only
-/// files, read-write trees, executable programs; no TCP; no signals to or abstract
-/// sockets of processes outside the sandbox. Paths that do not exist get no rule (a rule
-/// needs an open file); a regular file gets only the rights that apply to files.
-pub(crate) fn landlock(confinement: &Confinement) -> Result<Confined, String> {
-    let all = AccessFs::from_all(RULES_ABI);
-    let execute: BitFlags<AccessFs> = make_bitflags!(AccessFs::{Execute});
-    let read: BitFlags<AccessFs> = make_bitflags!(AccessFs::{ReadFile | ReadDir});
-    let read_execute: BitFlags<AccessFs> = read | execute;
-    let read_write = all & !execute;
-    let status = Ruleset::default()
-        .handle_access(all)
-        .and_then(|r| r.handle_access(AccessNet::from_all(RULES_ABI)))
-        .and_then(|r| r.scope(Scope::from_all(RULES_ABI)))
-        .and_then(|r| r.create())
-        .and_then(|r| r.add_rules(path_beneath_rules(&confinement.read, read)))
-        .and_then(|r| r.add_rules(path_beneath_rules(&confinement.write, read_write)))
-        .and_then(|r| r.add_rules(path_beneath_rules(&confinement.execute, read_execute)))
-        .and_then(|r| r.restrict_self())
-        .map_err(|e| format!("cannot set up Landlock: {e}"))?;
-    let enforced = status.ruleset != RulesetStatus::NotEnforced;
-    let landlock = match status.landlock {
-        LandlockStatus::Available { effective_abi, .. } => {
-            let rules = match status.ruleset {
-                RulesetStatus::FullyEnforced => "fully enforced",
-                RulesetStatus::PartiallyEnforced => "partially enforced",
-                RulesetStatus::NotEnforced => "not enforced",
-            };
-            format!("Landlock ABI {effective_abi}, rules {rules}")
-        }
-        LandlockStatus::NotEnabled => "Landlock is built in but not enabled at boot".into(),
-        LandlockStatus::NotImplemented => "Landlock is not built into this kernel".into(),
-    };
-    Ok(Confined { enforced, landlock })
 }

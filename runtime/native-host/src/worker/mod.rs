@@ -1,15 +1,14 @@
 //! The worker process: one call of a native handler, confined.
 //!
-//! The host starts `handrail-native-worker` in a process group of its own, with an empty
-//! environment, the action's work folder as working directory and three pipes. The
-//! worker:
+//! The host starts `handrail-native-worker` confined (by [`handrail_confine`]: its own
+//! cgroup, capabilities dropped, `no_new_privs`, Landlock, seccomp, all in force before
+//! its first instruction), in a process group of its own, with an empty environment,
+//! the action's work folder as working directory and three pipes. The worker:
 //!
 //! 1. keeps its stdout as the report channel and points fd 1 at stderr, so whatever the
 //!    library prints lands in the captured log, not among the reports;
 //! 2. reads the [`Request`] from stdin and asks to be killed if the runtime dies;
-//! 3. sets its rlimits and confines itself with Landlock; where Landlock is unavailable,
-//!    the registration's [`LandlockPolicy`](crate::LandlockPolicy) refuses or lets it go on
-//!    unconfined;
+//! 3. sets its rlimits;
 //! 4. re-hashes the library, loads it, checks the ABI handshake, and makes the call;
 //! 5. reports the outcome and leaves with `_exit(0)`, so no library destructor runs.
 //!
@@ -35,7 +34,7 @@ pub fn main() -> ! {
         }
     };
     let report = match read_request() {
-        Ok(request) => run(request, &mut reports),
+        Ok(request) => run(request),
         Err(reason) => Report::Refused { reason },
     };
     send(&mut reports, &report);
@@ -67,8 +66,8 @@ fn read_request() -> Result<Request, String> {
     serde_json::from_slice(&text).map_err(|e| format!("the request is not valid: {e}"))
 }
 
-/// Confines the process, loads the library and makes the call; returns the final report.
-fn run(request: Request, reports: &mut File) -> Report {
+/// Sets the limits, loads the library and makes the call; returns the final report.
+fn run(request: Request) -> Report {
     // The worker must not outlive the runtime that supervises it.
     // SAFETY: prctl with integer arguments.
     unsafe {
@@ -80,24 +79,6 @@ fn run(request: Request, reports: &mut File) -> Report {
     if let Err(reason) = confine::set_rlimits(&request.limits) {
         return Report::Refused { reason };
     }
-    let confined = match confine::landlock(&request.confinement) {
-        Ok(c) => c,
-        Err(reason) => return Report::Refused { reason },
-    };
-    if let Err(reason) = request
-        .confinement
-        .policy
-        .judge(confined.enforced, &confined.landlock)
-    {
-        return Report::Refused { reason };
-    }
-    send(
-        reports,
-        &Report::Confined {
-            enforced: confined.enforced,
-            landlock: confined.landlock,
-        },
-    );
     match handrail::registry::sha256_file(&request.library) {
         Ok(actual) if actual == request.sha256 => {}
         Ok(actual) => {

@@ -8,15 +8,27 @@
  *               the first payload file, write in the work folder; report what happened
  *   alloc       allocate and touch 512 MiB; report whether malloc refused
  *   run         start handlerProperties.program; report how that went
+ *   escape      try the ways out past files: a network namespace, reboot(2), raw,
+ *               netlink and UDP sockets (to 127.0.0.1:handlerProperties.port), a UNIX
+ *               socket (handlerProperties.unix), signalling the runtime, capabilities;
+ *               leave a daemon in a session of its own (its pid in
+ *               handlerProperties.pidFile); report each errno
  *   (absent)    succeed
  * and reports what it saw in resultDetails, e.g. "shadow=EACCES outside=EACCES ...".
  *
  * Built three times by build.rs: as is, with HOSTILE_ABI_MAJOR=2 (a table for a future
  * ABI) and with HOSTILE_NO_ENTRY (no entry point at all).
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <signal.h>
 #include <spawn.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +52,7 @@ static const char *errno_name(int e) {
     case ENOENT: return "ENOENT";
     case ENOMEM: return "ENOMEM";
     case EROFS: return "EROFS";
+    case EINVAL: return "EINVAL";
     default:
         snprintf(other, sizeof other, "errno%d", e);
         return other;
@@ -106,6 +119,86 @@ static void run_program(const char *properties, char *details, size_t size) {
         snprintf(details, size, "run=signal:%d", WTERMSIG(status));
 }
 
+/* 0 when the call `rc` succeeded, else errno. */
+static int outcome(long rc) { return rc < 0 ? errno : 0; }
+
+/* 0 when a socket of `domain`/`type` opens, else errno. */
+static int try_socket(int domain, int type) {
+    int fd = socket(domain, type | SOCK_CLOEXEC, 0);
+    if (fd < 0) return errno;
+    close(fd);
+    return 0;
+}
+
+/* The effective capability set, from /proc/self/status. */
+static unsigned long long effective_capabilities(void) {
+    char line[256];
+    unsigned long long caps = ~0ULL;
+    FILE *status = fopen("/proc/self/status", "r");
+    if (!status) return caps;
+    while (fgets(line, sizeof line, status))
+        if (strncmp(line, "CapEff:", 7) == 0) caps = strtoull(line + 7, NULL, 16);
+    fclose(status);
+    return caps;
+}
+
+static void escape(const char *properties, char *details, size_t size) {
+    char port_text[16] = "0", unix_path[sizeof(((struct sockaddr_un *)0)->sun_path)] = "",
+         pid_file[1024] = "";
+    int unshared, rebooted, packet, netlink, udp, unix_connect, signalled;
+    struct sockaddr_in to = {.sin_family = AF_INET};
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    int fd;
+    pid_t daemon;
+    handrail_json_string(handrail_json_find(properties, "port"), port_text, sizeof port_text);
+    handrail_json_string(handrail_json_find(properties, "unix"), unix_path, sizeof unix_path);
+    handrail_json_string(handrail_json_find(properties, "pidFile"), pid_file, sizeof pid_file);
+    unshared = outcome(unshare(CLONE_NEWNET));
+    /* A magic the kernel rejects (EINVAL) once it has let the caller through (EPERM). */
+    rebooted = outcome(syscall(SYS_reboot, 0, 0, 0, 0));
+    packet = try_socket(AF_PACKET, SOCK_RAW);
+    netlink = try_socket(AF_NETLINK, SOCK_RAW);
+    fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        udp = errno;
+    } else {
+        to.sin_port = htons((unsigned short)atoi(port_text));
+        to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        udp = outcome(sendto(fd, "escaped", 7, 0, (struct sockaddr *)&to, sizeof to));
+        close(fd);
+    }
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        unix_connect = errno;
+    } else {
+        memcpy(sun.sun_path, unix_path, sizeof sun.sun_path);
+        unix_connect = outcome(connect(fd, (struct sockaddr *)&sun, sizeof sun));
+        close(fd);
+    }
+    signalled = outcome(kill(getppid(), 0));
+    /* A daemon: a new session, forked twice, its pid written where the test looks. */
+    daemon = fork();
+    if (daemon == 0) {
+        setsid();
+        if (fork() == 0) {
+            FILE *f = fopen(pid_file, "w");
+            if (f) {
+                fprintf(f, "%d\n", getpid());
+                fclose(f);
+            }
+            for (;;) pause();
+        }
+        _exit(0);
+    }
+    if (daemon > 0) waitpid(daemon, NULL, 0);
+    for (int i = 0; i < 100000 && access(pid_file, R_OK) != 0; i++) usleep(100);
+    snprintf(details, size,
+             "unshare=%s reboot=%s packet=%s netlink=%s udp=%s unix=%s signal-runtime=%s capeff=%llx",
+             errno_name(unshared), errno_name(rebooted), errno_name(packet),
+             errno_name(netlink), errno_name(udp), errno_name(unix_connect),
+             errno_name(signalled), effective_capabilities());
+}
+
 static const char *describe(void) {
     return "{\"id\":\"test/hostile:1\",\"actions\":[\"install\"],\"contract\":[1,0]}";
 }
@@ -141,6 +234,8 @@ static int32_t install(const char *context) {
         free(p);
     } else if (strcmp(misbehave, "run") == 0) {
         run_program(properties, details, sizeof details);
+    } else if (strcmp(misbehave, "escape") == 0) {
+        escape(properties, details, sizeof details);
     } else if (misbehave[0] != '\0') {
         handrail_write_result(result_file, HANDRAIL_FAILURE, HOSTILE_FAILED, "unknown misbehaviour");
         return 0;

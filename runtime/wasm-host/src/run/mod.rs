@@ -3,9 +3,10 @@
 //! working directory, a time limit and the action's cancel token.
 //!
 //! Nothing the program starts outlives it. Where the runtime can make cgroups, the program
-//! runs in a cgroup v2 of its own ([`cgroup`]), joined before exec, with `pids.max` at
-//! `limits.max_processes`; when it has exited, timed out or was cancelled, the whole
-//! cgroup is killed and removed before `run` returns. Where it cannot, the program's
+//! runs in a cgroup of its own ([`handrail_confine::cgroup`]), joined before exec, with
+//! `pids.max` at `limits.max_processes` and its memory limit at
+//! `limits.process_memory_mib`; when it has exited, timed out or was cancelled, the
+//! whole cgroup is killed and removed before `run` returns. Where it cannot, the program's
 //! process group is killed instead, which catches what stays in the group but not a
 //! daemon that made a session of its own (`setsid`): the log says so. Its output is
 //! captured up to [`MAX_OUTPUT`] bytes per stream.
@@ -13,14 +14,16 @@
 //! The environment is checked first ([`environment`]): loader and interpreter variables
 //! are refused, and the run fails naming them.
 //!
-//! The program is confined ([`confine`]) from before its first instruction: the child
-//! joins its cgroup, then puts Landlock (the payload, the work folder, the registration's
-//! grants, the system folders; no TCP; signals and abstract sockets scoped),
-//! `no_new_privs` and a seccomp filter in force between fork and exec. What is built for
-//! that — the ruleset, the filter, the cgroup — is built here, before the fork; the child
-//! makes system calls only. Where the kernel has no Landlock, `config.landlock` decides
-//! whether the program is refused (`require`, the default) or runs with a warning.
-//! What is not confined yet is listed in SECURITY.md.
+//! The program is confined by [`handrail_confine`] from before its first instruction: the
+//! child joins its cgroup, drops every capability the registration does not grant
+//! (`capabilities.privileges`), then puts `no_new_privs`, Landlock (the payload, the work
+//! folder, the registration's grants, the system folders; no TCP unless granted; signals
+//! and abstract sockets scoped) and a seccomp filter (no kernel interfaces, no
+//! namespaces, no socket of a family `capabilities.sockets` does not grant) in force
+//! between fork and exec. What is built for that — the ruleset, the filters, the
+//! cgroup — is built here, before the fork; the child makes system calls only. Where the
+//! kernel has no Landlock, `config.landlock` decides whether the program is refused
+//! (`require`, the default) or runs with a warning.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -29,13 +32,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use handrail::CancelToken;
-use handrail::confinement::LandlockPolicy;
+use handrail::confinement::{LandlockPolicy, Privilege, SocketFamily};
 use handrail::registry::Registration;
+use handrail_confine::{ActionCgroup, CgroupLimits, Confinement, Grants};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 
-mod cgroup;
-mod confine;
 mod environment;
 
 use crate::bindings::handrail::handler::types::{Arg, RunError, RunOutput};
@@ -66,10 +68,14 @@ pub(crate) struct ProgramGrants {
     pub(crate) read: Vec<PathBuf>,
     /// `capabilities.write`.
     pub(crate) write: Vec<PathBuf>,
+    /// `capabilities.sockets`.
+    pub(crate) sockets: Vec<SocketFamily>,
+    /// `capabilities.privileges`.
+    pub(crate) privileges: Vec<Privilege>,
     /// `config.landlock`: whether a program may run where Landlock is missing.
     pub(crate) policy: LandlockPolicy,
-    /// `limits.max_processes`: the program's cgroup's `pids.max`.
-    pub(crate) max_processes: u64,
+    /// `limits.max_processes` and `limits.process_memory_mib`: the program's cgroup's.
+    pub(crate) limits: CgroupLimits,
 }
 
 impl ProgramGrants {
@@ -80,8 +86,16 @@ impl ProgramGrants {
             run: capabilities.run.clone(),
             read: capabilities.read.clone(),
             write: capabilities.write.clone(),
+            sockets: capabilities.sockets.clone(),
+            privileges: capabilities.privileges.clone(),
             policy: LandlockPolicy::from_config(&registration.config)?,
-            max_processes: registration.limits.max_processes,
+            limits: CgroupLimits {
+                max_processes: registration.limits.max_processes,
+                memory_bytes: registration
+                    .limits
+                    .process_memory_mib
+                    .saturating_mul(1024 * 1024),
+            },
         })
     }
 }
@@ -148,24 +162,22 @@ impl RunScope {
         let timeout = Duration::from_millis(request.timeout_ms).min(remaining);
 
         // A program the Landlock policy refuses is refused before its cgroup is made.
-        let confinement = confine::Confinement::prepare(
-            &confine::Grants {
-                payload: self.sandbox.payload_dir(),
-                work: self.sandbox.work_dir(),
+        let payload = [self.sandbox.payload_dir().to_owned()];
+        let confinement = Confinement::prepare(
+            &Grants {
+                payload: &payload,
+                work: Some(self.sandbox.work_dir()),
                 read: &self.programs.read,
                 write: &self.programs.write,
                 run: &self.programs.run,
+                sockets: &self.programs.sockets,
+                privileges: &self.programs.privileges,
             },
             self.programs.policy,
         )
         .map_err(|why| RunError::SpawnFailed(format!("{}: {why}", request.program)))?;
-        let mut cgroup = match cgroup::RunCgroup::create(self.programs.max_processes) {
-            Ok(cgroup) => {
-                if !cgroup.limited {
-                    tracing::debug!(cgroup = %cgroup.dir().display(), "the pids controller is not available: no limit on the program's processes");
-                }
-                Some(cgroup)
-            }
+        let mut cgroup = match ActionCgroup::create(self.programs.limits) {
+            Ok(cgroup) => Some(cgroup),
             Err(why) => {
                 tracing::warn!(
                     program = %request.program,
@@ -175,7 +187,6 @@ impl RunScope {
                 None
             }
         };
-        let procs = cgroup.as_ref().map(cgroup::RunCgroup::procs_fd);
         let mut command = Command::new(&request.program);
         command
             .args(args)
@@ -187,17 +198,7 @@ impl RunScope {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
-        // SAFETY: the closure runs in the child between fork and exec and makes system
-        // calls only (`cgroup::join`, `Confinement::apply`), on descriptors the parent
-        // keeps open (in `cgroup` and `confinement`) until the child has been spawned.
-        unsafe {
-            command.pre_exec(move || {
-                if let Some(fd) = procs {
-                    cgroup::join(fd)?;
-                }
-                confinement.apply()
-            });
-        }
+        handrail_confine::confine(&mut command, confinement, cgroup.as_ref());
         let mut child = command
             .spawn()
             .map_err(|e| RunError::SpawnFailed(format!("{}: {e}", request.program)))?;

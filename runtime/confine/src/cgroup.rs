@@ -1,0 +1,443 @@
+//! One cgroup per confined process, so that nothing it starts outlives it and its
+//! processes and memory are bounded.
+//!
+//! Where the runtime may make cgroups (root, a cgroup2 file system mounted and writable),
+//! every process gets `handrail/<runtime pid>-<n>` under the runtime's own cgroup v2.
+//! The child joins it between fork and exec, before it can start anything, so every
+//! process it starts — in the background, in a new session, double-forked — is born
+//! inside. When the action is over (the process exited, timed out or was cancelled),
+//! the cgroup is killed as a whole (`cgroup.kill`), the runtime waits until it is empty,
+//! and removes it.
+//!
+//! **Limits.** `pids.max` caps the tasks (processes and their threads) alive in it (a
+//! fork past it fails with `EAGAIN`); `memory.max` caps their memory (past it the
+//! kernel's OOM killer ends one of them). Each is set in the cgroup v2 where its
+//! controller is available there. On a hybrid system, whose `pids` and `memory`
+//! controllers are mounted as cgroup v1 hierarchies, the process also joins a cgroup of
+//! its own in each of those (`pids.max`, `memory.limit_in_bytes`). Where neither has a
+//! controller, that limit does not hold and the log says so once.
+//!
+//! **Left behind.** A runtime killed outright cannot remove its cgroups. The first
+//! cgroup a runtime makes sweeps those of runtimes that are gone: whatever still runs in
+//! them is killed, and they are removed.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// The folder under the runtime's own cgroup that holds the processes' cgroups.
+const PARENT: &str = "handrail";
+
+/// How long a killed cgroup may take to empty before the runtime gives up removing it.
+const EMPTY_WITHIN: Duration = Duration::from_secs(5);
+
+/// How often an emptying cgroup is looked at.
+const POLL: Duration = Duration::from_millis(2);
+
+/// Numbers the cgroups this runtime makes.
+static NEXT: AtomicU64 = AtomicU64::new(0);
+
+/// The limits of one cgroup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CgroupLimits {
+    /// `pids.max`: the most tasks alive at once.
+    pub max_processes: u64,
+    /// `memory.max`: the most memory, in bytes.
+    pub memory_bytes: u64,
+}
+
+/// A cgroup v1 hierarchy's cgroup for one process, for a controller cgroup v2 lacks.
+struct V1Group {
+    dir: PathBuf,
+    procs: File,
+}
+
+/// The cgroup of one confined process. Dropping it kills what is still inside.
+pub struct ActionCgroup {
+    dir: PathBuf,
+    /// `cgroup.procs`, opened for the child to write `0` (itself) to.
+    procs: File,
+    v1: Vec<V1Group>,
+    /// True when the process count is limited.
+    pub processes_limited: bool,
+    /// True when memory is limited.
+    pub memory_limited: bool,
+    removed: bool,
+}
+
+/// The descriptors a child writes itself into to join its cgroups: the v2 one first.
+#[derive(Debug, Clone, Copy)]
+pub struct JoinFds {
+    fds: [RawFd; 3],
+    len: usize,
+}
+
+impl ActionCgroup {
+    /// Makes a cgroup for one process, with `limits` where the controllers are available.
+    /// `Err` says why there is none.
+    pub fn create(limits: CgroupLimits) -> Result<ActionCgroup, String> {
+        let base = own_cgroup()?;
+        let parent = base.join(PARENT);
+        match fs::create_dir(&parent) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(format!("cannot create {}: {e}", parent.display())),
+        }
+        static SWEEP: Once = Once::new();
+        SWEEP.call_once(|| sweep(&parent));
+        // A controller can only be handed down where the cgroup above has no processes
+        // of its own (or is the root).
+        let v2_pids = enable(&base, "pids") && enable(&parent, "pids");
+        let v2_memory = enable(&base, "memory") && enable(&parent, "memory");
+        let name = format!(
+            "{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let dir = parent.join(&name);
+        fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let procs = match open_procs(&dir) {
+            Ok(file) => file,
+            Err(e) => {
+                let _ = fs::remove_dir(&dir);
+                return Err(e);
+            }
+        };
+        let mut cgroup = ActionCgroup {
+            dir,
+            procs,
+            v1: Vec::new(),
+            processes_limited: false,
+            memory_limited: false,
+            removed: false,
+        };
+        let max_processes = limits.max_processes.to_string();
+        let memory = limits.memory_bytes.to_string();
+        if v2_pids {
+            write(&cgroup.dir, "pids.max", &max_processes)?;
+            cgroup.processes_limited = true;
+        } else {
+            cgroup.processes_limited = cgroup.add_v1("pids", "pids.max", &max_processes, &name);
+        }
+        if v2_memory {
+            write(&cgroup.dir, "memory.max", &memory)?;
+            cgroup.memory_limited = true;
+        } else {
+            cgroup.memory_limited =
+                cgroup.add_v1("memory", "memory.limit_in_bytes", &memory, &name);
+        }
+        static SAID: Once = Once::new();
+        if !(cgroup.processes_limited && cgroup.memory_limited) {
+            SAID.call_once(|| {
+                tracing::warn!(
+                    "no cgroup controller for {}: a handler's processes are not limited there",
+                    match (cgroup.processes_limited, cgroup.memory_limited) {
+                        (false, false) => "the process count or memory",
+                        (false, true) => "the process count",
+                        _ => "memory",
+                    }
+                );
+            });
+        }
+        Ok(cgroup)
+    }
+
+    /// Adds a cgroup v1 of `controller` with `file` set to `value`; false when there is
+    /// none (no such hierarchy, or it cannot be written).
+    fn add_v1(&mut self, controller: &str, file: &str, value: &str, name: &str) -> bool {
+        let Some(own) = own_v1_cgroup(controller) else {
+            return false;
+        };
+        let parent = own.join(PARENT);
+        if fs::create_dir(&parent).is_err() && !parent.is_dir() {
+            return false;
+        }
+        let dir = parent.join(name);
+        if fs::create_dir(&dir).is_err() {
+            return false;
+        }
+        match (write(&dir, file, value), open_procs(&dir)) {
+            (Ok(()), Ok(procs)) => {
+                self.v1.push(V1Group { dir, procs });
+                true
+            }
+            _ => {
+                let _ = fs::remove_dir(&dir);
+                false
+            }
+        }
+    }
+
+    /// The descriptors the child writes `0` to, to join the cgroups (see [`join`]).
+    pub fn join_fds(&self) -> JoinFds {
+        let mut fds = [self.procs.as_raw_fd(); 3];
+        for (slot, group) in fds[1..].iter_mut().zip(&self.v1) {
+            *slot = group.procs.as_raw_fd();
+        }
+        JoinFds {
+            fds,
+            len: 1 + self.v1.len().min(2),
+        }
+    }
+
+    /// The cgroup's folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The process ids in the cgroup now.
+    pub fn pids(&self) -> Vec<libc::pid_t> {
+        pids(&self.dir)
+    }
+
+    /// Kills everything in the cgroup, waits until it is empty (up to a bound) and
+    /// removes it. `Err` says what is left.
+    pub async fn kill_and_remove(&mut self) -> Result<(), String> {
+        kill(&self.dir);
+        let until = Instant::now() + EMPTY_WITHIN;
+        while populated(&self.dir) {
+            if Instant::now() >= until {
+                return Err(format!(
+                    "{} still holds processes {} s after it was killed",
+                    self.dir.display(),
+                    EMPTY_WITHIN.as_secs()
+                ));
+            }
+            // Processes that were alive when the kill was written may have forked
+            // since (where cgroup.kill is missing): kill again.
+            kill(&self.dir);
+            tokio::time::sleep(POLL).await;
+        }
+        self.removed = true;
+        for group in &self.v1 {
+            let _ = fs::remove_dir(&group.dir);
+        }
+        fs::remove_dir(&self.dir).map_err(|e| format!("cannot remove {}: {e}", self.dir.display()))
+    }
+}
+
+impl Drop for ActionCgroup {
+    fn drop(&mut self) {
+        if self.removed {
+            return;
+        }
+        // An action that was given up on (its caller stopped waiting): kill now, and
+        // leave the removal to a thread, as the dying processes take a moment to go.
+        kill(&self.dir);
+        let dirs: Vec<PathBuf> = self
+            .v1
+            .iter()
+            .map(|g| g.dir.clone())
+            .chain([std::mem::take(&mut self.dir)])
+            .collect();
+        std::thread::spawn(move || remove_when_empty(&dirs));
+    }
+}
+
+/// Moves the calling process into the cgroups `fds` holds.
+///
+/// Runs in the child between fork and exec: only the `write` system call, no allocation.
+pub fn join(fds: &JoinFds) -> io::Result<()> {
+    for &fd in &fds.fds[..fds.len] {
+        // SAFETY: write(2) from a static buffer to a descriptor the parent opened.
+        if unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) } != 1 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+fn open_procs(dir: &Path) -> Result<File, String> {
+    OpenOptions::new()
+        .write(true)
+        .open(dir.join("cgroup.procs"))
+        .map_err(|e| format!("cannot open {}/cgroup.procs: {e}", dir.display()))
+}
+
+fn write(dir: &Path, file: &str, value: &str) -> Result<(), String> {
+    fs::write(dir.join(file), value)
+        .map_err(|e| format!("cannot set {}/{file}: {e}", dir.display()))
+}
+
+/// Sends SIGKILL to every process in the cgroup at `dir`: `cgroup.kill` (Linux 5.14), or
+/// each pid `cgroup.procs` lists.
+fn kill(dir: &Path) {
+    if fs::write(dir.join("cgroup.kill"), "1").is_ok() {
+        return;
+    }
+    for pid in pids(dir) {
+        // SAFETY: kill(2) has no memory-safety preconditions; a pid that is gone answers
+        // ESRCH.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        }
+    }
+}
+
+fn pids(dir: &Path) -> Vec<libc::pid_t> {
+    fs::read_to_string(dir.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+fn populated(dir: &Path) -> bool {
+    match fs::read_to_string(dir.join("cgroup.events")) {
+        Ok(events) => events.lines().any(|l| l == "populated 1"),
+        Err(_) => !pids(dir).is_empty(),
+    }
+}
+
+/// Removes `dirs` (cgroups that were killed) once they are empty, within a bound.
+fn remove_when_empty(dirs: &[PathBuf]) {
+    let until = Instant::now() + EMPTY_WITHIN;
+    for dir in dirs {
+        while fs::remove_dir(dir).is_err() && dir.exists() && Instant::now() < until {
+            std::thread::sleep(POLL);
+        }
+    }
+}
+
+/// Kills and removes the cgroups under `parent` (and their cgroup v1 twins) that
+/// runtimes which are gone left behind.
+fn sweep(parent: &Path) {
+    let Ok(entries) = fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(runtime) = name
+            .to_str()
+            .and_then(|n| n.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<libc::pid_t>().ok())
+        else {
+            continue;
+        };
+        // SAFETY: kill(2) with signal 0 only asks whether the process exists.
+        let alive = unsafe { libc::kill(runtime, 0) } == 0
+            || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+        if alive {
+            continue;
+        }
+        let dir = entry.path();
+        let left = pids(&dir);
+        if !left.is_empty() {
+            tracing::warn!(
+                cgroup = %dir.display(),
+                "killing processes {left:?} that a handler of a runtime which is gone (pid {runtime}) left running"
+            );
+        }
+        kill(&dir);
+        let mut dirs: Vec<PathBuf> = ["pids", "memory"]
+            .into_iter()
+            .filter_map(own_v1_cgroup)
+            .map(|own| own.join(PARENT).join(&name))
+            .filter(|d| d.is_dir())
+            .collect();
+        dirs.push(dir);
+        remove_when_empty(&dirs);
+    }
+}
+
+/// Hands `controller` down from `cgroup` to its children; true when it is.
+fn enable(cgroup: &Path, controller: &str) -> bool {
+    let controllers = fs::read_to_string(cgroup.join("cgroup.controllers")).unwrap_or_default();
+    if !controllers.split_whitespace().any(|c| c == controller) {
+        return false;
+    }
+    let subtree = cgroup.join("cgroup.subtree_control");
+    let enabled = fs::read_to_string(&subtree).unwrap_or_default();
+    enabled.split_whitespace().any(|c| c == controller)
+        || OpenOptions::new()
+            .write(true)
+            .open(&subtree)
+            .and_then(|mut f| f.write_all(format!("+{controller}").as_bytes()))
+            .is_ok()
+}
+
+/// The folder of the runtime's own cgroup on the cgroup2 file system.
+fn own_cgroup() -> Result<PathBuf, String> {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| format!("cannot read /proc/self/mountinfo: {e}"))?;
+    let mount = cgroup2_mount(&mountinfo).ok_or("no cgroup2 file system is mounted")?;
+    let cgroups = fs::read_to_string("/proc/self/cgroup")
+        .map_err(|e| format!("cannot read /proc/self/cgroup: {e}"))?;
+    let own = cgroups
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .ok_or("the runtime is in no cgroup v2")?;
+    Ok(mount.join(own.trim_start_matches('/')))
+}
+
+/// The folder of the runtime's own cgroup in the cgroup v1 hierarchy of `controller`.
+fn own_v1_cgroup(controller: &str) -> Option<PathBuf> {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let mount = cgroup1_mount(&mountinfo, controller)?;
+    let cgroups = fs::read_to_string("/proc/self/cgroup").ok()?;
+    let own = cgroups.lines().find_map(|l| {
+        let mut fields = l.splitn(3, ':');
+        let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+        controllers
+            .split(',')
+            .any(|c| c == controller)
+            .then_some(path)
+    })?;
+    Some(mount.join(own.trim_start_matches('/')))
+}
+
+/// The mount point of the first cgroup2 file system in a `/proc/self/mountinfo` text.
+fn cgroup2_mount(mountinfo: &str) -> Option<PathBuf> {
+    mountinfo.lines().find_map(|line| {
+        let (fields, rest) = line.split_once(" - ")?;
+        (rest.split(' ').next() == Some("cgroup2"))
+            .then(|| fields.split(' ').nth(4).map(PathBuf::from))
+            .flatten()
+    })
+}
+
+/// The mount point of the cgroup v1 hierarchy of `controller` in a mountinfo text.
+fn cgroup1_mount(mountinfo: &str, controller: &str) -> Option<PathBuf> {
+    mountinfo.lines().find_map(|line| {
+        let (fields, rest) = line.split_once(" - ")?;
+        let mut rest = rest.split(' ');
+        let (kind, options) = (rest.next()?, rest.nth(1)?);
+        (kind == "cgroup" && options.split(',').any(|o| o == controller))
+            .then(|| fields.split(' ').nth(4).map(PathBuf::from))
+            .flatten()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MOUNTINFO: &str = "\
+30 23 0:26 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755
+31 30 0:27 / /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids
+33 30 0:29 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory
+32 30 0:28 / /sys/fs/cgroup/unified rw,nosuid - cgroup2 cgroup2 rw,nsdelegate
+";
+
+    #[test]
+    fn the_cgroup2_mount_is_found_among_v1_mounts() {
+        assert_eq!(
+            cgroup2_mount(MOUNTINFO),
+            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+        );
+        assert_eq!(cgroup2_mount("31 30 0:27 / /x rw - cgroup cgroup rw"), None);
+    }
+
+    #[test]
+    fn a_v1_hierarchy_is_found_by_its_controller() {
+        assert_eq!(
+            cgroup1_mount(MOUNTINFO, "memory"),
+            Some(PathBuf::from("/sys/fs/cgroup/memory"))
+        );
+        assert_eq!(cgroup1_mount(MOUNTINFO, "cpu"), None);
+    }
+}
