@@ -130,3 +130,118 @@ fn a_script_that_writes_an_ungranted_folder_fails_naming_the_path_and_the_grant_
         "{said}"
     );
 }
+
+/// A step of the built-in script handler that writes `installed` into the device folder.
+fn device_step_manifest(device: &Device) -> std::path::PathBuf {
+    device.payload_fixture("device-step.sh");
+    let step = inline_step(
+        "microsoft/script:1",
+        &["device-step.sh"],
+        serde_json::json!({
+            "scriptFileName": "device-step.sh",
+            "arguments": format!("--device {}", device.device.display()),
+            "installedCriteria": "safe",
+        }),
+    );
+    let manifest = Update::new("contoso", "safe", "1.0")
+        .compatible_with("contoso", "e2e")
+        .step(step)
+        .json()
+        .clone();
+    device.manifest("safe.json", &manifest)
+}
+
+#[test]
+fn registrations_others_could_change_are_refused_naming_the_file_and_nothing_runs() {
+    use std::os::unix::fs::{PermissionsExt, chown};
+    let device = Device::new();
+    let manifest = device_step_manifest(&device);
+    // The first run installs the built-in registrations into <state>/handlers.
+    assert_eq!(device.run(&["handlers", "list"]).code(), Some(0));
+    let handlers = device.state.join("handlers");
+    let registration = handlers.join("bundled-microsoft-script-1.toml");
+    assert!(
+        registration.exists(),
+        "{:?}",
+        fs::read_dir(&handlers).unwrap().collect::<Vec<_>>()
+    );
+    let mode = |path: &std::path::Path, mode: u32| {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+    };
+    let refused = |why: &str, named: &std::path::Path| {
+        for args in [
+            &["handlers", "list"][..],
+            &["validate", manifest.to_str().unwrap()],
+        ] {
+            let run = device.run(args);
+            let said = format!("{}{}", run.stdout(), run.stderr());
+            assert_ne!(run.code(), Some(0), "{args:?}: {said}");
+            assert!(
+                said.contains(&named.display().to_string()) && said.contains(why),
+                "{args:?}: {said}"
+            );
+        }
+        let run = device.deploy(&manifest);
+        assert_ne!(run.code(), Some(0), "{}", run.stdout());
+        assert!(
+            fs::read_dir(&device.device).unwrap().next().is_none(),
+            "a step ran: {}",
+            run.stdout()
+        );
+    };
+
+    mode(&registration, 0o666);
+    refused("lets group or others write it", &registration);
+    mode(&registration, 0o644);
+
+    chown(&registration, Some(1000), None).unwrap();
+    refused("owned by uid 1000, not root", &registration);
+    chown(&registration, Some(0), None).unwrap();
+
+    mode(&handlers, 0o777);
+    refused("lets group or others write it", &handlers);
+    mode(&handlers, 0o755);
+
+    let artifact = handlers.join("bundled-microsoft-script-1.wasm");
+    mode(&artifact, 0o646);
+    refused("artifact: its artifact is refused: mode 646", &registration);
+    mode(&artifact, 0o644);
+
+    // Put right, the same files run.
+    let run = device.deploy(&manifest);
+    assert_eq!(run.code(), Some(0), "{}{}", run.stdout(), run.stderr());
+}
+
+#[test]
+fn a_grant_that_covers_the_runtimes_own_files_is_refused_naming_the_grant() {
+    let device = Device::new();
+    let manifest = device_step_manifest(&device);
+    let config = device.state.join("config.toml");
+    for (grant, covers) in [
+        // The folder that holds the state directory: the registrations with it.
+        (device.tmp.path().to_owned(), "the state directory"),
+        // A folder inside it.
+        (device.state.join("handlers"), "the state directory"),
+    ] {
+        fs::write(
+            &config,
+            format!(
+                "[handler_grants.\"microsoft/script:1\"]\nwrite = [\"{}\"]\n",
+                grant.display()
+            ),
+        )
+        .unwrap();
+        let run = device.deploy(&manifest);
+        let said = format!("{}{}", run.stdout(), run.stderr());
+        assert_ne!(run.code(), Some(0), "{said}");
+        assert!(
+            said.contains(&format!("capabilities.write = `{}`", grant.display()))
+                && said.contains(covers),
+            "{said}"
+        );
+        assert!(
+            fs::read_dir(&device.device).unwrap().next().is_none(),
+            "{said}"
+        );
+    }
+}

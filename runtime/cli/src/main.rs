@@ -225,8 +225,18 @@ fn init_logging(verbose: u8) {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
     init_logging(cli.verbose);
+    // Handlers run in folders of their own: a relative path would name another place
+    // there (a native worker's library, a work folder).
+    for path in [Some(&mut cli.state_dir), cli.cache_dir.as_mut()]
+        .into_iter()
+        .flatten()
+    {
+        if let Ok(absolute) = std::path::absolute(&*path) {
+            *path = absolute;
+        }
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -304,7 +314,14 @@ fn open(cli: &Cli) -> Result<Runtime, Failure> {
             config.self_update.health_timeout_secs.unwrap_or(30),
         ),
     };
-    let mut builder = Runtime::builder(&cli.state_dir)
+    let mut builder = Runtime::builder(&cli.state_dir);
+    if let Some(dir) = &cache_dir {
+        builder = builder.protect("the compiled-handler cache", dir);
+    }
+    if let Some(binary) = &config.self_update.binary {
+        builder = builder.protect("the runtime's executable", binary);
+    }
+    let mut builder = builder
         .config(config)
         .in_process(InProcessHost::new().with(self_update))
         .bundled(bundled)

@@ -162,6 +162,10 @@ pub struct Config {
     /// Capabilities per handler id, added to that handler's registration (so a bundled
     /// handler can be granted the device's folders without registering it again).
     pub handler_grants: BTreeMap<String, Capabilities>,
+    /// The file this configuration was loaded from ([`Config::load`]); no handler may be
+    /// granted it.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 /// The `[signing]` section: which keys a manifest signature must chain to.
@@ -413,7 +417,9 @@ impl Config {
                 path: path.to_owned(),
                 message: e.to_string(),
             })?;
-        Config::parse(path, &text)
+        let mut config = Config::parse(path, &text)?;
+        config.source = Some(path.to_owned());
+        Ok(config)
     }
 
     /// The device's properties: the configured ones plus the detected `architecture` and

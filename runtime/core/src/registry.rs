@@ -268,6 +268,55 @@ pub fn hex(bytes: &[u8]) -> String {
         })
 }
 
+/// Refuses `path` unless it is owned by root or by the user the runtime runs as, and
+/// neither group nor others may write it (a missing file is left to whoever reads it).
+///
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// assert!(handrail::registry::check_owned(dir.path(), "the folder").is_ok());
+/// use std::os::unix::fs::PermissionsExt;
+/// std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+/// let refused = handrail::registry::check_owned(dir.path(), "the folder").unwrap_err();
+/// assert!(refused.to_string().contains("lets group or others write it"), "{refused}");
+/// ```
+pub fn check_owned(path: &Path, what: &str) -> Result<(), RegistryError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = match fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(RegistryError::Io {
+                path: path.to_owned(),
+                source,
+            });
+        }
+    };
+    // SAFETY: geteuid(2) has no preconditions.
+    let runtime = unsafe { libc::geteuid() };
+    let refuse = |why: String| {
+        Err(RegistryError::Invalid {
+            path: path.to_owned(),
+            message: format!(
+                "{what} is refused: {why}. A registration grants programs and folders, so it, its artifact and its folder must be owned by root and writable by nobody else (as hooks are)"
+            ),
+        })
+    };
+    if meta.uid() != 0 && meta.uid() != runtime {
+        return refuse(format!(
+            "owned by uid {}, not root or the runtime's user (uid {runtime})",
+            meta.uid()
+        ));
+    }
+    let mode = meta.mode();
+    if mode & 0o022 != 0 {
+        return refuse(format!(
+            "mode {:o} lets group or others write it",
+            mode & 0o7777
+        ));
+    }
+    Ok(())
+}
+
 /// Largest registration file read, in bytes.
 pub const MAX_REGISTRATION_BYTES: u64 = 64 * 1024;
 
@@ -374,8 +423,17 @@ impl Registry {
     }
 
     /// Reads every `*.toml` file of a folder (a missing folder is an empty registry).
+    ///
+    /// A registration grants programs and folders, so the folder, each registration and
+    /// each artifact must be as safe as a hook: owned by root (or by the user the
+    /// runtime runs as) and not writable by group or others ([`check_owned`]).
     pub fn load_dir(dir: &Path) -> Result<Registry, RegistryError> {
         let mut registry = Registry::new();
+        match fs::metadata(dir) {
+            Ok(_) => check_owned(dir, "the registrations folder")?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(registry),
+            Err(_) => {}
+        }
         let entries = match fs::read_dir(dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(registry),
@@ -399,7 +457,18 @@ impl Registry {
                         source,
                     }
                 })?;
-            registry.insert(Registration::parse(&path, &text)?)?;
+            check_owned(&path, "the registration")?;
+            let registration = Registration::parse(&path, &text)?;
+            if registration.kind != HandlerKind::InProcess {
+                check_owned(&registration.artifact, "its artifact").map_err(|e| match e {
+                    RegistryError::Invalid { message, .. } => RegistryError::Invalid {
+                        path: path.clone(),
+                        message: format!("artifact: {message}"),
+                    },
+                    other => other,
+                })?;
+            }
+            registry.insert(registration)?;
         }
         Ok(registry)
     }

@@ -85,6 +85,23 @@ pub enum RuntimeError {
         /// The ids that are registered.
         registered: String,
     },
+    /// A grant would let a handler reach the runtime's own files: its state directory,
+    /// configuration, hooks, trust anchors or executables.
+    #[error(
+        "handler `{id}`: the grant {field} = `{grant}` covers {what} {protected}; a handler that could reach it could change what the runtime trusts and runs. Grant a folder that does not contain it (or lies inside it)"
+    )]
+    GrantCoversRuntime {
+        /// The handler.
+        id: String,
+        /// `capabilities.write`, `capabilities.read` or `capabilities.run`.
+        field: &'static str,
+        /// The granted path.
+        grant: PathBuf,
+        /// What it covers, for people ("the state directory").
+        what: &'static str,
+        /// The covered path.
+        protected: PathBuf,
+    },
     /// The journal of an admitted deployment is gone (deleted or emptied): what it did
     /// cannot be known. It is recorded in history as failed.
     #[error(
@@ -121,12 +138,22 @@ pub struct RuntimeBuilder {
     config: Option<Config>,
     allow_unsigned: bool,
     linked: Vec<crate::registry::Registration>,
+    protected: Vec<(&'static str, PathBuf)>,
 }
 
 /// Builds a host once the state directory is locked.
 type HostFactory = Box<dyn FnOnce(&StateView) -> Result<Arc<dyn HandlerHost>, String>>;
 
 impl RuntimeBuilder {
+    /// Names another of the runtime's own files or folders (`what`, for people: "the
+    /// compiled-handler cache") that no handler may be granted, beside the state
+    /// directory, the configuration, the hooks, the root key package and the
+    /// executables the runtime knows itself.
+    pub fn protect(mut self, what: &'static str, path: impl Into<PathBuf>) -> Self {
+        self.protected.push((what, path.into()));
+        self
+    }
+
     /// Installs these bundled handlers into `<state>/handlers/` when the runtime opens
     /// (see [`bundled`](crate::bundled)).
     pub fn bundled(mut self, handlers: Vec<BundledHandler>) -> Self {
@@ -246,6 +273,13 @@ impl RuntimeBuilder {
                 });
             }
         }
+        let mut protected = protected_paths(state.root(), &config);
+        protected.extend(
+            self.protected
+                .into_iter()
+                .map(|(what, path)| (what, path, false)),
+        );
+        check_grants(&registry, &protected)?;
         Ok(Runtime {
             inner: Arc::new(Inner {
                 handlers: Arc::new(HandlerSet::new(registry, hosts)),
@@ -256,6 +290,79 @@ impl RuntimeBuilder {
             }),
         })
     }
+}
+
+/// The runtime's own files, which no grant may reach: what each is, for people, and
+/// whether reading it is harmless (then only write grants are refused).
+fn protected_paths(state: &Path, config: &Config) -> Vec<(&'static str, PathBuf, bool)> {
+    let mut protected = vec![("the state directory", state.to_owned(), false)];
+    if let Some(source) = &config.source {
+        protected.push(("the configuration", source.clone(), false));
+    }
+    for hook in [&config.hooks.pre_update, &config.hooks.post_update]
+        .into_iter()
+        .flatten()
+    {
+        protected.push(("the hook", hook.clone(), true));
+    }
+    if let Some(package) = &config.signing.root_key_package {
+        protected.push(("the root key package", package.clone(), true));
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(dir) = exe.parent() {
+            let worker = dir.join("handrail-native-worker");
+            if worker.exists() {
+                protected.push(("the native worker", worker, true));
+            }
+        }
+        protected.push(("the runtime's executable", exe, true));
+    }
+    protected
+}
+
+/// Refuses a grant that covers one of the runtime's own files or lies inside one of its
+/// folders. Writing `/`, the whole system, is the exception: a package manager's handler
+/// needs it, and it is granted by name, not by accident.
+fn check_grants(
+    registry: &Registry,
+    protected: &[(&'static str, PathBuf, bool)],
+) -> Result<(), RuntimeError> {
+    let resolved = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
+    let protected: Vec<(&'static str, PathBuf, PathBuf, bool)> = protected
+        .iter()
+        .map(|(what, path, readable)| (*what, path.clone(), resolved(path), *readable))
+        .collect();
+    for registration in registry.iter() {
+        let caps = &registration.capabilities;
+        for (field, grants, write) in [
+            ("capabilities.write", &caps.write, true),
+            ("capabilities.read", &caps.read, false),
+            ("capabilities.run", &caps.run, false),
+        ] {
+            for grant in grants {
+                if write && grant == Path::new("/") {
+                    tracing::debug!(handler = %registration.id, "granted writing the whole file system");
+                    continue;
+                }
+                let granted = resolved(grant);
+                for (what, path, real, readable) in &protected {
+                    if !write && *readable {
+                        continue;
+                    }
+                    if real.starts_with(&granted) || granted.starts_with(real) {
+                        return Err(RuntimeError::GrantCoversRuntime {
+                            id: registration.id.clone(),
+                            field,
+                            grant: grant.clone(),
+                            what,
+                            protected: path.clone(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 struct Inner {
@@ -344,6 +451,7 @@ impl Runtime {
             config: None,
             allow_unsigned: false,
             linked: Vec::new(),
+            protected: Vec::new(),
         }
     }
 
