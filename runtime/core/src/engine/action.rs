@@ -146,7 +146,14 @@ pub(super) async fn run_action(
         InvocationEnd::Returned => {
             let bytes = read_capped(&result_path);
             match bytes {
-                Ok(b) => ResultFile::interpret(action, b.as_deref()),
+                Ok(Ok(b)) => ResultFile::interpret(action, b.as_deref()),
+                // What the handler made in place of a result file is its own fault.
+                Ok(Err(what)) => ResultFile::failure(
+                    ext::RESULT_FILE_MALFORMED,
+                    format!(
+                        "the result file for `{action}` is {what}, not a regular file: a handler writes its result as a file"
+                    ),
+                ),
                 Err(e) => ResultFile::failure(
                     ext::HOST_FAILURE,
                     format!("cannot read result file {}: {e}", result_path.display()),
@@ -180,32 +187,38 @@ pub(super) async fn run_action(
 
 /// Reads a result file, at most one byte past the limit (so size is judged, not trusted).
 /// A symlink is not followed: a handler must not point the runtime at another file.
-fn read_capped(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+/// Reads a result file up to one byte past the limit: `Ok(Ok(None))` when there is
+/// none, `Ok(Err(what))` when the handler made something else in its place (a symbolic
+/// link, which is not followed, a folder, a FIFO), `Err` when the host cannot read it.
+fn read_capped(path: &Path) -> std::io::Result<Result<Option<Vec<u8>>, &'static str>> {
     use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path);
     let file = match file {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-            return Err(std::io::Error::other(
-                "the result file is a symbolic link; refused",
-            ));
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Ok(None)),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Ok(Err("a symbolic link")),
         Err(e) => return Err(e),
     };
-    if !file.metadata()?.is_file() {
-        return Err(std::io::Error::other(
-            "the result file is not a regular file",
-        ));
+    let kind = file.metadata()?.file_type();
+    if !kind.is_file() {
+        return Ok(Err(if kind.is_dir() {
+            "a folder"
+        } else if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_socket() {
+            "a socket"
+        } else {
+            "a device"
+        }));
     }
     let mut buf = Vec::new();
     file.take(MAX_RESULT_FILE_BYTES as u64 + 1)
         .read_to_end(&mut buf)?;
-    Ok(Some(buf))
+    Ok(Ok(Some(buf)))
 }
 
 #[cfg(test)]

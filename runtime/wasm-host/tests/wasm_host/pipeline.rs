@@ -147,14 +147,17 @@ async fn a_symbolic_link_planted_in_the_work_folder_leads_nowhere() {
         "{refused:?}"
     );
 
-    // A link where the result file goes is not followed by the engine either.
-    let failure = agent
-        .refused(json!({"behaviour": "symlink-result"}), ext::HOST_FAILURE)
-        .await;
-    assert!(
-        failure.result_details.contains("symbolic link"),
-        "{failure:#?}"
-    );
+    // A link where the result file goes is not followed by the engine either; like a
+    // folder there, it is the handler's fault, not the host's.
+    for (behaviour, what) in [
+        ("symlink-result", "is a symbolic link, not a regular file"),
+        ("folder-result", "is a folder, not a regular file"),
+    ] {
+        let failure = agent
+            .refused(json!({"behaviour": behaviour}), ext::RESULT_FILE_MALFORMED)
+            .await;
+        assert!(failure.result_details.contains(what), "{failure:#?}");
+    }
 }
 
 #[tokio::test]

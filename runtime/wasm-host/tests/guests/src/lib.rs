@@ -11,6 +11,7 @@
 //! | `write-outside` | writes `handlerProperties.target`, `/tmp`, `/payload` (new and existing files) and above `/work` ([`WRITE_OUTSIDE_REFUSED`]) |
 //! | `symlink-escape` | has `/bin/ln` link `/work/etc` to `/etc`, reads through it, and asks the host to run `cat` on it ([`SYMLINK_REFUSED`]) |
 //! | `symlink-result` | has `/bin/ln` put a link to `/etc/passwd` where its result file goes, and writes no result |
+//! | `folder-result` | makes a folder where its result file goes, and writes no result |
 //! | `huge-result` | writes a result file of [`HUGE_RESULT_BYTES`] itself |
 //! | `not-utf8-result` | writes a result file that is not UTF-8 itself |
 //! | `echo-context` | reports the step context it was given and the payload files' contents |
@@ -219,6 +220,12 @@ pub fn attack_result_file(properties_json: &str, result_file: &str) -> bool {
                 None,
             );
             host::info(&format!("planted the result file link: {planted:?}"));
+            true
+        }
+        Some("folder-result") => {
+            if let Err(e) = std::fs::create_dir(result_file) {
+                host::error(&format!("cannot make the folder: {e}"));
+            }
             true
         }
         _ => false,
