@@ -245,3 +245,56 @@ fn a_grant_that_covers_the_runtimes_own_files_is_refused_naming_the_grant() {
         );
     }
 }
+
+#[test]
+fn a_handler_that_reports_progress_a_million_times_gets_one_line_per_percent() {
+    use sha2::Digest;
+    let device = Device::new();
+    let handlers = device.state.join("handlers");
+    fs::create_dir_all(&handlers).unwrap();
+    fs::write(
+        handlers.join("hostile.wasm"),
+        handrail_test_guest_artifacts::HOSTILE,
+    )
+    .unwrap();
+    let sha256: String = sha2::Sha256::digest(handrail_test_guest_artifacts::HOSTILE)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    fs::write(
+        handlers.join("hostile.toml"),
+        format!(
+            "id = \"test/hostile:1\"\nkind = \"wasm\"\nartifact = \"hostile.wasm\"\nsha256 = \"{sha256}\"\n[limits]\nmemory_mib = 64\n"
+        ),
+    )
+    .unwrap();
+    fs::write(device.payloads.join("a.txt"), "a").unwrap();
+    let manifest = Update::new("contoso", "flood", "1.0")
+        .compatible_with("contoso", "e2e")
+        .step(inline_step(
+            "test/hostile:1",
+            &["a.txt"],
+            serde_json::json!({"behaviour": "progress-flood", "count": 1_000_000}),
+        ))
+        .json()
+        .clone();
+    let run = device.deploy_json(&device.manifest("flood.json", &manifest));
+    assert_eq!(run.code(), Some(0), "{}{}", run.stdout(), run.stderr());
+    let progress: Vec<serde_json::Value> = run
+        .stdout()
+        .lines()
+        .filter(|l| l.contains("\"event\":\"progress\""))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        (1..=101).contains(&progress.len()),
+        "{} progress lines",
+        progress.len()
+    );
+    // Never backwards, and the first report is among them.
+    let done: Vec<u64> = progress
+        .iter()
+        .map(|p| p["done"].as_u64().unwrap())
+        .collect();
+    assert!(done.windows(2).all(|w| w[0] < w[1]), "{done:?}");
+}

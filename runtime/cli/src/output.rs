@@ -83,9 +83,12 @@ impl Output {
         };
         let mut labels: Vec<String> = Vec::new();
         let mut offset = 0;
+        let mut shown = ShownProgress::default();
         while let Some(event) = deployment.next_event().await {
             if self.json {
-                self.print_json(&serde_json::to_value(&event).map_err(Failure::internal)?);
+                if shown.worth_showing(&event) {
+                    self.print_json(&serde_json::to_value(&event).map_err(Failure::internal)?);
+                }
                 continue;
             }
             match &event {
@@ -310,6 +313,36 @@ impl Output {
 }
 
 /// A line above the progress bar, or on stdout when there is no terminal to draw on.
+/// Which progress events are worth a line: a handler may report progress millions of
+/// times, and a log reader needs one line per whole percent of a step's progress (and its
+/// first report), not one per report.
+#[derive(Default)]
+struct ShownProgress {
+    /// The step and the percent last shown.
+    last: Option<(usize, u64)>,
+}
+
+impl ShownProgress {
+    /// True for every event but progress within the percent already shown.
+    fn worth_showing(&mut self, event: &Event) -> bool {
+        let Event::Progress { step, done, total } = event else {
+            self.last = None;
+            return true;
+        };
+        let percent = if *total == 0 {
+            0
+        } else {
+            (u128::from(*done) * 100 / u128::from(*total)).min(100) as u64
+        };
+        let first = self.last.is_none_or(|(s, _)| s != *step);
+        let show = first || self.last != Some((*step, percent));
+        if show {
+            self.last = Some((*step, percent));
+        }
+        show
+    }
+}
+
 fn say(bar: &ProgressBar, line: String) {
     if bar.is_hidden() {
         println!("{line}");

@@ -31,6 +31,20 @@ pub trait InProcessHandler: Send + Sync + 'static {
         context: &StepContext,
         cancel: &CancelToken,
     ) -> Option<ResultFile>;
+
+    /// [`run`](Self::run) for a handler that reports progress: `progress(done, total)`
+    /// as often as it likes (the runtime keeps only the latest report for its readers).
+    /// The default ignores `progress` and calls `run`.
+    fn run_with_progress(
+        &self,
+        action: Action,
+        context: &StepContext,
+        cancel: &CancelToken,
+        progress: &(dyn Fn(u64, u64) + Send + Sync),
+    ) -> Option<ResultFile> {
+        let _ = progress;
+        self.run(action, context, cancel)
+    }
 }
 
 /// Hosts [`InProcessHandler`]s registered with kind `in-process`.
@@ -87,10 +101,10 @@ impl LoadedHandler for Loaded {
                 action,
                 context,
                 cancel,
-                ..
+                progress,
             } = invocation;
             let joined = tokio::task::spawn_blocking(move || {
-                let result = handler.run(action, &context, &cancel);
+                let result = handler.run_with_progress(action, &context, &cancel, &*progress);
                 let cancelled = cancel.is_cancelled() && action != Action::Cancel;
                 (result, context.result_file, cancelled)
             })

@@ -25,7 +25,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::admit::{Admission, AdmitError, AdmitOptions};
@@ -376,7 +375,7 @@ struct Inner {
 /// A running (or resumed) deployment.
 pub struct Deployment {
     id: String,
-    events: mpsc::UnboundedReceiver<Event>,
+    events: engine::events::EventReceiver,
     cancel: CancelToken,
     earlier: bool,
     task: JoinHandle<Result<Report, EngineError>>,
@@ -390,7 +389,7 @@ impl Deployment {
 
     /// A deployment that already ran under the same id: its earlier report.
     fn earlier(report: Report) -> Deployment {
-        let (_, events) = mpsc::unbounded_channel();
+        let events = engine::events::EventReceiver::closed();
         Deployment {
             id: report.deployment.clone(),
             events,
@@ -718,7 +717,7 @@ impl Runtime {
     }
 
     fn spawn(&self, journal: Journal, replay: Replay) -> Deployment {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = engine::events::channel();
         let cancel = CancelToken::new();
         let id = replay.plan.deployment.clone();
         let timed_out = Arc::new(AtomicBool::new(false));
@@ -777,6 +776,89 @@ mod tests {
             },
             limits: Limits::default(),
         }
+    }
+
+    /// Reports progress a million times at install, then succeeds.
+    struct Flood;
+
+    impl crate::in_process::InProcessHandler for Flood {
+        fn describe(&self) -> crate::host::Description {
+            crate::host::Description {
+                id: "test/flood:1".into(),
+                actions: vec![handrail_contract::Action::Install],
+                contract: handrail_contract::CONTRACT_VERSION,
+            }
+        }
+
+        fn run(
+            &self,
+            _: handrail_contract::Action,
+            _: &handrail_contract::StepContext,
+            _: &CancelToken,
+        ) -> Option<handrail_contract::ResultFile> {
+            unreachable!("run_with_progress is called")
+        }
+
+        fn run_with_progress(
+            &self,
+            _: handrail_contract::Action,
+            _: &handrail_contract::StepContext,
+            _: &CancelToken,
+            progress: &(dyn Fn(u64, u64) + Send + Sync),
+        ) -> Option<handrail_contract::ResultFile> {
+            for done in 0..1_000_000 {
+                progress(done, 1_000_000);
+            }
+            Some(handrail_contract::ResultFile::new(
+                handrail_contract::codes::INSTALL_SUCCESS,
+                "flooded",
+            ))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_handler_reporting_progress_a_million_times_to_nobody_leaves_a_few_events_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let payloads = dir.path().join("payloads");
+        std::fs::create_dir_all(&payloads).unwrap();
+        std::fs::write(payloads.join("a.txt"), "a").unwrap();
+        let rt = Runtime::builder(dir.path().join("state"))
+            .allow_unsigned()
+            .in_process(crate::in_process::InProcessHost::new().with(Flood))
+            .open()
+            .unwrap();
+        let manifest = handrail_test_support::manifest::Update::new("test", "flood", "1.0")
+            .step(handrail_test_support::manifest::inline_step(
+                "test/flood:1",
+                &["a.txt"],
+                serde_json::json!({}),
+            ))
+            .to_vec();
+        let mut deployment = rt
+            .deploy(&manifest, &payloads, AdmitOptions::default())
+            .await
+            .unwrap();
+        // Nobody reads the events until the deployment is over.
+        let report = (&mut deployment.task).await.unwrap().unwrap();
+        assert_eq!(report.status, DeploymentStatus::Succeeded, "{report:#?}");
+        let mut events = Vec::new();
+        while let Some(event) = deployment.next_event().await {
+            events.push(event);
+        }
+        let progress: Vec<&Event> = events
+            .iter()
+            .filter(|e| matches!(e, Event::Progress { .. }))
+            .collect();
+        assert_eq!(
+            progress,
+            [&Event::Progress {
+                step: 0,
+                done: 999_999,
+                total: 1_000_000
+            }],
+            "{events:#?}"
+        );
+        assert!(events.len() < 20, "{events:#?}");
     }
 
     fn open_with(state: &Path, config: &str) -> Result<Runtime, RuntimeError> {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use handrail_contract::codes::{self, ext};
 use handrail_contract::{Action, MAX_RESULT_FILE_BYTES, ResultFile, StepContext};
 
-use super::{Context, Event};
+use super::Context;
 use crate::cancel::CancelToken;
 use crate::durable;
 use crate::host::{Invocation, InvocationEnd, LoadedHandler};
@@ -134,11 +134,7 @@ pub(super) async fn run_action(
         },
         progress: Arc::new(move |done, total| {
             if let Some(tx) = &events {
-                let _ = tx.send(Event::Progress {
-                    step: number,
-                    done,
-                    total,
-                });
+                tx.progress(number, done, total);
             }
         }),
     };

@@ -14,6 +14,7 @@
 
 mod action;
 mod around;
+pub(crate) mod events;
 pub mod sequence;
 
 use std::collections::HashMap;
@@ -24,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use handrail_contract::codes::{self, Interruption, ext};
 use handrail_contract::{Action, ResultFile};
 use serde::Serialize;
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::Mutex;
 
 use crate::cancel::CancelToken;
 use crate::clock::now_rfc3339;
@@ -187,7 +188,7 @@ pub(crate) struct Context {
     pub handlers: Arc<HandlerSet>,
     pub installed: InstalledRecords,
     pub history: History,
-    pub events: Option<mpsc::UnboundedSender<Event>>,
+    pub events: Option<events::EventSender>,
     pub cancel: CancelToken,
     pub hooks: HooksConfig,
     /// Set when the deployment's time limit cancelled it.
@@ -197,7 +198,7 @@ pub(crate) struct Context {
 impl Context {
     fn emit(&self, event: Event) {
         if let Some(tx) = &self.events {
-            let _ = tx.send(event);
+            tx.send(event);
         }
     }
 }

@@ -25,6 +25,7 @@
 //! | `run` | runs `handlerProperties.program` with `handlerProperties.args` (sandbox paths where they start with `/`) and `GREETING=hello` plus the pairs of `handlerProperties.env` |
 //! | `wait-for-cancel` | reports progress 0/1, polls `is-cancelled` until it is set, then reports -1 |
 //! | `progress` | reports progress 1/2 and 2/2 and logs a line |
+//! | `progress-flood` | reports progress `count` times (default 5 000 000) as fast as it can |
 //! | `log-flood` | logs 5000 lines and writes 1 MiB to stdout |
 //! | `fd-hog` | opens its payload file again and again, keeping every handle |
 //!
@@ -94,6 +95,17 @@ impl Handler for Hostile {
                     std::thread::sleep(Duration::from_millis(5));
                 }
                 ResultFile::new(codes::FAILURE_CANCELLED, "noticed the cancel")
+            }
+            "progress-flood" => {
+                let count = step
+                    .handler_properties
+                    .get("count")
+                    .and_then(|c| c.as_u64())
+                    .unwrap_or(5_000_000);
+                for done in 0..count {
+                    host::progress(done, count);
+                }
+                ok("flooded")
             }
             "progress" => {
                 host::progress(1, 2);
