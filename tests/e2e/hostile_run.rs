@@ -298,3 +298,59 @@ fn a_handler_that_reports_progress_a_million_times_gets_one_line_per_percent() {
         .collect();
     assert!(done.windows(2).all(|w| w[0] < w[1]), "{done:?}");
 }
+
+#[test]
+fn a_native_handler_runs_under_a_relative_state_directory() {
+    use sha2::Digest;
+    let device = Device::new();
+    let handlers = device.state.join("handlers");
+    fs::create_dir_all(&handlers).unwrap();
+    let library = fs::read(handrail_test_native_guests::C_HOSTILE).unwrap();
+    fs::write(handlers.join("hostile.so"), &library).unwrap();
+    let sha256: String = sha2::Sha256::digest(&library)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    // The artifact relative to its registration, the state directory relative to the
+    // working directory: neither is where the worker runs.
+    fs::write(
+        handlers.join("hostile.toml"),
+        format!("id = \"test/hostile:1\"\nkind = \"native\"\nartifact = \"hostile.so\"\nsha256 = \"{sha256}\"\n"),
+    )
+    .unwrap();
+    fs::write(device.payloads.join("a.txt"), "a").unwrap();
+    let manifest = Update::new("contoso", "native", "1.0")
+        .compatible_with("contoso", "e2e")
+        .step(inline_step(
+            "test/hostile:1",
+            &["a.txt"],
+            serde_json::json!({}),
+        ))
+        .json()
+        .clone();
+    device.manifest("native.json", &manifest);
+    let out = std::process::Command::new(common::handrail_bin())
+        .current_dir(device.tmp.path())
+        .args([
+            "--state-dir",
+            "state",
+            "--allow-unsigned",
+            "deploy",
+            "native.json",
+            "--payloads",
+            "payloads",
+        ])
+        .env(
+            "HANDRAIL_CACHE_DIR",
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("handrail-cache"),
+        )
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(said.contains("succeeded"), "{said}");
+}
