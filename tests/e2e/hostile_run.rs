@@ -354,3 +354,85 @@ fn a_native_handler_runs_under_a_relative_state_directory() {
     assert_eq!(out.status.code(), Some(0), "{said}");
     assert!(said.contains("succeeded"), "{said}");
 }
+
+#[test]
+fn what_a_killed_agents_step_left_running_is_gone_before_resume_runs_the_step_again() {
+    let device = Device::new();
+    device.payload_fixture("device-step.sh");
+    device.payload_fixture("lingering-step.sh");
+    let step = inline_step(
+        "microsoft/script:1",
+        &["lingering-step.sh", "device-step.sh"],
+        serde_json::json!({
+            "scriptFileName": "lingering-step.sh",
+            "arguments": format!("--device {}", device.device.display()),
+            "installedCriteria": "lingering",
+        }),
+    );
+    let manifest = Update::new("contoso", "lingering", "1.0")
+        .compatible_with("contoso", "e2e")
+        .step(step)
+        .json()
+        .clone();
+    let manifest = device.manifest("lingering.json", &manifest);
+    let mut agent = std::process::Command::new(common::handrail_bin())
+        .args([
+            "--state-dir",
+            device.state.to_str().unwrap(),
+            "--allow-unsigned",
+            "deploy",
+        ])
+        .arg(&manifest)
+        .arg("--payloads")
+        .arg(&device.payloads)
+        .env(
+            "HANDRAIL_CACHE_DIR",
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("handrail-cache"),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait (bounded) for the install to have started its program, then kill the agent.
+    let started = device.device.join("install-started");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !started.exists() {
+        assert!(
+            agent.try_wait().unwrap().is_none(),
+            "the agent ended before the install started"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the install never started"
+        );
+        std::thread::yield_now();
+    }
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    let lingering: libc::pid_t = fs::read_to_string(device.device.join("lingering.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        process_running(lingering),
+        "the step's program went with the agent: nothing to prove"
+    );
+
+    let run = device.run(&["resume"]);
+    let still = process_running(lingering);
+    if still {
+        // SAFETY: kill(2) on the process the test's script started.
+        unsafe {
+            libc::kill(lingering, libc::SIGKILL);
+        }
+    }
+    assert_eq!(run.code(), Some(0), "{}{}", run.stdout(), run.stderr());
+    assert!(
+        !still,
+        "the killed agent's program {lingering} outlived the resume"
+    );
+    let log = device.log();
+    assert!(log.iter().any(|l| l == "old-gone"), "{log:?}");
+    assert!(!log.iter().any(|l| l == "old-alive"), "{log:?}");
+}

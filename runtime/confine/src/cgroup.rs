@@ -17,9 +17,11 @@
 //! its own in each of those (`pids.max`, `memory.limit_in_bytes`). Where neither has a
 //! controller, that limit does not hold and the log says so once.
 //!
-//! **Left behind.** A runtime killed outright cannot remove its cgroups. The first
-//! cgroup a runtime makes sweeps those of runtimes that are gone: whatever still runs in
-//! them is killed, and they are removed.
+//! **Left behind.** A runtime killed outright cannot remove its cgroups, and what its
+//! action started may still run. [`sweep_left_behind`] (called when a host starts, so
+//! before a resumed deployment runs anything, and again by the first cgroup a runtime
+//! makes) kills whatever still runs in the cgroups of runtimes that are gone and removes
+//! them: a resumed step never runs beside the previous run's program.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -87,8 +89,7 @@ impl ActionCgroup {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(format!("cannot create {}: {e}", parent.display())),
         }
-        static SWEEP: Once = Once::new();
-        SWEEP.call_once(|| sweep(&parent));
+        sweep_left_behind();
         // A controller can only be handed down where the cgroup above has no processes
         // of its own (or is the root).
         let v2_pids = enable(&base, "pids") && enable(&parent, "pids");
@@ -303,8 +304,18 @@ fn remove_when_empty(dirs: &[PathBuf]) {
     }
 }
 
-/// Kills and removes the cgroups under `parent` (and their cgroup v1 twins) that
-/// runtimes which are gone left behind.
+/// Kills what runs in the cgroups that runtimes which are gone left behind, and removes
+/// them (with their cgroup v1 twins). Runs once per process; does nothing where the
+/// runtime makes no cgroups.
+pub fn sweep_left_behind() {
+    static SWEEP: Once = Once::new();
+    SWEEP.call_once(|| {
+        if let Ok(base) = own_cgroup() {
+            sweep(&base.join(PARENT));
+        }
+    });
+}
+
 fn sweep(parent: &Path) {
     let Ok(entries) = fs::read_dir(parent) else {
         return;

@@ -84,6 +84,8 @@ impl NativeHost {
     /// A host that starts the worker program at `worker` (a build of this crate's
     /// `handrail-native-worker`).
     pub fn new(worker: impl Into<PathBuf>) -> NativeHost {
+        // What a killed runtime's workers left running goes before anything runs again.
+        handrail_confine::cgroup::sweep_left_behind();
         NativeHost {
             worker: Arc::from(worker.into()),
         }

@@ -189,6 +189,8 @@ impl WasmHost {
     /// Without the `compiler` feature nothing is compiled, so nothing is cached and the
     /// folder is neither created nor used.
     pub fn new(cache_dir: PathBuf) -> Result<WasmHost, WasmHostError> {
+        // What a killed runtime's programs left running goes before anything runs again.
+        handrail_confine::cgroup::sweep_left_behind();
         let engine = running_engine()?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
