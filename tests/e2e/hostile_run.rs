@@ -19,6 +19,8 @@ const ATTEMPTS: &[&str] = &[
     "read-agent-environ",
     "plant-registration",
     "tcp-connect",
+    "read-block-device",
+    "write-kernel-log",
     "kill-agent",
     "kill-agent-by-proc",
 ];

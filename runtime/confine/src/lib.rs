@@ -22,7 +22,7 @@
 //!    cannot be made.
 //!
 //! Where the kernel has no Landlock, the registration's
-//! [`LandlockPolicy`](handrail::confinement::LandlockPolicy) decides: `require` (the
+//! [`LandlockPolicy`] decides: `require` (the
 //! default) refuses, `best-effort` starts the process with the rest in force and says
 //! so in the log.
 

@@ -3,14 +3,16 @@
 //!
 //! [`NativeHost`] implements [`HandlerHost`] for [`HandlerKind::Native`]. The library is
 //! never loaded into the runtime. Every call — `describe` at load, then every action —
-//! starts the `handrail-native-worker` program, which
+//! starts the `handrail-native-worker` program through [`handrail_confine`], as every
+//! program a handler runs is started: in a cgroup of its own (`limits.max_processes`,
+//! `limits.process_memory_mib`; killed with everything in it when the call ends), with
+//! every capability dropped but `capabilities.privileges`, `no_new_privs`, **Landlock**
+//! (the step's payload files read-only, the action's work folder read-write,
+//! `capabilities.read`, `capabilities.write`, `capabilities.run`, the library, the
+//! system folders; no TCP unless granted; no signals outside) and seccomp (no kernel
+//! interfaces, no namespaces, no socket of a family `capabilities.sockets` does not
+//! grant), all in force before the worker's first instruction. The worker
 //!
-//! - confines itself with **Landlock** before it loads the library, to the view a
-//!   WebAssembly handler gets: the step's payload files read-only, the action's work
-//!   folder read-write, plus the registration's `capabilities.read` (read-only),
-//!   `capabilities.write` (read-write) and `capabilities.run` (execute), plus read access
-//!   to the library and to the system library folders the dynamic loader needs; TCP is
-//!   denied, and so are signals to processes outside the sandbox;
 //! - sets **rlimits**: address space `limits.memory_mib`, CPU time
 //!   `limits.timeout_secs`, no core dumps;
 //! - re-hashes the library against the registration, loads it, checks the ABI handshake
@@ -27,7 +29,7 @@
 //! | died by a signal (segfault, abort) or `exit()` | `WorkerDied` | `0x34800018` |
 //! | ran past the time limit (or its CPU limit) | `TimedOut` | `0x34800011` |
 //! | was cancelled | `Cancelled` | `0x34800013` |
-//! | refused to load the library (hash, ABI, no Landlock) | `HostFailure` | `0x34800017` |
+//! | refused to load the library (hash, ABI), or could not be confined (no Landlock) | `HostFailure` | `0x34800017` |
 //!
 //! At load the same refusals are a [`LoadError`] (`0x34800014` for every action of the
 //! handler's steps). Where the kernel has no Landlock the host says so and follows the

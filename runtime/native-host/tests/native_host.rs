@@ -499,7 +499,7 @@ async fn a_native_worker_reaches_no_kernel_interface_socket_or_process_past_its_
     }
     assert_eq!(
         install_details(&report),
-        "unshare=EPERM reboot=EPERM packet=EPERM netlink=EPERM udp=EPERM unix=EPERM signal-runtime=EPERM capeff=0"
+        "unshare=EPERM reboot=EPERM packet=EPERM netlink=EPERM udp=EPERM unix=EPERM signal-runtime=EPERM disk=EACCES capeff=0"
     );
     let mut buf = [0u8; 16];
     assert!(

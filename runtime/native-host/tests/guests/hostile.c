@@ -145,7 +145,7 @@ static unsigned long long effective_capabilities(void) {
 static void escape(const char *properties, char *details, size_t size) {
     char port_text[16] = "0", unix_path[sizeof(((struct sockaddr_un *)0)->sun_path)] = "",
          pid_file[1024] = "";
-    int unshared, rebooted, packet, netlink, udp, unix_connect, signalled;
+    int unshared, rebooted, packet, netlink, udp, unix_connect, signalled, disk = ENOENT;
     struct sockaddr_in to = {.sin_family = AF_INET};
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
     int fd;
@@ -176,6 +176,12 @@ static void escape(const char *properties, char *details, size_t size) {
         close(fd);
     }
     signalled = outcome(kill(getppid(), 0));
+    /* The device's disk, read raw: the first block device there is. */
+    {
+        const char *disks[] = {"/dev/vda", "/dev/sda", "/dev/nvme0n1", "/dev/mmcblk0"};
+        for (size_t i = 0; i < sizeof disks / sizeof *disks && disk == ENOENT; i++)
+            if (access(disks[i], F_OK) == 0) disk = try_open(disks[i], O_RDONLY);
+    }
     /* A daemon: a new session, forked twice, its pid written where the test looks. */
     daemon = fork();
     if (daemon == 0) {
@@ -193,10 +199,10 @@ static void escape(const char *properties, char *details, size_t size) {
     if (daemon > 0) waitpid(daemon, NULL, 0);
     for (int i = 0; i < 100000 && access(pid_file, R_OK) != 0; i++) usleep(100);
     snprintf(details, size,
-             "unshare=%s reboot=%s packet=%s netlink=%s udp=%s unix=%s signal-runtime=%s capeff=%llx",
+             "unshare=%s reboot=%s packet=%s netlink=%s udp=%s unix=%s signal-runtime=%s disk=%s capeff=%llx",
              errno_name(unshared), errno_name(rebooted), errno_name(packet),
              errno_name(netlink), errno_name(udp), errno_name(unix_connect),
-             errno_name(signalled), effective_capabilities());
+             errno_name(signalled), errno_name(disk), effective_capabilities());
 }
 
 static const char *describe(void) {

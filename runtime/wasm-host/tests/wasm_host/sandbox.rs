@@ -92,15 +92,26 @@ async fn describe_is_read_at_load() {
 
 #[tokio::test]
 async fn the_guest_sees_nothing_outside_its_sandbox() {
+    // A TCP listener and a UDP socket on one port, for the guest to try.
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    tcp.set_nonblocking(true).unwrap();
+    let port = tcp.local_addr().unwrap().port();
+    let udp = std::net::UdpSocket::bind(("127.0.0.1", port)).unwrap();
+    udp.set_nonblocking(true).unwrap();
     let run = run(
         &PLAIN,
-        json!({"behaviour": "look-around"}),
+        json!({"behaviour": "look-around", "port": port}),
         CancelToken::new(),
     )
     .await;
     assert_eq!(run.end, InvocationEnd::Returned);
     assert_eq!(run.result.result_code, codes::INSTALL_SUCCESS);
     assert_eq!(run.details(), json!([]), "the guest saw something");
+    assert!(tcp.accept().is_err(), "the guest reached the TCP listener");
+    assert!(
+        udp.recv(&mut [0u8; 16]).is_err(),
+        "the guest reached the UDP socket"
+    );
 }
 
 #[tokio::test]

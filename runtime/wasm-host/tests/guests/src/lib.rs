@@ -352,8 +352,25 @@ fn look_around(step: &StepContext) -> ResultFile {
     dot_dot_escape(&mut probe);
     write_outside(&mut probe, step);
     let mut seen = probe.seen;
-    if std::net::TcpStream::connect("127.0.0.1:9").is_ok() {
-        seen.push("opened a socket".into());
+    // `port` names a TCP and a UDP socket of the test's, on 127.0.0.1.
+    let port = step
+        .handler_properties
+        .get("port")
+        .and_then(|p| p.as_u64())
+        .unwrap_or(9);
+    if std::net::TcpStream::connect(("127.0.0.1", port as u16)).is_ok() {
+        seen.push("connected over TCP".into());
+    }
+    if let Ok(udp) = std::net::UdpSocket::bind("127.0.0.1:0") {
+        seen.push("bound a UDP socket".into());
+        if udp.send_to(b"escaped", ("127.0.0.1", port as u16)).is_ok() {
+            seen.push("sent over UDP".into());
+        }
+    }
+    for device in ["/dev/vda", "/dev/sda", "/dev/mem", "/dev/kmsg"] {
+        if std::fs::File::open(device).is_ok() {
+            seen.push(format!("opened {device}"));
+        }
     }
     let env: Vec<(String, String)> = std::env::vars().collect();
     if !env.is_empty() {
