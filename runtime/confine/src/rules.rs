@@ -26,9 +26,11 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use handrail::confinement::SocketFamily;
+use std::sync::OnceLock;
+
 use landlock::{
-    ABI, Access, AccessFs, AccessNet, BitFlags, Ruleset, RulesetAttr, RulesetCreated,
-    RulesetCreatedAttr, Scope, make_bitflags, path_beneath_rules,
+    ABI, Access, AccessFs, AccessNet, BitFlags, PathBeneath, PathFd, Ruleset, RulesetAttr,
+    RulesetCreated, RulesetCreatedAttr, Scope, make_bitflags, path_beneath_rules,
 };
 
 use crate::Grants;
@@ -111,16 +113,63 @@ struct PathBeneathAttr {
     parent_fd: libc::c_int,
 }
 
+/// The rules every confined process gets (the system's folders, `/etc` but for its
+/// secrets, the harmless devices): opened once per runtime, as a few hundred opens per
+/// process start would cost more than the start itself. What appears in `/etc` after
+/// the first start is not readable until the runtime restarts.
+fn base_rules() -> &'static [(PathFd, BitFlags<AccessFs>)] {
+    static BASE: OnceLock<Vec<(PathFd, BitFlags<AccessFs>)>> = OnceLock::new();
+    BASE.get_or_init(|| {
+        let execute: BitFlags<AccessFs> = make_bitflags!(AccessFs::{Execute});
+        let write_device: BitFlags<AccessFs> =
+            make_bitflags!(AccessFs::{ReadFile | WriteFile | Truncate | IoctlDev});
+        let closed: Vec<PathBuf> = ETC_CLOSED.iter().map(PathBuf::from).collect();
+        let (etc_folders, etc_open) = open_except(Path::new("/etc"), &closed);
+        let system = SYSTEM_FOLDERS
+            .iter()
+            .map(|p| (PathBuf::from(p), read() | execute));
+        let etc_open = etc_open.into_iter().map(|p| (p, read()));
+        let etc_folders = etc_folders
+            .into_iter()
+            .map(|p| (p, make_bitflags!(AccessFs::{ReadDir})));
+        let devices = DEVICES_READ_WRITE
+            .iter()
+            .map(|p| (PathBuf::from(p), write_device))
+            .chain(
+                DEVICES_READ
+                    .iter()
+                    .map(|p| (PathBuf::from(p), make_bitflags!(AccessFs::{ReadFile}))),
+            );
+        system
+            .chain(etc_open)
+            .chain(etc_folders)
+            .chain(devices)
+            .filter_map(|(path, access)| {
+                let fd = PathFd::new(&path).ok()?;
+                let is_dir = fs::metadata(&path).map(|m| m.is_dir()).unwrap_or(true);
+                Some((
+                    fd,
+                    if is_dir {
+                        access
+                    } else {
+                        access & file_rights()
+                    },
+                ))
+            })
+            .collect()
+    })
+}
+
+/// The rights that apply to a file (not a folder).
+fn file_rights() -> BitFlags<AccessFs> {
+    AccessFs::from_file(RULES_ABI)
+}
+
 /// The Landlock ruleset of `grants` (its descriptor is `None` where Landlock is missing).
 pub(crate) fn ruleset(grants: &Grants) -> Result<RulesetCreated, landlock::RulesetError> {
     let all = AccessFs::from_all(RULES_ABI);
     let execute: BitFlags<AccessFs> = make_bitflags!(AccessFs::{Execute});
     let read_execute = read() | execute;
-    let write_device: BitFlags<AccessFs> =
-        make_bitflags!(AccessFs::{ReadFile | WriteFile | Truncate | IoctlDev});
-    let system = SYSTEM_FOLDERS.iter().map(PathBuf::from);
-    let closed: Vec<PathBuf> = ETC_CLOSED.iter().map(PathBuf::from).collect();
-    let (etc_folders, etc_open) = open_except(Path::new("/etc"), &closed);
     let mut ruleset = Ruleset::default().handle_access(all)?;
     if !grants.sockets.contains(&SocketFamily::Ip) {
         ruleset = ruleset.handle_access(AccessNet::from_all(RULES_ABI))?;
@@ -128,16 +177,13 @@ pub(crate) fn ruleset(grants: &Grants) -> Result<RulesetCreated, landlock::Rules
     ruleset
         .scope(Scope::from_all(RULES_ABI))?
         .create()?
-        .add_rules(path_beneath_rules(
-            system.chain(grants.run.iter().cloned()),
-            read_execute,
-        ))?
+        .add_rules(
+            base_rules()
+                .iter()
+                .map(|(fd, access)| Ok::<_, landlock::RulesetError>(PathBeneath::new(fd, *access))),
+        )?
+        .add_rules(path_beneath_rules(grants.run, read_execute))?
         .add_rules(path_beneath_rules(grants.payload, read_execute))?
-        .add_rules(path_beneath_rules(etc_open, read()))?
-        .add_rules(path_beneath_rules(
-            etc_folders,
-            make_bitflags!(AccessFs::{ReadDir}),
-        ))?
         .add_rules(path_beneath_rules(grants.read, read()))?
         .add_rules(path_beneath_rules(
             grants
@@ -145,11 +191,6 @@ pub(crate) fn ruleset(grants: &Grants) -> Result<RulesetCreated, landlock::Rules
                 .into_iter()
                 .chain(grants.write.iter().map(PathBuf::as_path)),
             all,
-        ))?
-        .add_rules(path_beneath_rules(DEVICES_READ_WRITE, write_device))?
-        .add_rules(path_beneath_rules(
-            DEVICES_READ,
-            make_bitflags!(AccessFs::{ReadFile}),
         ))
 }
 

@@ -15,7 +15,10 @@
 //!    and result files bare, which the floor leaves out;
 //! 5. **hashing**: sha256 of a 1 GiB payload, Handrail's streaming hash against
 //!    `sha256sum` on the same (cached) file;
-//! 6. **memory**: peak RSS of `handrail deploy` (the real binary) for 10 and 1,000 steps.
+//! 6. **memory**: peak RSS of `handrail deploy` (the real binary) for 10 and 1,000 steps;
+//! 7. **confinement**: starting `/bin/true` bare against starting it as every handler
+//!    process starts (capabilities, `no_new_privs`, Landlock, seccomp, a cgroup of its
+//!    own), and a no-op native call with its worker started bare against confined.
 //!
 //! Every figure is a median; ratios compare medians. Run it with `scripts/bench.sh`
 //! (which builds the `handrail` binary and the native worker beside this one); naming
@@ -235,6 +238,49 @@ async fn main() -> Result<()> {
             );
         }
     }
+    if sections.contains(&Section::Confinement) {
+        let launches = bench.launches().await?;
+        println!();
+        println!(
+            "{:<40} {:>14} {:>12}",
+            "7. starting a process", "per start", "vs bare"
+        );
+        for (what, time, base) in [
+            ("fork/exec of /bin/true, bare", launches.bare, launches.bare),
+            (
+                "the same, forked for a pre-exec hook",
+                launches.hooked,
+                launches.bare,
+            ),
+            (
+                "confined, without a cgroup",
+                launches.confined_without_cgroup,
+                launches.bare,
+            ),
+            (
+                "confined, in a cgroup (as run)",
+                launches.confined,
+                launches.bare,
+            ),
+            (
+                "native call, worker started bare",
+                launches.native_bare,
+                launches.native_bare,
+            ),
+            (
+                "native call, worker confined",
+                launches.native_confined,
+                launches.native_bare,
+            ),
+        ] {
+            println!(
+                "{:<40} {:>14} {:>12}",
+                what,
+                show(time),
+                format!("{:.2}x", ratio(time, base))
+            );
+        }
+    }
     Ok(())
 }
 
@@ -248,16 +294,18 @@ enum Section {
     Durability,
     Hashing,
     Memory,
+    Confinement,
 }
 
 impl Section {
-    const ALL: [(&'static str, Section); 6] = [
+    const ALL: [(&'static str, Section); 7] = [
         ("load", Section::Load),
         ("call", Section::Call),
         ("step", Section::Step),
         ("durability", Section::Durability),
         ("hashing", Section::Hashing),
         ("memory", Section::Memory),
+        ("confinement", Section::Confinement),
     ];
 
     fn chosen(args: impl Iterator<Item = String>) -> Result<Vec<Section>> {

@@ -88,6 +88,24 @@ pub struct Durability {
     pub creations: Duration,
 }
 
+/// Starting a process, bare and confined, and a native call, bare and confined.
+pub struct Launches {
+    /// fork/exec of `/bin/true`, waited for.
+    pub bare: Duration,
+    /// The same with a hook between fork and exec that does nothing: a plain `fork`
+    /// where the bare start may use `posix_spawn`.
+    pub hooked: Duration,
+    /// The same with capabilities, `no_new_privs`, Landlock and seccomp, no cgroup.
+    pub confined_without_cgroup: Duration,
+    /// The same in a cgroup of its own, killed and removed after: how every handler
+    /// process starts.
+    pub confined: Duration,
+    /// A no-op native `install`: its worker started bare, request in, report out.
+    pub native_bare: Duration,
+    /// The same through the native host: the worker confined.
+    pub native_confined: Duration,
+}
+
 /// Hashing the same file both ways.
 pub struct Hashing {
     pub handrail: Duration,
@@ -228,6 +246,109 @@ impl Bench {
             sandbox: sandbox.median(),
             wasm: wasm_calls.median(),
             native: native_calls.median(),
+        })
+    }
+
+    /// Starting `/bin/true` bare and confined, and a no-op native call with its worker
+    /// bare and confined, round by round.
+    pub async fn launches(&self) -> Result<Launches> {
+        use handrail::confinement::LandlockPolicy;
+        use handrail_confine::{ActionCgroup, CgroupLimits, Confinement, Grants};
+        let program = fs::canonicalize("/bin/true")?;
+        let work = self.dir.join("launches");
+        fs::create_dir_all(&work)?;
+        let run = [program.clone()];
+        let payload = [self.payloads.clone()];
+        let grants = Grants {
+            payload: &payload,
+            work: Some(&work),
+            read: &[],
+            write: &[],
+            run: &run,
+            sockets: &[],
+            privileges: &[],
+        };
+        let limits = CgroupLimits {
+            max_processes: 256,
+            memory_bytes: 1 << 30,
+        };
+        let native_host = NativeHost::beside_current_exe()?;
+        let native = native_host.load(&self.noop_native).await?;
+        let worker = std::env::current_exe()?
+            .parent()
+            .ok_or("no folder")?
+            .join("handrail-native-worker");
+        let mut native_confined = Caller::new(&self.dir.join("launch-native"));
+        let mut native_bare = Caller::new(&self.dir.join("launch-native-bare"));
+        let (mut bare, mut hooked, mut without_cgroup, mut confined) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let status = |ok: bool, what: &str| -> Result<()> {
+            if ok {
+                Ok(())
+            } else {
+                Err(format!("{what}: /bin/true failed").into())
+            }
+        };
+        for round in 0..CALLS {
+            let started = Instant::now();
+            let ok = tokio::process::Command::new(&program)
+                .current_dir(&work)
+                .env_clear()
+                .status()
+                .await?
+                .success();
+            bare.push(started.elapsed());
+            status(ok, "bare")?;
+
+            let started = Instant::now();
+            let mut command = tokio::process::Command::new(&program);
+            command.current_dir(&work).env_clear();
+            // SAFETY: the hook does nothing.
+            unsafe {
+                command.pre_exec(|| Ok(()));
+            }
+            let ok = command.status().await?.success();
+            hooked.push(started.elapsed());
+            status(ok, "hooked")?;
+
+            let started = Instant::now();
+            let mut command = tokio::process::Command::new(&program);
+            command.current_dir(&work).env_clear();
+            handrail_confine::confine(
+                &mut command,
+                Confinement::prepare(&grants, LandlockPolicy::Require)?,
+                None,
+            );
+            let ok = command.status().await?.success();
+            without_cgroup.push(started.elapsed());
+            status(ok, "confined without a cgroup")?;
+
+            let started = Instant::now();
+            let mut cgroup = ActionCgroup::create(limits)?;
+            let mut command = tokio::process::Command::new(&program);
+            command.current_dir(&work).env_clear();
+            handrail_confine::confine(
+                &mut command,
+                Confinement::prepare(&grants, LandlockPolicy::Require)?,
+                Some(&cgroup),
+            );
+            let ok = command.status().await?.success();
+            cgroup.kill_and_remove().await?;
+            confined.push(started.elapsed());
+            status(ok, "confined")?;
+
+            if round % (CALLS / NATIVE_CALLS) == 0 {
+                native_confined.invoke(native.as_ref()).await?;
+                native_bare.bare_worker(&worker, &self.noop_native).await?;
+            }
+        }
+        Ok(Launches {
+            bare: median(bare),
+            hooked: median(hooked),
+            confined_without_cgroup: median(without_cgroup),
+            confined: median(confined),
+            native_bare: native_bare.median(),
+            native_confined: native_confined.median(),
         })
     }
 
@@ -507,6 +628,47 @@ impl Caller {
         let written = ResultFile::interpret(Action::Install, fs::read(&result).ok().as_deref());
         if written.result_code != codes::INSTALL_SUCCESS {
             return Err(format!("the no-op install reported {written:?}").into());
+        }
+        Ok(())
+    }
+
+    /// One no-op `install` through the native worker started bare (no cgroup, no
+    /// capability drop, no Landlock, no seccomp): the request written to it, its report
+    /// and the result file read.
+    async fn bare_worker(&mut self, worker: &Path, registration: &Registration) -> Result<()> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let context = self.next_context()?;
+        let result = PathBuf::from(&context.result_file);
+        let request = serde_json::json!({
+            "library": registration.artifact,
+            "sha256": registration.sha256,
+            "call": {"action": {"action": "install", "context": context}},
+            "limits": {"memory_mib": registration.limits.memory_mib, "cpu_secs": 600},
+        });
+        let request = serde_json::to_vec(&request)?;
+        let started = Instant::now();
+        let mut child = tokio::process::Command::new(worker)
+            .env_clear()
+            .current_dir(&context.work_folder)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let mut stdin = child.stdin.take().ok_or("no stdin")?;
+        stdin.write_all(&request).await?;
+        drop(stdin);
+        let mut report = String::new();
+        child
+            .stdout
+            .take()
+            .ok_or("no stdout")?
+            .read_to_string(&mut report)
+            .await?;
+        child.wait().await?;
+        self.times.push(started.elapsed());
+        let written = ResultFile::interpret(Action::Install, fs::read(&result).ok().as_deref());
+        if !report.contains("returned") || written.result_code != codes::INSTALL_SUCCESS {
+            return Err(format!("the bare worker reported {report}: {written:?}").into());
         }
         Ok(())
     }
