@@ -43,7 +43,7 @@ fn final_state(device: &Device) -> (Value, Vec<String>, Vec<String>) {
     let mut landed: Vec<String> = std::fs::read_dir(&device.device)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n != "log")
+        .filter(|n| n != "log" && n != "hung")
         .collect();
     landed.sort();
     (summary, installed, landed)
@@ -134,4 +134,172 @@ fn resume_after_sigkill_at_every_journal_point_matches_an_uninterrupted_run() {
         );
         point += 1;
     }
+}
+
+/// Two script steps whose first one hangs once in `window` (see `window-step.sh`), with
+/// `codes` for its device-step answers.
+fn window_manifest(device: &Device, window: &str, codes: &str) -> std::path::PathBuf {
+    device.payload_fixture("device-step.sh");
+    device.payload_fixture("window-step.sh");
+    let step = |criteria: &str, script: &str, extra: &str| {
+        let mut step = handrail_test_support::manifest::inline_step(
+            "microsoft/script:1",
+            &[script, "device-step.sh"][..if script == "device-step.sh" { 1 } else { 2 }],
+            serde_json::json!({
+                "scriptFileName": script,
+                "arguments": format!("--device {}{extra}", device.device.display()),
+                "installedCriteria": criteria,
+            }),
+        );
+        step["description"] = criteria.into();
+        step
+    };
+    let codes = if codes.is_empty() {
+        String::new()
+    } else {
+        format!(" --codes {codes}")
+    };
+    let manifest = handrail_test_support::manifest::Update::new("contoso", "window", "1.0")
+        .compatible_with("contoso", "e2e")
+        .step(step(
+            "first",
+            "window-step.sh",
+            &format!(" --hang-at {window}{codes}"),
+        ))
+        .step(step("second", "device-step.sh", ""))
+        .json()
+        .clone();
+    device.manifest("window.json", &manifest)
+}
+
+/// Runs `handrail <args…>` until the step hangs in its window, then kills it.
+fn kill_in_window(device: &Device, args: &[&str]) {
+    let mut agent = std::process::Command::new(common::handrail_bin())
+        .args([
+            "--state-dir",
+            device.state.to_str().unwrap(),
+            "--allow-unsigned",
+        ])
+        .args(args)
+        .env(
+            "HANDRAIL_CACHE_DIR",
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("handrail-cache"),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let hung = device.device.join("hung");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !hung.exists() {
+        assert!(
+            agent.try_wait().unwrap().is_none(),
+            "the agent ended before the step reached its window"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the window never came"
+        );
+        std::thread::yield_now();
+    }
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+}
+
+#[test]
+fn a_kill_after_a_step_changed_the_device_ends_as_an_uninterrupted_run() {
+    for window in ["install", "apply"] {
+        let reference = Device::new();
+        let manifest = window_manifest(&reference, "none", "");
+        let payloads = reference.payloads.to_str().unwrap().to_owned();
+        let run = reference.run(&[
+            "deploy",
+            manifest.to_str().unwrap(),
+            "--payloads",
+            &payloads,
+        ]);
+        assert_eq!(run.code(), Some(0), "{}", run.stderr());
+        let expected = final_state(&reference);
+
+        let device = Device::new();
+        let manifest = window_manifest(&device, window, "");
+        let payloads = device.payloads.to_str().unwrap().to_owned();
+        kill_in_window(
+            &device,
+            &[
+                "deploy",
+                manifest.to_str().unwrap(),
+                "--payloads",
+                &payloads,
+            ],
+        );
+        let resumed = device.run(&["resume"]);
+        assert_eq!(resumed.code(), Some(0), "{window}: {}", resumed.stderr());
+        // Succeeded and recorded installed, as without the kill — not "already installed".
+        assert_eq!(
+            final_state(&device),
+            expected,
+            "{window}: {:?}",
+            device.log()
+        );
+        if window == "apply" {
+            // What ran is what an uninterrupted run runs: the killed apply had finished
+            // its work, and is not run again.
+            assert_eq!(
+                installs(&device),
+                installs(&reference),
+                "{:?}",
+                device.log()
+            );
+        }
+    }
+}
+
+#[test]
+fn a_kill_while_is_installed_verifies_the_reboot_ends_as_an_uninterrupted_run() {
+    let reference = Device::new();
+    let manifest = window_manifest(&reference, "none", "apply=706");
+    let payloads = reference.payloads.to_str().unwrap().to_owned();
+    let run = reference.run(&[
+        "deploy",
+        manifest.to_str().unwrap(),
+        "--payloads",
+        &payloads,
+    ]);
+    assert_eq!(
+        run.code(),
+        Some(3),
+        "waits for the reboot: {}",
+        run.stderr()
+    );
+    let run = reference.run(&["resume"]);
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    let expected = final_state(&reference);
+
+    let device = Device::new();
+    let manifest = window_manifest(&device, "verify", "apply=706");
+    let payloads = device.payloads.to_str().unwrap().to_owned();
+    let run = device.run(&[
+        "deploy",
+        manifest.to_str().unwrap(),
+        "--payloads",
+        &payloads,
+    ]);
+    assert_eq!(
+        run.code(),
+        Some(3),
+        "waits for the reboot: {}",
+        run.stderr()
+    );
+    // After the reboot, the agent is killed while is-installed verifies the update.
+    kill_in_window(&device, &["resume"]);
+    let resumed = device.run(&["resume"]);
+    assert_eq!(resumed.code(), Some(0), "{}", resumed.stderr());
+    assert_eq!(final_state(&device), expected, "{:?}", device.log());
+    assert_eq!(
+        installs(&device),
+        installs(&reference),
+        "{:?}",
+        device.log()
+    );
 }

@@ -12,7 +12,11 @@
 //! Because the next move depends only on the step's recorded events in its phase, a
 //! live run and a run resumed from the journal after a crash take the same path; an
 //! action that was interrupted by a crash is re-run after `is-installed` confirms the
-//! step is not already installed.
+//! step is not already installed. When `is-installed` answers installed after a crash
+//! interrupted the step's `install` or `apply`, the change is this deployment's own (the
+//! action got far enough before the crash): the step goes on as if that action had
+//! succeeded, so it ends as an uninterrupted run would — succeeded, recorded installed,
+//! in the rollback set — not as "already installed".
 
 use handrail_contract::codes::{self, Interruption};
 use handrail_contract::{Action, ResultFile};
@@ -122,6 +126,11 @@ fn asked_for_restart(events: &[StepEvent]) -> Option<Interruption> {
 /// True when an `is-installed` run now would verify a reboot or restart: the step asked
 /// for one, was resumed after it, and no crash interrupted an action since.
 pub fn verifies(events: &[StepEvent]) -> bool {
+    // A verification that a crash interrupted is still one when it runs again.
+    let mut events = events;
+    while let Some((StepEvent::Interrupted(Action::IsInstalled), before)) = events.split_last() {
+        events = before;
+    }
     if matches!(events.last(), Some(StepEvent::Interrupted(_))) {
         return false;
     }
@@ -206,15 +215,24 @@ pub fn next_move(events: &[StepEvent], phase: Phase, supports: &dyn Fn(Action) -
             }
         }
         Action::IsInstalled => {
+            let interrupted = evs.len().checked_sub(2).and_then(|i| match evs[i] {
+                StepEvent::Interrupted(u) => Some(*u),
+                _ => None,
+            });
             if result.result_code == codes::IS_INSTALLED_INSTALLED {
-                Move::Finish(StepOutcome::AlreadyInstalled)
+                match interrupted {
+                    // The interrupted install or apply made the change: go on from it.
+                    Some(u @ (Action::Install | Action::Apply)) => {
+                        forward(phase, Some(u), events, supports)
+                    }
+                    _ => Move::Finish(StepOutcome::AlreadyInstalled),
+                }
             } else if result.result_code == codes::FAILURE_CANCELLED {
                 after_failure(action, &evs, supports)
-            } else if let Some(StepEvent::Interrupted(u)) = evs.len().checked_sub(2).map(|i| evs[i])
-            {
+            } else if let Some(u) = interrupted {
                 // A re-check after a crash: the step is not installed, so re-run the
                 // action the crash interrupted.
-                Move::Run(*u)
+                Move::Run(u)
             } else {
                 // Not installed — or `is-installed` failed, which ADU's agent also takes
                 // as "not installed".
@@ -351,6 +369,52 @@ mod tests {
     }
 
     #[test]
+    fn installed_after_a_crash_in_install_or_apply_goes_on_as_if_the_action_succeeded() {
+        let interrupted = |a| {
+            vec![
+                done(Action::IsInstalled, 901),
+                done(Action::Backup, 1000),
+                done(Action::Install, 600),
+                StepEvent::Interrupted(a),
+                done(Action::IsInstalled, 900),
+            ]
+        };
+        assert_eq!(
+            next_move(&interrupted(Action::Apply), Phase::Install, &all),
+            Move::Finish(StepOutcome::Succeeded)
+        );
+        // No finished install before an interrupted install.
+        let mut evs = interrupted(Action::Install);
+        evs.remove(2);
+        assert_eq!(
+            next_move(&evs, Phase::Install, &all),
+            Move::Run(Action::Apply)
+        );
+        // A download or backup changes nothing on the device: installed is installed.
+        let evs = [
+            StepEvent::Interrupted(Action::Download),
+            done(Action::IsInstalled, 900),
+        ];
+        assert_eq!(
+            next_move(&evs, Phase::Download, &all),
+            Move::Finish(StepOutcome::AlreadyInstalled)
+        );
+        // A verification after a reboot that a crash interrupted is still a verification.
+        let evs = [
+            done(Action::IsInstalled, 901),
+            done(Action::Install, 600),
+            done(Action::Apply, codes::APPLY_REQUIRED_REBOOT),
+            StepEvent::Resumed,
+            StepEvent::Interrupted(Action::IsInstalled),
+            done(Action::IsInstalled, 900),
+        ];
+        assert_eq!(
+            next_move(&evs, Phase::Install, &all),
+            Move::Finish(StepOutcome::Succeeded)
+        );
+    }
+
+    #[test]
     fn a_failed_is_installed_counts_as_not_installed() {
         let evs = [done(Action::IsInstalled, 0)];
         assert_eq!(
@@ -432,9 +496,15 @@ mod tests {
             assert_eq!(next_move(&evs, phase, &all), Move::Run(Action::IsInstalled));
             let mut installed = evs.clone();
             installed.push(done(Action::IsInstalled, 900));
+            // An interrupted download changed nothing: installed before. An interrupted
+            // install made the change: on as if it had succeeded.
             assert_eq!(
                 next_move(&installed, phase, &all),
-                Move::Finish(StepOutcome::AlreadyInstalled)
+                if phase == Phase::Download {
+                    Move::Finish(StepOutcome::AlreadyInstalled)
+                } else {
+                    then
+                }
             );
             let mut not = evs.clone();
             not.push(done(Action::IsInstalled, 901));
