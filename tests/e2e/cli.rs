@@ -1299,3 +1299,28 @@ fn damaged_installed_records_are_named_by_every_command() {
     assert_eq!(fs::read_to_string(&log).unwrap(), text, "nothing appended");
     assert!(!device.log().iter().any(|l| l.starts_with("rec-2")));
 }
+
+#[test]
+fn a_manifest_path_that_is_a_fifo_or_a_device_is_refused_at_once() {
+    let device = Device::new();
+    let fifo = device.tmp.path().join("manifest.fifo");
+    let name = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo(3) with a valid path.
+    assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+    let payloads = device.payloads.to_str().unwrap().to_owned();
+    for path in [fifo.to_str().unwrap(), "/dev/zero"] {
+        for args in [
+            vec!["validate", path],
+            vec!["deploy", path, "--payloads", &payloads],
+        ] {
+            let run = device.run(&args);
+            assert_eq!(run.code(), Some(2), "{args:?}: {}", run.stderr());
+            assert!(
+                run.stderr()
+                    .contains(&format!("cannot read {path}: not a regular file")),
+                "{}",
+                run.stderr()
+            );
+        }
+    }
+}

@@ -16,13 +16,19 @@
 //! | payload file | its `sizeInBytes` and sha256, checked while staging |
 //! | quarantined payloads | [`admit::MAX_QUARANTINED`](crate::admit::MAX_QUARANTINED) deployments |
 
-use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
 
-/// Reads the regular file `path`, refusing one larger than `limit` bytes.
+/// Reads the regular file `path`, refusing one larger than `limit` bytes and anything
+/// that is not a regular file (a FIFO or a device is refused without waiting on it).
 pub fn read(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
-    let file = File::open(path)?;
+    use std::os::unix::fs::OpenOptionsExt;
+    // Non-blocking, so that opening a FIFO nobody writes does not wait; a regular file
+    // reads the same either way.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
     let meta = file.metadata()?;
     if !meta.is_file() {
         return Err(io::Error::new(
@@ -57,6 +63,19 @@ pub fn read_to_string(path: &Path, limit: u64) -> io::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fifo_or_a_device_is_refused_without_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let name = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo(3) with a valid path.
+        assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+        for path in [fifo.as_path(), Path::new("/dev/zero")] {
+            let e = read(path, 1024).unwrap_err();
+            assert_eq!(e.to_string(), "not a regular file", "{}", path.display());
+        }
+    }
 
     #[test]
     fn large_files_and_non_files_are_refused() {
