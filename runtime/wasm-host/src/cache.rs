@@ -8,8 +8,12 @@
 //! sha256 and by the engine's compatibility hash
 //! ([`Engine::precompile_compatibility_hash`]: wasmtime version, target, settings), so an
 //! upgrade or a configuration change misses instead of loading incompatible code. Entries
-//! are written atomically (temporary file, fsync, rename). Deserialising an entry trusts
-//! the cache folder: it must be writable only by the runtime.
+//! are written atomically (temporary file, fsync, rename), and each begins with the
+//! sha256 of the machine code after it: an entry is checked against it before wasmtime
+//! sees a byte, so a damaged entry (a flipped bit on the disk, a torn write) is compiled
+//! again — with a warning naming the file — instead of being mapped and executed.
+//! Deserialising an entry still trusts the cache folder (it must be writable only by the
+//! runtime): the digest finds damage, not a forger.
 //!
 //! Without the `compiler` feature there is nothing to compile, hence no disk cache: a
 //! `.wasm` component is refused and precompiled artifacts load directly.
@@ -149,6 +153,10 @@ impl ComponentCache {
     }
 }
 
+/// The length of the sha256 that begins a cache entry.
+#[cfg(feature = "compiler")]
+const DIGEST_BYTES: usize = 32;
+
 /// The compiled components on disk, one file per artifact and engine configuration.
 #[cfg(feature = "compiler")]
 struct DiskCache {
@@ -184,7 +192,9 @@ impl DiskCache {
     }
 
     fn entry_path(&self, sha256: &str) -> PathBuf {
-        self.dir.join(format!("{sha256}-{}.cwasm", self.engine_key))
+        // `v2`: entries that begin with the digest of their code.
+        self.dir
+            .join(format!("{sha256}-{}.v2.cwasm", self.engine_key))
     }
 
     fn read(&self, engine: &Engine, sha256: &str) -> Option<Component> {
@@ -192,16 +202,27 @@ impl DiskCache {
         if !entry.is_file() {
             return None;
         }
-        // SAFETY: the file was written by `write` below from a component this engine
-        // configuration compiled (the engine key is part of its name), in a folder only
-        // the runtime writes to. wasmtime still checks the header and rejects files of
-        // another version or configuration, which we treat as a miss.
-        match unsafe { Component::deserialize_file(engine, &entry) } {
+        let unusable = |why: String| {
+            tracing::warn!(cache = %entry.display(), "ignoring a damaged compiled-handler cache entry ({why}); compiling the handler again");
+            None
+        };
+        let bytes = match fs::read(&entry) {
+            Ok(bytes) => bytes,
+            Err(e) => return unusable(e.to_string()),
+        };
+        let Some((digest, code)) = bytes.split_at_checked(DIGEST_BYTES) else {
+            return unusable("shorter than its digest".into());
+        };
+        if Sha256::digest(code).as_slice() != digest {
+            return unusable("its machine code does not match its digest".into());
+        }
+        // SAFETY: the code is, byte for byte, what `write` below serialised from a
+        // component this engine configuration compiled (the engine key is part of the
+        // name), in a folder only the runtime writes to. wasmtime still checks the header
+        // and rejects code of another version or configuration, which we treat as a miss.
+        match unsafe { Component::deserialize(engine, code) } {
             Ok(component) => Some(component),
-            Err(e) => {
-                tracing::warn!(cache = %entry.display(), "ignoring an unusable compiled-handler cache entry: {e}");
-                None
-            }
+            Err(e) => unusable(e.to_string()),
         }
     }
 
@@ -209,6 +230,7 @@ impl DiskCache {
         use std::io::Write;
         let bytes = component.serialize().map_err(std::io::Error::other)?;
         let mut file = tempfile::NamedTempFile::new_in(&self.dir)?;
+        file.write_all(&Sha256::digest(&bytes))?;
         file.write_all(&bytes)?;
         file.as_file().sync_all()?;
         file.persist(self.entry_path(sha256)).map_err(|e| e.error)?;
@@ -219,6 +241,39 @@ impl DiskCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every one of a hundred one-byte flips across an entry is found before wasmtime
+    /// sees the code.
+    #[cfg(feature = "compiler")]
+    #[test]
+    fn a_flipped_byte_anywhere_in_an_entry_is_found_before_it_is_mapped() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::new(&crate::engine_config()).unwrap();
+        let disk = DiskCache::new(&engine, dir.path().to_owned()).unwrap();
+        let component = Component::new(&engine, handrail_test_guest_artifacts::HOSTILE).unwrap();
+        disk.write(&component, "hostile").unwrap();
+        assert!(
+            disk.read(&engine, "hostile").is_some(),
+            "a good entry loads"
+        );
+        let entry = disk.entry_path("hostile");
+        let good = fs::read(&entry).unwrap();
+        let len = good.len();
+        for offset in (0..40)
+            .chain((1..60).map(|i| i * len / 60))
+            .chain([len - 1])
+        {
+            let mut bad = good.clone();
+            bad[offset] ^= 0x01;
+            fs::write(&entry, &bad).unwrap();
+            assert!(
+                disk.read(&engine, "hostile").is_none(),
+                "offset {offset} of {len}"
+            );
+        }
+        fs::write(&entry, &good[..DIGEST_BYTES - 1]).unwrap();
+        assert!(disk.read(&engine, "hostile").is_none(), "a torn entry");
+    }
 
     /// The same test in both builds: a `.wasm` component is compiled with the compiler
     /// and refused, with the advice, without it.

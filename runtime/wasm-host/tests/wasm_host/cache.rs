@@ -60,6 +60,40 @@ async fn a_damaged_cache_entry_is_recompiled() {
 }
 
 #[tokio::test]
+async fn a_flipped_byte_anywhere_in_a_cache_entry_is_compiled_again_never_executed() {
+    let scratch = Scratch::new();
+    let cache = scratch.path("cache");
+    let registration = scratch.hostile(&PLAIN);
+    let host = WasmHost::new(cache.clone()).unwrap();
+    host.load(&registration).await.unwrap();
+    let entry = host.cache_entry(&registration.sha256);
+    let good = fs::read(&entry).unwrap();
+    // In its digest, in wasmtime's header, in the code (the unit tests of the cache
+    // flip a hundred more offsets without compiling again each time).
+    let len = good.len();
+    let offsets = [5, 40, len / 2];
+    for offset in offsets {
+        let mut bad = good.clone();
+        bad[offset] ^= 0x5a;
+        fs::write(&entry, &bad).unwrap();
+        // A new host (a restarted agent) must not run the damaged code.
+        let fresh = WasmHost::new(cache.clone()).unwrap();
+        let handler = fresh.load(&registration).await.unwrap();
+        assert_eq!(handler.description().id, HOSTILE_ID);
+        assert_eq!(
+            fresh.cache_stats(),
+            CacheStats {
+                compiles: 1,
+                ..CacheStats::default()
+            },
+            "offset {offset} of {len}"
+        );
+        // The entry was written again, whole.
+        assert_eq!(fs::read(&entry).unwrap(), good, "offset {offset}");
+    }
+}
+
+#[tokio::test]
 async fn bad_artifacts_are_refused_with_the_reason() {
     let scratch = Scratch::new();
     let host = WasmHost::new(scratch.path("cache")).unwrap();
