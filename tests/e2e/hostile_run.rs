@@ -438,3 +438,143 @@ fn what_a_killed_agents_step_left_running_is_gone_before_resume_runs_the_step_ag
     assert!(log.iter().any(|l| l == "old-gone"), "{log:?}");
     assert!(!log.iter().any(|l| l == "old-alive"), "{log:?}");
 }
+
+/// Registers the hostile guest in `device`'s state directory with `limits`.
+fn register_hostile(device: &Device, limits: &str) {
+    use sha2::Digest;
+    let handlers = device.state.join("handlers");
+    fs::create_dir_all(&handlers).unwrap();
+    fs::write(
+        handlers.join("hostile.wasm"),
+        handrail_test_guest_artifacts::HOSTILE,
+    )
+    .unwrap();
+    let sha256: String = sha2::Sha256::digest(handrail_test_guest_artifacts::HOSTILE)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    fs::write(
+        handlers.join("hostile.toml"),
+        format!(
+            "id = \"test/hostile:1\"\nkind = \"wasm\"\nartifact = \"hostile.wasm\"\nsha256 = \"{sha256}\"\n[limits]\nmemory_mib = 64\n{limits}"
+        ),
+    )
+    .unwrap();
+}
+
+/// A one-step manifest of the hostile guest doing `properties`, named `name`.
+fn hostile_manifest(
+    device: &Device,
+    name: &str,
+    properties: serde_json::Value,
+) -> std::path::PathBuf {
+    fs::write(device.payloads.join("a.txt"), "a").unwrap();
+    let manifest = Update::new("contoso", name, "1.0")
+        .compatible_with("contoso", "e2e")
+        .step(inline_step("test/hostile:1", &["a.txt"], properties))
+        .json()
+        .clone();
+    device.manifest(&format!("{name}.json"), &manifest)
+}
+
+/// Runs `run` and checks the deployment failed at step 0 with the disk budget's code,
+/// naming `why`.
+fn failed_on_its_disk_budget(run: &common::Run, why: &str) {
+    assert_eq!(run.code(), Some(1), "{}{}", run.stdout(), run.stderr());
+    let report = run.last_json();
+    assert_eq!(report["status"], "failed", "{report}");
+    assert_eq!(
+        report["failure"]["extendedResultCodeHex"], "0x34800023",
+        "{report}"
+    );
+    let details = report["failure"]["resultDetails"].as_str().unwrap();
+    assert!(details.contains(why), "{details}");
+}
+
+#[test]
+fn a_handler_that_fills_its_work_folder_is_stopped_at_its_budget_and_the_next_update_runs() {
+    let device = Device::new();
+    register_hostile(&device, "disk_mib = 8\n");
+    let fill = hostile_manifest(
+        &device,
+        "fill",
+        serde_json::json!({"behaviour": "fill-work", "mib": 512}),
+    );
+    let run = device.deploy_json(&fill);
+    failed_on_its_disk_budget(&run, "limits.disk_mib");
+    // Its work folder went with the deployment, and the device takes the next update.
+    assert!(
+        !device.state.join("deployments").exists()
+            || fs::read_dir(device.state.join("deployments"))
+                .unwrap()
+                .next()
+                .is_none()
+    );
+    let next = hostile_manifest(&device, "next", serde_json::json!({"behaviour": "ok"}));
+    let run = device.deploy_json(&next);
+    assert_eq!(run.code(), Some(0), "{}{}", run.stdout(), run.stderr());
+}
+
+/// A file system of its own, mounted for the test and unmounted after.
+struct SmallFileSystem(std::path::PathBuf);
+
+impl SmallFileSystem {
+    fn mount(at: &std::path::Path, mib: u64) -> SmallFileSystem {
+        fs::create_dir_all(at).unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(at)
+            .status()
+            .expect("mount runs");
+        assert!(
+            status.success(),
+            "mount a {mib} MiB tmpfs at {}",
+            at.display()
+        );
+        SmallFileSystem(at.to_owned())
+    }
+}
+
+impl Drop for SmallFileSystem {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_handler_that_fills_the_state_file_system_is_stopped_and_the_device_takes_the_next_update() {
+    let device = Device::new();
+    // The state directory on a 48 MiB file system of its own, which the handler fills.
+    let _small = SmallFileSystem::mount(&device.state, 48);
+    device.write_config(&device.state.join("config.toml"), "");
+    register_hostile(&device, "");
+    let fill = hostile_manifest(
+        &device,
+        "fill",
+        serde_json::json!({"behaviour": "fill-work"}),
+    );
+    let run = device.deploy_json(&fill);
+    failed_on_its_disk_budget(&run, "reserve_mib");
+    // The agent recorded the failure, freed the space, and is not stuck.
+    let status = device.run(&["--json", "status"]);
+    assert_eq!(status.code(), Some(0), "{}", status.stderr());
+    assert!(
+        status.last_json()["current"].is_null(),
+        "{}",
+        status.stdout()
+    );
+    let health = device.run(&["health"]);
+    assert_eq!(
+        health.code(),
+        Some(0),
+        "{}{}",
+        health.stdout(),
+        health.stderr()
+    );
+    let next = hostile_manifest(&device, "next", serde_json::json!({"behaviour": "ok"}));
+    let run = device.deploy_json(&next);
+    assert_eq!(run.code(), Some(0), "{}{}", run.stdout(), run.stderr());
+}

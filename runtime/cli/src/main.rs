@@ -592,7 +592,7 @@ fn registry_of_busy(cli: &Cli) -> Result<Registry, Failure> {
 
 /// The bytes of a manifest or envelope the user named: one that cannot be read — not a
 /// regular file (a FIFO, a device), or larger than an envelope may be — is bad input.
-fn read_input(path: &PathBuf) -> Result<Vec<u8>, Failure> {
+fn read_input(path: &Path) -> Result<Vec<u8>, Failure> {
     handrail::limits::read(path, handrail::manifest::MAX_DOCUMENT_BYTES as u64)
         .map_err(|e| Failure::bad_input(anyhow::anyhow!("cannot read {}: {e}", path.display())))
 }

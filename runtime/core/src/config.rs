@@ -104,6 +104,9 @@ pub struct DeploymentConfig {
     pub require_file_hashes: bool,
     /// Whole-deployment time limit in seconds (0 = none).
     pub timeout_secs: u64,
+    /// MiB the state directory's file system keeps free for the runtime's records while
+    /// an action runs: an action that takes the free space under it is stopped.
+    pub reserve_mib: u64,
 }
 
 impl Default for DeploymentConfig {
@@ -113,6 +116,7 @@ impl Default for DeploymentConfig {
             disk_space_factor: 3.0,
             require_file_hashes: false,
             timeout_secs: 0,
+            reserve_mib: 16,
         }
     }
 }

@@ -104,6 +104,10 @@ pub struct Limits {
     /// everything it starts, or a native handler's worker with its programs.
     #[serde(default = "Limits::default_process_memory_mib")]
     pub process_memory_mib: u64,
+    /// Most MiB one action's work folder may hold; past it the runtime stops the action
+    /// (`0x34800023`).
+    #[serde(default = "Limits::default_disk_mib")]
+    pub disk_mib: u64,
 }
 
 impl Limits {
@@ -122,6 +126,9 @@ impl Limits {
     fn default_process_memory_mib() -> u64 {
         1024
     }
+    fn default_disk_mib() -> u64 {
+        1024
+    }
 }
 
 impl Default for Limits {
@@ -132,6 +139,7 @@ impl Default for Limits {
             cancel_grace_secs: Self::default_cancel_grace_secs(),
             max_processes: Self::default_max_processes(),
             process_memory_mib: Self::default_process_memory_mib(),
+            disk_mib: Self::default_disk_mib(),
         }
     }
 }

@@ -717,6 +717,8 @@ impl Runtime {
     }
 
     fn spawn(&self, journal: Journal, replay: Replay) -> Deployment {
+        let reserve_file = self.inner.state.root().join("reserve");
+        engine::disk::keep_reserve_file(&reserve_file);
         let (tx, rx) = engine::events::channel();
         let cancel = CancelToken::new();
         let id = replay.plan.deployment.clone();
@@ -728,6 +730,13 @@ impl Runtime {
             events: Some(tx),
             cancel: cancel.clone(),
             hooks: self.inner.config.hooks.clone(),
+            reserve_bytes: self
+                .inner
+                .config
+                .deployment
+                .reserve_mib
+                .saturating_mul(1024 * 1024),
+            reserve_file,
             timed_out: timed_out.clone(),
         };
         let limit = self.inner.config.deployment.timeout_secs;

@@ -489,6 +489,10 @@ pub mod ext {
     /// After the reboot or restart it asked for, the step's update is not running
     /// (`is-installed` answered 901).
     pub const NOT_RUNNING_AFTER_RESTART: ExtendedCode = rt(0x22);
+    /// The action went over its disk budget: its work folder held more than the
+    /// registration's `limits.disk_mib`, or the state directory's file system fell under
+    /// the space the runtime keeps for its records; the runtime stopped it.
+    pub const DISK_BUDGET: ExtendedCode = rt(0x23);
 }
 
 #[cfg(test)]

@@ -113,6 +113,48 @@ pub(super) async fn run_action(
     }
     let events = cx.events.clone();
     let number = step.number;
+    let registration = cx.handlers.registry().get(&step.handler);
+    // The action's own token: the deployment's cancel reaches it (but for the handler's
+    // own cancel action, which the same cancel must not stop), and so does its disk
+    // budget's watchdog.
+    let action_cancel = CancelToken::new();
+    let forward = (action != Action::Cancel).then(|| {
+        let (deployment, action) = (cx.cancel.clone(), action_cancel.clone());
+        tokio::spawn(async move {
+            deployment.cancelled().await;
+            action.cancel();
+        })
+    });
+    let limit = registration
+        .map_or(crate::registry::Limits::default().disk_mib, |r| {
+            r.limits.disk_mib
+        })
+        .saturating_mul(1024 * 1024);
+    // The actions that undo (restore, cancel) run after a failure, perhaps one of this
+    // very budget: they may add the budget to what the folder holds, and are not held to
+    // the reserve, so that the rollback can still run.
+    let recovering = matches!(action, Action::Restore | Action::Cancel);
+    let budget = super::disk::Budget {
+        work: work.to_owned(),
+        work_bytes: if recovering {
+            limit.saturating_add(super::disk::used_bytes(work, u64::MAX))
+        } else {
+            limit
+        },
+        reserve_bytes: if recovering { 0 } else { cx.reserve_bytes },
+    };
+    let budget_again = budget.clone();
+    let exceeded = Arc::new(std::sync::Mutex::new(None));
+    let watchdog = {
+        let (exceeded, action) = (exceeded.clone(), action_cancel.clone());
+        tokio::spawn(async move {
+            let how = super::disk::watch(budget).await;
+            *exceeded
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(how);
+            action.cancel();
+        })
+    };
     let invocation = Invocation {
         action,
         context: step_context(
@@ -126,19 +168,34 @@ pub(super) async fn run_action(
             work,
             &result_path,
         ),
-        // The handler's own cancel action must not be cancelled by the same token.
-        cancel: if action == Action::Cancel {
-            CancelToken::new()
-        } else {
-            cx.cancel.clone()
-        },
+        cancel: action_cancel.clone(),
         progress: Arc::new(move |done, total| {
             if let Some(tx) = &events {
                 tx.progress(number, done, total);
             }
         }),
     };
-    match handler.invoke(invocation).await {
+    let budget = budget_again;
+    let end = handler.invoke(invocation).await;
+    watchdog.abort();
+    if let Some(forward) = forward {
+        forward.abort();
+    }
+    let over = exceeded
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take()
+        // What the handler did in its last moments, faster than the watchdog looks.
+        .or_else(|| super::disk::check(&budget, true));
+    if let Some(how) = over {
+        tracing::warn!(step = number, %action, "stopped: {how}");
+        if matches!(how, super::disk::Exceeded::Reserve { .. }) {
+            // The journal must record this end: give it the space kept for it.
+            let _ = std::fs::remove_file(&cx.reserve_file);
+        }
+        return ResultFile::failure(ext::DISK_BUDGET, format!("`{action}` was stopped: {how}"));
+    }
+    match end {
         InvocationEnd::Returned => {
             let bytes = read_capped(&result_path);
             match bytes {

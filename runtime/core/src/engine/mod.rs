@@ -14,6 +14,7 @@
 
 mod action;
 mod around;
+pub(crate) mod disk;
 pub(crate) mod events;
 pub mod sequence;
 
@@ -191,6 +192,10 @@ pub(crate) struct Context {
     pub events: Option<events::EventSender>,
     pub cancel: CancelToken,
     pub hooks: HooksConfig,
+    /// Bytes the state directory's file system keeps free while an action runs.
+    pub reserve_bytes: u64,
+    /// The file whose blocks are kept for the journal (see `disk::RESERVE_FILE_BYTES`).
+    pub reserve_file: std::path::PathBuf,
     /// Set when the deployment's time limit cancelled it.
     pub timed_out: Arc<AtomicBool>,
 }
@@ -294,7 +299,8 @@ pub(crate) async fn execute(
 /// Records a finished deployment in history and retires its journal and files.
 fn finalize(cx: &Context, journal_path: &Path, replay: &Replay) -> Result<Report, EngineError> {
     let report = replay.report();
-    cx.history.append(&report)?;
+    // The deployment's folder goes first: the report comes from the journal alone, and a
+    // file system its work folders filled has the space back for the history entry.
     let dir = &replay.plan.deployment_dir;
     if dir.exists() {
         std::fs::remove_dir_all(dir).map_err(|source| StateError::Io {
@@ -302,6 +308,7 @@ fn finalize(cx: &Context, journal_path: &Path, replay: &Replay) -> Result<Report
             source,
         })?;
     }
+    cx.history.append(&report)?;
     durable::remove_file(journal_path).map_err(|source| StateError::Io {
         path: journal_path.to_owned(),
         source,

@@ -25,6 +25,7 @@
 //! | `run` | runs `handlerProperties.program` with `handlerProperties.args` (sandbox paths where they start with `/`) and `GREETING=hello` plus the pairs of `handlerProperties.env` |
 //! | `wait-for-cancel` | reports progress 0/1, polls `is-cancelled` until it is set, then reports -1 |
 //! | `progress` | reports progress 1/2 and 2/2 and logs a line |
+//! | `fill-work` | writes 1 MiB blocks into `/work/fill` until `mib` (default 4096) or an error |
 //! | `progress-flood` | reports progress `count` times (default 5 000 000) as fast as it can |
 //! | `log-flood` | logs 5000 lines and writes 1 MiB to stdout |
 //! | `fd-hog` | opens its payload file again and again, keeping every handle |
@@ -95,6 +96,24 @@ impl Handler for Hostile {
                     std::thread::sleep(Duration::from_millis(5));
                 }
                 ResultFile::new(codes::FAILURE_CANCELLED, "noticed the cancel")
+            }
+            "fill-work" => {
+                use std::io::Write;
+                let mib = step
+                    .handler_properties
+                    .get("mib")
+                    .and_then(|c| c.as_u64())
+                    .unwrap_or(4096);
+                let block = vec![0x5au8; 1024 * 1024];
+                let mut written = 0;
+                let outcome = std::fs::File::create("/work/fill").and_then(|mut file| {
+                    while written < mib {
+                        file.write_all(&block)?;
+                        written += 1;
+                    }
+                    Ok(())
+                });
+                ok(&format!("wrote {written} MiB: {outcome:?}"))
             }
             "progress-flood" => {
                 let count = step
