@@ -303,3 +303,66 @@ fn a_kill_while_is_installed_verifies_the_reboot_ends_as_an_uninterrupted_run() 
         device.log()
     );
 }
+
+#[test]
+fn an_action_the_agent_crashes_in_every_time_fails_after_its_bound_instead_of_looping() {
+    let device = Device::new();
+    device.write_config(
+        &device.state.join("config.toml"),
+        "[deployment]\nmax_interrupted_runs = 2\n",
+    );
+    let manifest = window_manifest(&device, "install-always", "");
+    let payloads = device.payloads.to_str().unwrap().to_owned();
+    let hung = device.device.join("hung");
+    // The deployment and the first resume are killed in the install; so would every
+    // resume be, without the bound.
+    kill_in_window(
+        &device,
+        &[
+            "deploy",
+            manifest.to_str().unwrap(),
+            "--payloads",
+            &payloads,
+        ],
+    );
+    std::fs::remove_file(&hung).unwrap();
+    kill_in_window(&device, &["resume"]);
+    let resumed = device.run(&["--json", "resume"]);
+    assert_eq!(
+        resumed.code(),
+        Some(1),
+        "{}{}",
+        resumed.stdout(),
+        resumed.stderr()
+    );
+    let report = resumed.last_json();
+    assert_eq!(report["status"], "failed", "{report}");
+    assert_eq!(
+        report["failure"]["extendedResultCodeHex"], "0x34800024",
+        "{report}"
+    );
+    assert!(
+        report["failure"]["resultDetails"]
+            .as_str()
+            .unwrap()
+            .contains("interrupted by a crash 2 times"),
+        "{report}"
+    );
+    // The step's install did not start a third time, and the device takes updates.
+    let installs = device
+        .log()
+        .iter()
+        .filter(|l| l.as_str() == "first install")
+        .count();
+    assert_eq!(
+        installs, 0,
+        "the hanging install never reached device-step.sh"
+    );
+    assert!(
+        !std::fs::read_dir(&device.device)
+            .unwrap()
+            .any(|e| e.unwrap().file_name() == "first")
+    );
+    let status = device.run(&["--json", "status"]).last_json();
+    assert!(status["current"].is_null(), "{status}");
+}

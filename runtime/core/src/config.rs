@@ -12,6 +12,8 @@
 //! disk_space_factor = 3         # free space needed = payload size × this factor
 //! require_file_hashes = false   # refuse payload files the manifest gives no hash for
 //! timeout_secs = 0              # whole-deployment limit; 0 = none
+//! reserve_mib = 16              # free space an action may not take from the state file system
+//! max_interrupted_runs = 5      # crashes an action may meet before it is not run again
 //!
 //! [hooks]                       # run around every deployment; root-owned, not group/other-writable
 //! pre_update = "/etc/handrail/hooks/pre-update"
@@ -107,6 +109,10 @@ pub struct DeploymentConfig {
     /// MiB the state directory's file system keeps free for the runtime's records while
     /// an action runs: an action that takes the free space under it is stopped.
     pub reserve_mib: u64,
+    /// How many times one action of a step may be interrupted by a crash (each resume
+    /// runs it again) before it fails instead (`0x34800024`): an update that crashes
+    /// the agent every time must not loop forever.
+    pub max_interrupted_runs: u32,
 }
 
 impl Default for DeploymentConfig {
@@ -117,6 +123,7 @@ impl Default for DeploymentConfig {
             require_file_hashes: false,
             timeout_secs: 0,
             reserve_mib: 16,
+            max_interrupted_runs: 5,
         }
     }
 }

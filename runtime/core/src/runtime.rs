@@ -737,6 +737,7 @@ impl Runtime {
                 .reserve_mib
                 .saturating_mul(1024 * 1024),
             reserve_file,
+            max_interrupted_runs: self.inner.config.deployment.max_interrupted_runs,
             timed_out: timed_out.clone(),
         };
         let limit = self.inner.config.deployment.timeout_secs;

@@ -441,6 +441,8 @@ impl fmt::Display for ExtendedCode {
 /// | `0x34800020` | payload file missing for the step |
 /// | `0x34800021` | no component matched the step |
 /// | `0x34800022` | the update is not running after the reboot or restart it asked for |
+/// | `0x34800023` | the action went over its disk budget (`limits.disk_mib`, `[deployment] reserve_mib`) and was stopped |
+/// | `0x34800024` | the action was interrupted by a crash `[deployment] max_interrupted_runs` times and is not run again |
 pub mod ext {
     use super::{COMPONENT_RUNTIME, ExtendedCode, FACILITY_STEP_HANDLER};
 
@@ -493,6 +495,9 @@ pub mod ext {
     /// registration's `limits.disk_mib`, or the state directory's file system fell under
     /// the space the runtime keeps for its records; the runtime stopped it.
     pub const DISK_BUDGET: ExtendedCode = rt(0x23);
+    /// The action was interrupted by a crash (the agent killed, the power cut) as many
+    /// times in a row as `[deployment] max_interrupted_runs` allows; it is not run again.
+    pub const INTERRUPTED_TOO_OFTEN: ExtendedCode = rt(0x24);
 }
 
 #[cfg(test)]

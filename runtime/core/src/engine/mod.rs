@@ -34,7 +34,7 @@ use crate::config::{FailurePolicy, HooksConfig};
 use crate::durable;
 use crate::hooks::HookKind;
 use crate::host::{HandlerHost, LoadedHandler};
-use crate::journal::{Journal, JournalError, Record, Replay};
+use crate::journal::{Journal, JournalError, Record, Replay, StepEvent};
 use crate::plan::PlannedStep;
 use crate::registry::Registry;
 use crate::report::{DeploymentStatus, Report, StepOutcome};
@@ -196,6 +196,8 @@ pub(crate) struct Context {
     pub reserve_bytes: u64,
     /// The file whose blocks are kept for the journal (see `disk::RESERVE_FILE_BYTES`).
     pub reserve_file: std::path::PathBuf,
+    /// `[deployment] max_interrupted_runs`.
+    pub max_interrupted_runs: u32,
     /// Set when the deployment's time limit cancelled it.
     pub timed_out: Arc<AtomicBool>,
 }
@@ -533,10 +535,24 @@ async fn journaled_action(
 ) -> Result<ResultFile, EngineError> {
     let cancelled_before =
         cx.cancel.is_cancelled() && !matches!(action, Action::Restore | Action::Cancel);
+    // Each crash during the action left one `Interrupted` of it among the step's events.
+    let interrupted = replay.steps[i]
+        .events
+        .iter()
+        .filter(|e| matches!(e, StepEvent::Interrupted(a) if *a == action))
+        .count();
     record(journal, replay, Record::ActionStarted { step: i, action })?;
     cx.emit(Event::ActionStarted { step: i, action });
     let step = &replay.plan.steps[i];
-    let result = if cancelled_before {
+    let result = if interrupted >= cx.max_interrupted_runs as usize {
+        ResultFile::failure(
+            ext::INTERRUPTED_TOO_OFTEN,
+            format!(
+                "`{action}` was interrupted by a crash {interrupted} times (the agent was killed or the power cut while it ran); it is not run again ([deployment] max_interrupted_runs = {})",
+                cx.max_interrupted_runs
+            ),
+        )
+    } else if cancelled_before {
         ResultFile {
             result_code: codes::FAILURE_CANCELLED,
             extended_result_code: ext::CANCELLED.value(),
