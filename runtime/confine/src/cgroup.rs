@@ -196,8 +196,10 @@ impl ActionCgroup {
     }
 
     /// Kills everything in the cgroup, waits until it is empty (up to a bound) and
-    /// removes it. `Err` says what is left.
-    pub async fn kill_and_remove(&mut self) -> Result<(), String> {
+    /// removes it. Returns how many processes were still in it when it was called (what
+    /// the process left behind, once it has exited); `Err` says what is left.
+    pub async fn kill_and_remove(&mut self) -> Result<usize, String> {
+        let alive = self.pids().len();
         kill(&self.dir);
         let until = Instant::now() + EMPTY_WITHIN;
         while populated(&self.dir) {
@@ -217,7 +219,9 @@ impl ActionCgroup {
         for group in &self.v1 {
             let _ = fs::remove_dir(&group.dir);
         }
-        fs::remove_dir(&self.dir).map_err(|e| format!("cannot remove {}: {e}", self.dir.display()))
+        fs::remove_dir(&self.dir)
+            .map_err(|e| format!("cannot remove {}: {e}", self.dir.display()))?;
+        Ok(alive)
     }
 }
 

@@ -281,6 +281,38 @@ pub fn confine(
 /// `CAP_SETPCAP`: lowering the bounding set needs it.
 const CAP_SETPCAP: u32 = 8;
 
+/// Processes each handler left running once its program or worker had exited, which
+/// the runtime then killed, by handler id (see [`left_behind`]).
+static LEFT_BEHIND: std::sync::Mutex<BTreeMap<String, u64>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
+/// Counts `count` processes that `handler`'s program or worker left running when it
+/// exited (the runtime killed them), and says so in the log.
+pub fn note_left_behind(handler: &str, count: usize) {
+    if count == 0 {
+        return;
+    }
+    tracing::warn!(
+        handler,
+        "{count} processes were still running when the handler's program ended; they were killed with its cgroup"
+    );
+    let mut left = LEFT_BEHIND
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    *left.entry(handler.to_owned()).or_default() += count as u64;
+}
+
+/// How many processes `handler`'s programs and workers have left running in this
+/// process's life (for the conformance kit, which fails a handler that leaves any).
+pub fn left_behind(handler: &str) -> u64 {
+    LEFT_BEHIND
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(handler)
+        .copied()
+        .unwrap_or(0)
+}
+
 /// `_LINUX_CAPABILITY_VERSION_3`: 64-bit capability sets in two structs.
 const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 

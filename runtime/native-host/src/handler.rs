@@ -67,6 +67,7 @@ impl NativeHandler {
         };
         let request = handler.request(Call::Describe, DESCRIBE_TIMEOUT.as_secs());
         let finished = process::run(
+            &handler.id,
             &handler.worker,
             &request,
             handler.confinement(None)?,
@@ -193,6 +194,7 @@ impl NativeHandler {
         );
         let timeout = Duration::from_secs(self.limits.timeout_secs);
         let finished = match process::run(
+            &self.id,
             &self.worker,
             &request,
             confinement,

@@ -93,7 +93,12 @@ impl Drop for GroupKill {
 /// Runs the worker `program` on `request` in `cwd`, confined by `confinement` in a cgroup
 /// of its own with `limits`, until it exits, `timeout` passes or `cancel` fires. Errors
 /// are failures to start it. Whatever the worker started is killed with it.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one call's whole set-up; a struct would only rename the arguments"
+)]
 pub(crate) async fn run(
+    handler: &str,
     program: &Path,
     request: &Request,
     confinement: Confinement,
@@ -154,10 +159,15 @@ pub(crate) async fn run(
     };
     // Whatever the worker started goes with it.
     group.kill();
-    if let Some(cgroup) = cgroup.as_mut()
-        && let Err(e) = cgroup.kill_and_remove().await
-    {
-        tracing::warn!("{e}");
+    if let Some(cgroup) = cgroup.as_mut() {
+        match cgroup.kill_and_remove().await {
+            // What outlived a worker that exited by itself is the handler's doing.
+            Ok(left) if matches!(stop, Stop::Exited(_)) => {
+                handrail_confine::note_left_behind(handler, left);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("{e}"),
+        }
     }
     if !matches!(stop, Stop::Exited(_)) {
         let _ = child.wait().await;

@@ -26,6 +26,10 @@ fn main() {
             "../broken/non-deterministic/Cargo.toml",
         ),
         ("BROKEN_BAD_DESCRIBE", "../broken/bad-describe/Cargo.toml"),
+        (
+            "BROKEN_LEAVES_PROCESS",
+            "../broken/leaves-process/Cargo.toml",
+        ),
         ("HANDLER_TEMPLATE", "../../../sdk/template/Cargo.toml"),
     ] {
         let wasm = handrail_guest_build::build(manifest, sources);

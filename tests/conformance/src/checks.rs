@@ -122,7 +122,7 @@ impl Check {
                 "a handler sees its payload read-only and its work folder read-write; its result file must be a regular file and nothing beside its work folder may change"
             }
             Check::Limits => {
-                "a realistic step must finish under the registration's time and memory limits, or it fails on every device with those limits"
+                "a realistic step must finish under the registration's time and memory limits, or it fails on every device with those limits, and what it starts must end with it: no process left running once its programs have exited"
             }
             Check::Deterministic => {
                 "the same step on the same device must give the same result codes, so a failure can be reproduced and a retry means something"

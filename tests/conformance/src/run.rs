@@ -33,6 +33,8 @@ struct Seen {
     no_payload: Vec<Outcome>,
     malformed: Vec<Outcome>,
     sandbox_changes: Vec<String>,
+    /// Processes the handler's programs or worker left running when they had exited.
+    left_behind: u64,
 }
 
 struct CancelRun {
@@ -62,6 +64,7 @@ pub(crate) async fn check(bench: &Bench, profile: &Profile) -> Vec<CheckResult> 
         description: &description,
     };
     let before = bench.snapshot();
+    let left_before = handrail_confine::left_behind(&description.id);
     let seen = Seen {
         lifecycle: runs.lifecycle().await,
         lifecycle_again: runs.lifecycle().await,
@@ -70,9 +73,11 @@ pub(crate) async fn check(bench: &Bench, profile: &Profile) -> Vec<CheckResult> 
         no_payload: runs.each(Step::NoPayload, false).await,
         malformed: runs.each(Step::MalformedProperties, true).await,
         sandbox_changes: Vec::new(),
+        left_behind: 0,
     };
     let after = bench.snapshot();
     let mut seen = seen;
+    seen.left_behind = handrail_confine::left_behind(&description.id) - left_before;
     for (path, fingerprint) in &before {
         match after.get(path) {
             None => seen
@@ -507,7 +512,7 @@ fn sandbox(seen: &Seen) -> Judged {
 }
 
 fn limits(seen: &Seen) -> Judged {
-    let problems = seen
+    let mut problems: Vec<String> = seen
         .every()
         .filter(|o| {
             matches!(
@@ -517,6 +522,12 @@ fn limits(seen: &Seen) -> Judged {
         })
         .map(|o| format!("`{}` ended {:?} after {:?}", o.action, o.end, o.elapsed))
         .collect();
+    if seen.left_behind > 0 {
+        problems.push(format!(
+            "its programs left {} processes running once they had exited (the runtime killed them; on a device without cgroups they would live on)",
+            seen.left_behind
+        ));
+    }
     (verdict_of(problems), Vec::new())
 }
 

@@ -215,6 +215,22 @@ fn a_non_deterministic_handler_fails_only_the_determinism_check() {
 }
 
 #[test]
+fn a_handler_whose_programs_leave_processes_running_fails_only_the_limits_check() {
+    let mut reg = Kit::from_path(Path::new(guests::LEAVES_PROCESS))
+        .unwrap()
+        .registration()
+        .clone();
+    reg.capabilities.run = vec!["/bin/sh".into()];
+    let report = kit(reg, None).run().unwrap();
+    assert_eq!(failed(&report), ["HC-011"].into(), "{}", report.to_human());
+    assert!(
+        report.to_human().contains("left") && report.to_human().contains("processes running"),
+        "{}",
+        report.to_human()
+    );
+}
+
+#[test]
 fn a_bad_describe_fails_only_the_describe_check() {
     let report = broken(guests::BAD_DESCRIBE, "");
     assert_eq!(failed(&report), ["HC-001"].into(), "{}", report.to_human());

@@ -62,6 +62,8 @@ pub(crate) struct RunScope {
 
 /// What a registration lets the programs its handler runs do.
 pub(crate) struct ProgramGrants {
+    /// The handler's id.
+    pub(crate) handler: String,
     /// `capabilities.run`: the programs.
     pub(crate) run: Vec<PathBuf>,
     /// `capabilities.read`.
@@ -83,6 +85,7 @@ impl ProgramGrants {
     pub(crate) fn of(registration: &Registration) -> Result<ProgramGrants, String> {
         let capabilities = &registration.capabilities;
         Ok(ProgramGrants {
+            handler: registration.id.clone(),
             run: capabilities.run.clone(),
             read: capabilities.read.clone(),
             write: capabilities.write.clone(),
@@ -221,10 +224,16 @@ impl RunScope {
         };
         // Whatever the program started goes with it, however it ended.
         group.kill();
-        if let Some(cgroup) = cgroup.as_mut()
-            && let Err(e) = cgroup.kill_and_remove().await
-        {
-            tracing::warn!(program = %request.program, "{e}");
+        if let Some(cgroup) = cgroup.as_mut() {
+            match cgroup.kill_and_remove().await {
+                // What outlived a program that exited by itself is its own doing; what
+                // a time limit or a cancel stopped is not.
+                Ok(left) if stopped.is_ok() => {
+                    handrail_confine::note_left_behind(&self.programs.handler, left);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(program = %request.program, "{e}"),
+            }
         }
         let status = match stopped {
             Ok(status) => status,

@@ -14,5 +14,7 @@ pub const LYING_IS_INSTALLED: &str = env!("HANDRAIL_BROKEN_LYING_IS_INSTALLED_WA
 pub const NON_DETERMINISTIC: &str = env!("HANDRAIL_BROKEN_NON_DETERMINISTIC_WASM");
 /// `bad-describe`: describes itself with an id that is not `vendor/name:major`.
 pub const BAD_DESCRIBE: &str = env!("HANDRAIL_BROKEN_BAD_DESCRIBE_WASM");
+/// `broken/leaves-process:1`: its install leaves a `sleep` running (needs `/bin/sh`).
+pub const LEAVES_PROCESS: &str = env!("HANDRAIL_BROKEN_LEAVES_PROCESS_WASM");
 /// `vendor/template:1`, the template `handrail new-handler` copies.
 pub const TEMPLATE: &str = env!("HANDRAIL_HANDLER_TEMPLATE_WASM");
