@@ -106,4 +106,25 @@ fn new_handler_copies_the_template_under_the_new_id() {
         "contoso/camera:1",
     ]);
     assert_eq!(again.code(), Some(2), "{}", again.stderr());
+
+    // The hint is the command that works: where cargo puts the component, and the kit
+    // finds the crate's conform.toml from there. (The template's own build stands in
+    // for the new crate's.)
+    let said = format!("{}{}", run.stdout(), run.stderr());
+    let built = "target/wasm32-wasip2/release/contoso_camera.wasm";
+    assert!(
+        said.contains(&format!("handrail conform {built}")),
+        "{said}"
+    );
+    let artifact = dir.join(built);
+    fs::create_dir_all(artifact.parent().unwrap()).unwrap();
+    fs::copy(handrail_conformance_guests::TEMPLATE, &artifact).unwrap();
+    let conform = dev.run(&["conform", artifact.to_str().unwrap()]);
+    assert_eq!(
+        conform.code(),
+        Some(0),
+        "{}{}",
+        conform.stdout(),
+        conform.stderr()
+    );
 }

@@ -95,13 +95,25 @@ fn bad_input(message: String) -> anyhow::Error {
     anyhow::Error::msg(message)
 }
 
-/// The template's files, renamed for `id`: (path in the crate, contents).
-fn template_for(id: &str, sdk: &Path) -> [(&'static str, String); 3] {
+/// The crate name of a new handler for `id`.
+fn crate_name(id: &str) -> String {
     let (vendor, rest) = id.split_once('/').unwrap_or(("vendor", id));
     let name = rest.rsplit_once(':').map_or(rest, |(name, _)| name);
-    let crate_name = format!("{vendor}-{name}")
+    format!("{vendor}-{name}")
         .to_ascii_lowercase()
-        .replace('.', "-");
+        .replace('.', "-")
+}
+
+/// Where cargo puts the component of the crate `new_handler` wrote for `id`, relative
+/// to the crate.
+pub fn built_artifact(id: &str) -> PathBuf {
+    Path::new("target/wasm32-wasip2/release")
+        .join(format!("{}.wasm", crate_name(id).replace('-', "_")))
+}
+
+/// The template's files, renamed for `id`: (path in the crate, contents).
+fn template_for(id: &str, sdk: &Path) -> [(&'static str, String); 3] {
+    let crate_name = crate_name(id);
     let artifact = format!("{}.wasm", crate_name.replace('-', "_"));
     let sdk_dependency = format!(
         "handrail-sdk = {{ path = {:?} }}",

@@ -420,8 +420,10 @@ async fn run(cli: &Cli, out: &output::Output) -> Result<u8, Failure> {
         Command::NewHandler { dir, id, sdk } => {
             conform::new_handler(dir, id, sdk.as_deref()).map_err(Failure::bad_input)?;
             out.message(&format!(
-                "created {} for `{id}`: build it with `cargo build --release --target wasm32-wasip2`, then `handrail conform` the .wasm",
-                dir.display()
+                "created {} for `{id}`: build and check it with\n  cd {} && cargo build --release --target wasm32-wasip2 && handrail conform {}\n(the kit finds the crate's conform.toml)",
+                dir.display(),
+                dir.display(),
+                conform::built_artifact(id).display()
             ));
             Ok(exit::SUCCESS)
         }

@@ -219,15 +219,35 @@ impl Profile {
     }
 
     /// The profile that belongs beside a registration or artifact, if there is one:
-    /// `<file stem>.conform.toml`, else `conform.toml` in the same folder.
+    /// `<file stem>.conform.toml`, else `conform.toml` in the same folder; for an
+    /// artifact cargo built (`<crate>/target/<target>/<profile>/x.wasm`, as
+    /// `handrail new-handler`'s crate builds it), else the crate's own `conform.toml`.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let built = dir.path().join("target/wasm32-wasip2/release");
+    /// std::fs::create_dir_all(&built).unwrap();
+    /// std::fs::write(dir.path().join("conform.toml"), "").unwrap();
+    /// let found = handrail_conformance::Profile::beside(&built.join("contoso_camera.wasm"));
+    /// assert_eq!(found, Some(dir.path().join("conform.toml")));
+    /// ```
     pub fn beside(path: &Path) -> Option<PathBuf> {
         let folder = path.parent().unwrap_or(Path::new("."));
         let stem = path.file_stem()?.to_string_lossy();
+        // `<crate>/target/<target>/<profile>/`: three folders up is the crate.
+        let built_crate = folder.ancestors().nth(3).filter(|_| {
+            folder
+                .ancestors()
+                .nth(2)
+                .is_some_and(|t| t.ends_with("target"))
+        });
         [
-            folder.join(format!("{stem}.conform.toml")),
-            folder.join("conform.toml"),
+            Some(folder.join(format!("{stem}.conform.toml"))),
+            Some(folder.join("conform.toml")),
+            built_crate.map(|c| c.join("conform.toml")),
         ]
         .into_iter()
+        .flatten()
         .find(|p| p.is_file())
     }
 }
