@@ -174,36 +174,7 @@ fn window_manifest(device: &Device, window: &str, codes: &str) -> std::path::Pat
 
 /// Runs `handrail <args…>` until the step hangs in its window, then kills it.
 fn kill_in_window(device: &Device, args: &[&str]) {
-    let mut agent = std::process::Command::new(common::handrail_bin())
-        .args([
-            "--state-dir",
-            device.state.to_str().unwrap(),
-            "--allow-unsigned",
-        ])
-        .args(args)
-        .env(
-            "HANDRAIL_CACHE_DIR",
-            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("handrail-cache"),
-        )
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let hung = device.device.join("hung");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while !hung.exists() {
-        assert!(
-            agent.try_wait().unwrap().is_none(),
-            "the agent ended before the step reached its window"
-        );
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the window never came"
-        );
-        std::thread::yield_now();
-    }
-    agent.kill().unwrap();
-    agent.wait().unwrap();
+    device.kill_when(args, &device.device.join("hung"));
 }
 
 #[test]
@@ -259,13 +230,7 @@ fn a_kill_after_a_step_changed_the_device_ends_as_an_uninterrupted_run() {
 fn a_kill_while_is_installed_verifies_the_reboot_ends_as_an_uninterrupted_run() {
     let reference = Device::new();
     let manifest = window_manifest(&reference, "none", "apply=706");
-    let payloads = reference.payloads.to_str().unwrap().to_owned();
-    let run = reference.run(&[
-        "deploy",
-        manifest.to_str().unwrap(),
-        "--payloads",
-        &payloads,
-    ]);
+    let run = reference.deploy(&manifest);
     assert_eq!(
         run.code(),
         Some(3),
@@ -278,13 +243,7 @@ fn a_kill_while_is_installed_verifies_the_reboot_ends_as_an_uninterrupted_run() 
 
     let device = Device::new();
     let manifest = window_manifest(&device, "verify", "apply=706");
-    let payloads = device.payloads.to_str().unwrap().to_owned();
-    let run = device.run(&[
-        "deploy",
-        manifest.to_str().unwrap(),
-        "--payloads",
-        &payloads,
-    ]);
+    let run = device.deploy(&manifest);
     assert_eq!(
         run.code(),
         Some(3),

@@ -250,37 +250,14 @@ fn a_grant_that_covers_the_runtimes_own_files_is_refused_naming_the_grant() {
 
 #[test]
 fn a_handler_that_reports_progress_a_million_times_gets_one_line_per_percent() {
-    use sha2::Digest;
     let device = Device::new();
-    let handlers = device.state.join("handlers");
-    fs::create_dir_all(&handlers).unwrap();
-    fs::write(
-        handlers.join("hostile.wasm"),
-        handrail_test_guest_artifacts::HOSTILE,
-    )
-    .unwrap();
-    let sha256: String = sha2::Sha256::digest(handrail_test_guest_artifacts::HOSTILE)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    fs::write(
-        handlers.join("hostile.toml"),
-        format!(
-            "id = \"test/hostile:1\"\nkind = \"wasm\"\nartifact = \"hostile.wasm\"\nsha256 = \"{sha256}\"\n[limits]\nmemory_mib = 64\n"
-        ),
-    )
-    .unwrap();
-    fs::write(device.payloads.join("a.txt"), "a").unwrap();
-    let manifest = Update::new("contoso", "flood", "1.0")
-        .compatible_with("contoso", "e2e")
-        .step(inline_step(
-            "test/hostile:1",
-            &["a.txt"],
-            serde_json::json!({"behaviour": "progress-flood", "count": 1_000_000}),
-        ))
-        .json()
-        .clone();
-    let run = device.deploy_json(&device.manifest("flood.json", &manifest));
+    register_hostile(&device, "");
+    let manifest = hostile_manifest(
+        &device,
+        "flood",
+        serde_json::json!({"behaviour": "progress-flood", "count": 1_000_000}),
+    );
+    let run = device.deploy_json(&manifest);
     assert_eq!(run.code(), Some(0), "{}{}", run.stdout(), run.stderr());
     let progress: Vec<serde_json::Value> = run
         .stdout()
@@ -377,40 +354,17 @@ fn what_a_killed_agents_step_left_running_is_gone_before_resume_runs_the_step_ag
         .json()
         .clone();
     let manifest = device.manifest("lingering.json", &manifest);
-    let mut agent = std::process::Command::new(common::handrail_bin())
-        .args([
-            "--state-dir",
-            device.state.to_str().unwrap(),
-            "--allow-unsigned",
+    // The agent is killed once the install has started its program.
+    let payloads = device.payloads.to_str().unwrap().to_owned();
+    device.kill_when(
+        &[
             "deploy",
-        ])
-        .arg(&manifest)
-        .arg("--payloads")
-        .arg(&device.payloads)
-        .env(
-            "HANDRAIL_CACHE_DIR",
-            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("handrail-cache"),
-        )
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    // Wait (bounded) for the install to have started its program, then kill the agent.
-    let started = device.device.join("install-started");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while !started.exists() {
-        assert!(
-            agent.try_wait().unwrap().is_none(),
-            "the agent ended before the install started"
-        );
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the install never started"
-        );
-        std::thread::yield_now();
-    }
-    agent.kill().unwrap();
-    agent.wait().unwrap();
+            manifest.to_str().unwrap(),
+            "--payloads",
+            &payloads,
+        ],
+        &device.device.join("install-started"),
+    );
     let lingering: libc::pid_t = fs::read_to_string(device.device.join("lingering.pid"))
         .unwrap()
         .trim()

@@ -145,6 +145,21 @@ impl Device {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Run {
+        Run {
+            output: self
+                .command_for(bin, allow_unsigned, args, env)
+                .output()
+                .unwrap(),
+        }
+    }
+
+    fn command_for(
+        &self,
+        bin: &Path,
+        allow_unsigned: bool,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Command {
         let mut cmd = Command::new(bin);
         cmd.arg("--state-dir").arg(&self.state);
         if allow_unsigned {
@@ -161,9 +176,35 @@ impl Device {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        Run {
-            output: cmd.output().unwrap(),
+        cmd
+    }
+
+    /// Starts `handrail <args…>` as [`Device::run`] does and kills it (SIGKILL) once
+    /// `marker` exists — a step's script makes it where the test wants the agent to die.
+    /// Fails when the agent ends first, or the marker does not come within two minutes.
+    pub fn kill_when(&self, args: &[&str], marker: &Path) {
+        let mut agent = self
+            .command_for(&handrail_bin(), true, args, &[])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while !marker.exists() {
+            assert!(
+                agent.try_wait().unwrap().is_none(),
+                "the agent ended before {} appeared",
+                marker.display()
+            );
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} never appeared",
+                marker.display()
+            );
+            std::thread::yield_now();
         }
+        agent.kill().unwrap();
+        agent.wait().unwrap();
     }
 
     pub fn run(&self, args: &[&str]) -> Run {
