@@ -75,6 +75,7 @@ impl NativeHandler {
             Path::new("/"),
             DESCRIBE_TIMEOUT,
             None,
+            None,
         )
         .await?;
         handler.log_output("describe", &finished);
@@ -178,7 +179,7 @@ impl NativeHandler {
             action,
             context,
             cancel,
-            ..
+            progress,
         } = invocation;
         let work = PathBuf::from(&context.work_folder);
         let confinement = match self.confinement(Some(&context)) {
@@ -202,6 +203,7 @@ impl NativeHandler {
             &work,
             timeout,
             Some(&cancel),
+            Some(progress),
         )
         .await
         {

@@ -51,7 +51,10 @@ pub(crate) struct Finished {
 impl Finished {
     /// The last report that ends a call (`Described`, `Returned` or `Refused`).
     pub(crate) fn final_report(&self) -> Option<&Report> {
-        self.reports.last()
+        self.reports
+            .iter()
+            .rev()
+            .find(|r| !matches!(r, Report::Progress { .. }))
     }
 
     /// The last lines of the handler's output, as a suffix for messages (empty when none).
@@ -106,6 +109,7 @@ pub(crate) async fn run(
     cwd: &Path,
     timeout: Duration,
     cancel: Option<&CancelToken>,
+    progress: Option<handrail::host::ProgressFn>,
 ) -> Result<Finished, String> {
     let request = serde_json::to_vec(request)
         .map_err(|e| format!("cannot serialise the worker request: {e}"))?;
@@ -142,7 +146,7 @@ pub(crate) async fn run(
     let writer = tokio::spawn(async move {
         let _ = stdin.write_all(&request).await;
     });
-    let reports = tokio::spawn(read_capped(stdout, MAX_REPORT_BYTES));
+    let reports = tokio::spawn(read_reports(stdout, progress));
     let output = tokio::spawn(read_capped(stderr, MAX_OUTPUT_BYTES));
     let never = CancelToken::new();
     let cancel = cancel.unwrap_or(&never);
@@ -183,7 +187,16 @@ pub(crate) async fn run(
             }
         }
     };
-    let (report_bytes, _) = drained(reports).await;
+    let report_bytes = {
+        let abort = reports.abort_handle();
+        match tokio::time::timeout(DRAIN_TIMEOUT, reports).await {
+            Ok(Ok(read)) => read,
+            _ => {
+                abort.abort();
+                Vec::new()
+            }
+        }
+    };
     let (output_bytes, output_truncated) = drained(output).await;
     Ok(Finished {
         stop,
@@ -191,6 +204,46 @@ pub(crate) async fn run(
         output: String::from_utf8_lossy(&output_bytes).into_owned(),
         output_truncated,
     })
+}
+
+/// Reads the report channel to its end as it comes: progress lines go to `progress` at
+/// once, the others are kept (at most [`MAX_REPORT_BYTES`]) for after the call.
+async fn read_reports(
+    mut pipe: impl AsyncRead + Unpin,
+    progress: Option<handrail::host::ProgressFn>,
+) -> Vec<u8> {
+    let (mut kept, mut line) = (Vec::new(), Vec::new());
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = match pipe.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        for &byte in &buf[..n] {
+            line.push(byte);
+            if byte != b'\n' {
+                continue;
+            }
+            match serde_json::from_slice::<Report>(&line) {
+                Ok(Report::Progress { done, total }) => {
+                    if let Some(progress) = &progress {
+                        progress(done, total);
+                    }
+                }
+                _ if kept.len() + line.len() <= MAX_REPORT_BYTES => kept.extend_from_slice(&line),
+                _ => {}
+            }
+            line.clear();
+        }
+        // A line that never ends is not a report.
+        if line.len() > MAX_REPORT_BYTES {
+            line.clear();
+        }
+    }
+    if kept.len() + line.len() <= MAX_REPORT_BYTES {
+        kept.extend_from_slice(&line);
+    }
+    kept
 }
 
 /// Reads a pipe to its end, keeping at most `cap` bytes (the rest is read and dropped,

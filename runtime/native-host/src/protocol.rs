@@ -53,6 +53,14 @@ pub(crate) struct WorkerLimits {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub(crate) enum Report {
+    /// The library reported progress of the action (the SDK's `host::progress`, written
+    /// straight to the channel the worker names in `HANDRAIL_REPORT_FD`).
+    Progress {
+        /// Units done.
+        done: u64,
+        /// Units in all.
+        total: u64,
+    },
     /// The worker refused to go on: the reason names what is wrong.
     Refused {
         /// Why.

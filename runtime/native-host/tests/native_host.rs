@@ -515,3 +515,34 @@ async fn a_native_worker_reaches_no_kernel_interface_socket_or_process_past_its_
         "the worker's daemon {daemon} outlived its action"
     );
 }
+
+#[tokio::test]
+async fn the_sdks_host_functions_work_in_a_native_handler_and_its_progress_reaches_the_events() {
+    let device = Device::new();
+    let rt = device.runtime(vec![
+        device.registration("test/rust-marker:1", guests::rust_marker_library()),
+    ]);
+    let update = manifest(&[(
+        "test/rust-marker:1",
+        &["firmware.bin"],
+        serde_json::json!({"host": true}),
+    )]);
+    let mut deployment = rt
+        .deploy(&update, &device.payloads, AdmitOptions::default())
+        .await
+        .unwrap();
+    let mut progress = Vec::new();
+    while let Some(event) = deployment.next_event().await {
+        if let handrail::Event::Progress { done, total, .. } = event {
+            progress.push((done, total));
+        }
+    }
+    let report = deployment.finish().await.unwrap();
+    assert_eq!(report.status, DeploymentStatus::Succeeded, "{report:#?}");
+    assert_eq!(
+        install_details(&report),
+        "cancelled=false run=Some(0) echoed"
+    );
+    // Coalesced, but the last report always arrives.
+    assert_eq!(progress.last(), Some(&(2, 2)), "{progress:?}");
+}

@@ -20,7 +20,7 @@ mod library;
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use crate::protocol::{Call, Report, Request};
 
@@ -33,6 +33,12 @@ pub fn main() -> ! {
             exit(3);
         }
     };
+    // The library reports progress on the same channel (see `handrail_sdk::host`). The
+    // worker has no other thread yet, so changing its environment is sound.
+    // SAFETY: single-threaded, as said.
+    unsafe {
+        std::env::set_var("HANDRAIL_REPORT_FD", reports.as_raw_fd().to_string());
+    }
     let report = match read_request() {
         Ok(request) => run(request),
         Err(reason) => Report::Refused { reason },

@@ -4,7 +4,9 @@
 //!   [`handrail_sdk::export_native!`]. Its install copies the step's first payload file to
 //!   a marker file named after the installed criteria in the folder the registration's
 //!   `[config]` names (`markerDir`); is-installed looks for that marker; apply succeeds.
-//!   `handlerProperties.panic = true` makes install panic.
+//!   `handlerProperties.panic = true` makes install panic; `handlerProperties.host = true`
+//!   makes install use the SDK's host functions first (a log line, progress 1/2 and 2/2,
+//!   the cancel flag, `/bin/echo` through `host::run`) and report what they gave.
 //! - The C handlers built by `build.rs`, whose paths are the constants below.
 
 use std::path::PathBuf;
@@ -79,6 +81,30 @@ impl Handler for RustMarker {
     fn install(step: &StepContext) -> ResultFile {
         if step.handler_properties.get("panic") == Some(&true.into()) {
             panic!("asked to panic in install");
+        }
+        if step.handler_properties.get("host") == Some(&true.into()) {
+            use handrail_sdk::host::{self, Arg};
+            host::info("the native handler logs");
+            host::progress(1, 2);
+            host::progress(2, 2);
+            let ran = host::run(
+                "/bin/echo",
+                &[Arg::Literal("echoed".into())],
+                &[],
+                Some(std::time::Duration::from_secs(10)),
+            );
+            let echoed = match ran {
+                Ok(out) => format!(
+                    "{:?} {}",
+                    out.exit_code,
+                    String::from_utf8_lossy(&out.stdout).trim()
+                ),
+                Err(e) => format!("{e:?}"),
+            };
+            return ResultFile::new(
+                codes::INSTALL_SUCCESS,
+                format!("cancelled={} run={echoed}", host::is_cancelled()),
+            );
         }
         let marker = match Self::marker(step) {
             Ok(m) => m,

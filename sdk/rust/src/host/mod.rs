@@ -1,13 +1,21 @@
 //! What the runtime offers a handler: logging, progress, the cancel flag and running
 //! granted programs.
 //!
-//! These call the `handrail:handler/host` imports, so they only work inside a component
-//! run by the Handrail runtime.
+//! In a component these call the `handrail:handler/host` imports. In a native library
+//! (`export_native!`), which runs in the runtime's worker process, they are done in
+//! the process itself: a log line goes to stderr (which the runtime captures), progress
+//! goes to the worker's report channel, `run` starts the program itself (its confinement
+//! is the worker's), and `is_cancelled` is always false, because the runtime stops the
+//! worker at once when the action is cancelled.
 
 use std::time::Duration;
 
+#[cfg(target_arch = "wasm32")]
 use crate::bindings::handrail::handler::host as imports;
 pub use crate::bindings::handrail::handler::types::{Arg, Level, RunError, RunOutput};
+
+#[cfg(not(target_arch = "wasm32"))]
+mod imports;
 
 /// Writes a line to the deployment log (the host caps the size and rate of messages).
 ///
