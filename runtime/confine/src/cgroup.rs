@@ -196,9 +196,14 @@ impl ActionCgroup {
     }
 
     /// Kills everything in the cgroup, waits until it is empty (up to a bound) and
-    /// removes it. Returns how many processes were still in it when it was called (what
-    /// the process left behind, once it has exited); `Err` says what is left.
-    pub async fn kill_and_remove(&mut self) -> Result<usize, String> {
+    /// removes it. First, for up to `settle`, what is still in it may end by itself (the
+    /// helpers a program that exited told to stop); returns how many processes were
+    /// still in it after that — what the process left behind. `Err` says what is left.
+    pub async fn kill_and_remove(&mut self, settle: Duration) -> Result<usize, String> {
+        let settled = Instant::now() + settle;
+        while populated(&self.dir) && Instant::now() < settled {
+            tokio::time::sleep(POLL).await;
+        }
         let alive = self.pids().len();
         kill(&self.dir);
         let until = Instant::now() + EMPTY_WITHIN;

@@ -281,6 +281,10 @@ pub fn confine(
 /// `CAP_SETPCAP`: lowering the bounding set needs it.
 const CAP_SETPCAP: u32 = 8;
 
+/// How long what a program left in its cgroup when it exited may take to end by itself
+/// before it counts as left behind (see [`ActionCgroup::kill_and_remove`]).
+pub const LEFT_BEHIND_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Processes each handler left running once its program or worker had exited, which
 /// the runtime then killed, by handler id (see [`left_behind`]).
 static LEFT_BEHIND: std::sync::Mutex<BTreeMap<String, u64>> =

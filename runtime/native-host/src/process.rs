@@ -161,10 +161,15 @@ pub(crate) async fn run(
         () = tokio::time::sleep(timeout) => Stop::TimedOut,
         () = cancel.cancelled() => Stop::Cancelled,
     };
-    // Whatever the worker started goes with it.
-    group.kill();
+    // Whatever the worker started goes with it: its cgroup first, so that what it left
+    // behind is counted before anything is killed.
     if let Some(cgroup) = cgroup.as_mut() {
-        match cgroup.kill_and_remove().await {
+        let settle = if matches!(stop, Stop::Exited(_)) {
+            handrail_confine::LEFT_BEHIND_GRACE
+        } else {
+            Duration::ZERO
+        };
+        match cgroup.kill_and_remove(settle).await {
             // What outlived a worker that exited by itself is the handler's doing.
             Ok(left) if matches!(stop, Stop::Exited(_)) => {
                 handrail_confine::note_left_behind(handler, left);
@@ -173,6 +178,8 @@ pub(crate) async fn run(
             Err(e) => tracing::warn!("{e}"),
         }
     }
+    // Without a cgroup, the process group (and, with one, nothing is left to kill).
+    group.kill();
     if !matches!(stop, Stop::Exited(_)) {
         let _ = child.wait().await;
     }

@@ -333,7 +333,7 @@ impl Bench {
                 Some(&cgroup),
             );
             let ok = command.status().await?.success();
-            cgroup.kill_and_remove().await?;
+            cgroup.kill_and_remove(std::time::Duration::ZERO).await?;
             confined.push(started.elapsed());
             status(ok, "confined")?;
 

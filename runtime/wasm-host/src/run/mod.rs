@@ -222,10 +222,15 @@ impl RunScope {
             () = tokio::time::sleep(timeout) => Err(RunError::TimedOut),
             () = self.cancel.cancelled() => Err(RunError::Cancelled),
         };
-        // Whatever the program started goes with it, however it ended.
-        group.kill();
+        // Whatever the program started goes with it, however it ended: its cgroup first, so
+        // that what it left behind is counted before anything is killed.
         if let Some(cgroup) = cgroup.as_mut() {
-            match cgroup.kill_and_remove().await {
+            let settle = if stopped.is_ok() {
+                handrail_confine::LEFT_BEHIND_GRACE
+            } else {
+                Duration::ZERO
+            };
+            match cgroup.kill_and_remove(settle).await {
                 // What outlived a program that exited by itself is its own doing; what
                 // a time limit or a cancel stopped is not.
                 Ok(left) if stopped.is_ok() => {
@@ -235,6 +240,8 @@ impl RunScope {
                 Err(e) => tracing::warn!(program = %request.program, "{e}"),
             }
         }
+        // Without a cgroup, the process group (and, with one, nothing is left to kill).
+        group.kill();
         let status = match stopped {
             Ok(status) => status,
             Err(why) => {
