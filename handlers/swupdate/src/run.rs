@@ -9,8 +9,10 @@
 //!
 //! swupdate (2022.12 as Debian ships it) also, a few times in a hundred runs under load,
 //! reads the signature it is still unpacking, or fails to set up its digest, and refuses
-//! the image before installing anything ([`unpacked_signature_unread`]); such a run is
-//! repeated, up to [`ATTEMPTS`] runs.
+//! the image before installing anything ([`unpacked_signature_unread`]), or crashes
+//! (SIGSEGV, SIGABRT; seen in the same unpacking); such a run is repeated, up to
+//! [`ATTEMPTS`] runs. Repeating a crashed run is safe: swupdate writes only the inactive
+//! slot, and writing the same image there again is what a second install does anyway.
 
 use std::path::PathBuf;
 
@@ -211,14 +213,20 @@ pub fn swupdate(
     let output = loop {
         let output = host::run(SWUPDATE, &args, &env, None).map_err(|e| run_failure(id, e))?;
         log_output(&output);
+        let crashed = matches!(output.signal, Some(11 | 6));
         if output.exit_code == Some(0)
             || attempt == ATTEMPTS
-            || !unpacked_signature_unread(&output.stdout, &output.stderr)
+            || !(crashed || unpacked_signature_unread(&output.stdout, &output.stderr))
         {
             break output;
         }
         host::warn(&format!(
-            "swupdate refused the image for a fault of its own, installing nothing (run {attempt} of {ATTEMPTS}); running it again"
+            "swupdate {} (run {attempt} of {ATTEMPTS}); running it again",
+            if crashed {
+                "crashed"
+            } else {
+                "refused the image for a fault of its own, installing nothing"
+            }
         ));
         folder.empty()?;
         attempt += 1;
