@@ -195,6 +195,24 @@ impl ActionCgroup {
         pids(&self.dir)
     }
 
+    /// Ends the cgroup of `handler`'s process once that process has stopped: when it
+    /// `exited` by itself, what stays past [`LEFT_BEHIND_GRACE`](crate::LEFT_BEHIND_GRACE)
+    /// counts as left behind ([`note_left_behind`](crate::note_left_behind)); what a time
+    /// limit or a cancel stopped does not. Everything in it is then killed, and it is
+    /// removed (a failure to is logged).
+    pub async fn end(&mut self, handler: &str, exited: bool) {
+        let settle = if exited {
+            crate::LEFT_BEHIND_GRACE
+        } else {
+            Duration::ZERO
+        };
+        match self.kill_and_remove(settle).await {
+            Ok(left) if exited => crate::note_left_behind(handler, left),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(handler, "{e}"),
+        }
+    }
+
     /// Kills everything in the cgroup, waits until it is empty (up to a bound) and
     /// removes it. First, for up to `settle`, what is still in it may end by itself (the
     /// helpers a program that exited told to stop); returns how many processes were

@@ -163,20 +163,9 @@ pub(crate) async fn run(
     };
     // Whatever the worker started goes with it: its cgroup first, so that what it left
     // behind is counted before anything is killed.
+    // What outlived a worker that exited by itself is the handler's doing.
     if let Some(cgroup) = cgroup.as_mut() {
-        let settle = if matches!(stop, Stop::Exited(_)) {
-            handrail_confine::LEFT_BEHIND_GRACE
-        } else {
-            Duration::ZERO
-        };
-        match cgroup.kill_and_remove(settle).await {
-            // What outlived a worker that exited by itself is the handler's doing.
-            Ok(left) if matches!(stop, Stop::Exited(_)) => {
-                handrail_confine::note_left_behind(handler, left);
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!("{e}"),
-        }
+        cgroup.end(handler, matches!(stop, Stop::Exited(_))).await;
     }
     // Without a cgroup, the process group (and, with one, nothing is left to kill).
     group.kill();

@@ -224,21 +224,10 @@ impl RunScope {
         };
         // Whatever the program started goes with it, however it ended: its cgroup first, so
         // that what it left behind is counted before anything is killed.
+        // What outlived a program that exited by itself is its own doing; what a time
+        // limit or a cancel stopped is not.
         if let Some(cgroup) = cgroup.as_mut() {
-            let settle = if stopped.is_ok() {
-                handrail_confine::LEFT_BEHIND_GRACE
-            } else {
-                Duration::ZERO
-            };
-            match cgroup.kill_and_remove(settle).await {
-                // What outlived a program that exited by itself is its own doing; what
-                // a time limit or a cancel stopped is not.
-                Ok(left) if stopped.is_ok() => {
-                    handrail_confine::note_left_behind(&self.programs.handler, left);
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(program = %request.program, "{e}"),
-            }
+            cgroup.end(&self.programs.handler, stopped.is_ok()).await;
         }
         // Without a cgroup, the process group (and, with one, nothing is left to kill).
         group.kill();
