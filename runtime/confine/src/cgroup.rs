@@ -27,8 +27,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
-use std::sync::Once;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Once, OnceLock};
 use std::time::{Duration, Instant};
 
 /// The folder under the runtime's own cgroup that holds the processes' cgroups.
@@ -91,9 +91,14 @@ impl ActionCgroup {
         }
         sweep_left_behind();
         // A controller can only be handed down where the cgroup above has no processes
-        // of its own (or is the root).
-        let v2_pids = enable(&base, "pids") && enable(&parent, "pids");
-        let v2_memory = enable(&base, "memory") && enable(&parent, "memory");
+        // of its own (or is the root). Once handed down, it stays.
+        static ENABLED: OnceLock<(bool, bool)> = OnceLock::new();
+        let &(v2_pids, v2_memory) = ENABLED.get_or_init(|| {
+            (
+                enable(&base, "pids") && enable(&parent, "pids"),
+                enable(&base, "memory") && enable(&parent, "memory"),
+            )
+        });
         let name = format!(
             "{}-{}",
             std::process::id(),
@@ -398,8 +403,14 @@ fn enable(cgroup: &Path, controller: &str) -> bool {
             .is_ok()
 }
 
-/// The folder of the runtime's own cgroup on the cgroup2 file system.
+/// The folder of the runtime's own cgroup on the cgroup2 file system (found once: a
+/// runtime stays in the cgroup it was started in).
 fn own_cgroup() -> Result<PathBuf, String> {
+    static OWN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    OWN.get_or_init(find_own_cgroup).clone()
+}
+
+fn find_own_cgroup() -> Result<PathBuf, String> {
     let mountinfo = fs::read_to_string("/proc/self/mountinfo")
         .map_err(|e| format!("cannot read /proc/self/mountinfo: {e}"))?;
     let mount = cgroup2_mount(&mountinfo).ok_or("no cgroup2 file system is mounted")?;
@@ -412,8 +423,20 @@ fn own_cgroup() -> Result<PathBuf, String> {
     Ok(mount.join(own.trim_start_matches('/')))
 }
 
-/// The folder of the runtime's own cgroup in the cgroup v1 hierarchy of `controller`.
+/// The folder of the runtime's own cgroup in the cgroup v1 hierarchy of `controller`
+/// (`pids` or `memory`; found once).
 fn own_v1_cgroup(controller: &str) -> Option<PathBuf> {
+    static OWN: OnceLock<[Option<PathBuf>; 2]> = OnceLock::new();
+    let [pids, memory] =
+        OWN.get_or_init(|| [find_own_v1_cgroup("pids"), find_own_v1_cgroup("memory")]);
+    match controller {
+        "pids" => pids.clone(),
+        "memory" => memory.clone(),
+        _ => find_own_v1_cgroup(controller),
+    }
+}
+
+fn find_own_v1_cgroup(controller: &str) -> Option<PathBuf> {
     let mountinfo = fs::read_to_string("/proc/self/mountinfo").ok()?;
     let mount = cgroup1_mount(&mountinfo, controller)?;
     let cgroups = fs::read_to_string("/proc/self/cgroup").ok()?;

@@ -1,14 +1,15 @@
 //! The one launcher for every process a handler gets: the programs a WebAssembly handler
 //! runs through `run` (every script step among them) and a native handler's worker.
 //!
-//! What confines a process is prepared in the runtime before the fork
+//! What confines a process is prepared in the runtime before the child starts
 //! ([`Confinement::prepare`], [`ActionCgroup::create`]) and put in force in the child
-//! between fork and exec ([`confine`]), so the process and everything it starts live
-//! under it from their first instruction:
+//! before it executes the program ([`Launch::spawn`]), so the process and everything it
+//! starts live under it from their first instruction:
 //!
 //! 1. **a cgroup of its own** ([`cgroup`]): `pids.max` and the memory limit where the
 //!    controllers are available; the whole cgroup is killed when the action ends, so
-//!    nothing the process starts outlives it;
+//!    nothing the process starts outlives it (where no cgroup can be made, a reaper
+//!    does the killing: see [`spawn`]);
 //! 2. **capabilities**: all dropped but the registration's `capabilities.privileges`
 //!    (none by default), from the bounding, ambient, inheritable, permitted and
 //!    effective sets, so a root program keeps only those and nothing it executes
@@ -40,8 +41,10 @@ use seccompiler::{
 
 pub mod cgroup;
 pub mod rules;
+pub mod spawn;
 
 pub use cgroup::{ActionCgroup, CgroupLimits};
+pub use spawn::{Child, Launch};
 
 /// System calls the seccomp filter answers with `EPERM`: rebooting, loading kernels and
 /// modules, mounting, namespaces, tracing other processes, BPF, the kernel keyring, the
@@ -121,7 +124,7 @@ pub struct Grants<'a> {
 }
 
 /// The confinement of one process, ready for the child to put in force (see
-/// [`confine`]).
+/// [`Launch::spawn`]).
 pub struct Confinement {
     /// The Landlock ruleset; `None` where the kernel has no Landlock.
     ruleset: Option<OwnedFd>,
@@ -179,8 +182,16 @@ impl Confinement {
     /// `no_new_privs`, Landlock (with the process's own `/proc/<pid>` readable) and the
     /// seccomp filters.
     ///
-    /// Meant for the child between fork and exec: system calls only, no allocation.
+    /// Meant for a child before it executes a program: system calls only, no
+    /// allocation.
     pub fn apply(&self) -> io::Result<()> {
+        self.apply_but_seccomp()?;
+        apply_filters(self.filters)
+    }
+
+    /// [`Confinement::apply`] but the seccomp filters: for a child that has them from
+    /// the thread that started it (see [`spawn`]).
+    pub(crate) fn apply_but_seccomp(&self) -> io::Result<()> {
         self.drop_capabilities()?;
         // SAFETY: prctl with integer arguments.
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
@@ -189,13 +200,13 @@ impl Confinement {
         if let Some(ruleset) = &self.ruleset {
             rules::restrict_self(ruleset.as_raw_fd())?;
         }
-        for filter in self.filters {
-            seccompiler::apply_filter(filter).map_err(|e| match e {
-                seccompiler::Error::Prctl(e) | seccompiler::Error::Seccomp(e) => e,
-                _ => io::Error::from_raw_os_error(libc::EINVAL),
-            })?;
-        }
         Ok(())
+    }
+
+    /// The seccomp filters, compiled once per set of socket grants (so the same slice
+    /// for the same grants).
+    pub(crate) fn filters(&self) -> &'static [BpfProgram] {
+        self.filters
     }
 
     /// Lowers every capability set to what is kept: the bounding set first (it needs
@@ -251,30 +262,6 @@ impl Confinement {
             return Err(io::Error::last_os_error());
         }
         Ok(())
-    }
-}
-
-/// Makes `command` start its process confined by `confinement`, in `cgroup` when there
-/// is one: the child joins the cgroup, then puts the confinement in force, before exec.
-///
-/// The confinement and the cgroup must outlive the spawn (the child uses descriptors
-/// they hold).
-pub fn confine(
-    command: &mut tokio::process::Command,
-    confinement: Confinement,
-    cgroup: Option<&ActionCgroup>,
-) {
-    let join = cgroup.map(ActionCgroup::join_fds);
-    // SAFETY: the closure runs in the child between fork and exec and makes system calls
-    // only (`cgroup::join`, `Confinement::apply`) on descriptors the parent keeps open
-    // (in `cgroup` and `confinement`) until the child has been spawned.
-    unsafe {
-        command.pre_exec(move || {
-            if let Some(fds) = &join {
-                cgroup::join(fds)?;
-            }
-            confinement.apply()
-        });
     }
 }
 
@@ -372,6 +359,17 @@ fn last_capability() -> u8 {
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(63)
     })
+}
+
+/// Installs `filters` on the calling thread (with `no_new_privs`, which they need).
+pub(crate) fn apply_filters(filters: &[BpfProgram]) -> io::Result<()> {
+    for filter in filters {
+        seccompiler::apply_filter(filter).map_err(|e| match e {
+            seccompiler::Error::Prctl(e) | seccompiler::Error::Seccomp(e) => e,
+            _ => io::Error::from_raw_os_error(libc::EINVAL),
+        })?;
+    }
+    Ok(())
 }
 
 /// The seccomp filters for processes granted `sockets`, compiled once per set: one

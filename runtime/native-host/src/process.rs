@@ -3,13 +3,12 @@
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::Duration;
 
 use handrail::CancelToken;
-use handrail_confine::{ActionCgroup, CgroupLimits, Confinement};
+use handrail_confine::{CgroupLimits, Confinement, Launch};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::process::Command;
 
 use crate::protocol::{Report, Request};
 
@@ -71,28 +70,6 @@ impl Finished {
     }
 }
 
-/// Kills the worker's process group when dropped: on every path out of [`run`],
-/// including a caller that stops waiting.
-struct GroupKill(Option<i32>);
-
-impl GroupKill {
-    fn kill(&mut self) {
-        if let Some(pgid) = self.0.take() {
-            // SAFETY: kill with a negative pid signals the group we created; ESRCH (already
-            // gone) is fine.
-            unsafe {
-                libc::kill(-pgid, libc::SIGKILL);
-            }
-        }
-    }
-}
-
-impl Drop for GroupKill {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 /// Runs the worker `program` on `request` in `cwd`, confined by `confinement` in a cgroup
 /// of its own with `limits`, until it exits, `timeout` passes or `cancel` fires. Errors
 /// are failures to start it. Whatever the worker started is killed with it.
@@ -113,30 +90,11 @@ pub(crate) async fn run(
 ) -> Result<Finished, String> {
     let request = serde_json::to_vec(request)
         .map_err(|e| format!("cannot serialise the worker request: {e}"))?;
-    let mut cgroup = match ActionCgroup::create(limits) {
-        Ok(cgroup) => Some(cgroup),
-        Err(why) => {
-            tracing::warn!(
-                "no cgroup for the native worker ({why}): its process group is killed when it ends, \
-                 but a daemon that leaves the group (setsid) cannot be caught"
-            );
-            None
-        }
-    };
-    let mut command = Command::new(program);
-    command
-        .env_clear()
+    let mut child = Launch::new(program)
         .current_dir(cwd)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    handrail_confine::confine(&mut command, confinement, cgroup.as_ref());
-    let mut child = command
-        .spawn()
-        .map_err(|e| format!("cannot start the native worker {}: {e}", program.display()))?;
-    let mut group = GroupKill(child.id().and_then(|id| i32::try_from(id).ok()));
+        .stdin_piped()
+        .spawn(&confinement, limits, "the native worker")
+        .map_err(|e| format!("cannot start the native worker: {e}"))?;
     let (Some(mut stdin), Some(stdout), Some(stderr)) =
         (child.stdin.take(), child.stdout.take(), child.stderr.take())
     else {
@@ -161,17 +119,9 @@ pub(crate) async fn run(
         () = tokio::time::sleep(timeout) => Stop::TimedOut,
         () = cancel.cancelled() => Stop::Cancelled,
     };
-    // Whatever the worker started goes with it: its cgroup first, so that what it left
-    // behind is counted before anything is killed.
-    // What outlived a worker that exited by itself is the handler's doing.
-    if let Some(cgroup) = cgroup.as_mut() {
-        cgroup.end(handler, matches!(stop, Stop::Exited(_))).await;
-    }
-    // Without a cgroup, the process group (and, with one, nothing is left to kill).
-    group.kill();
-    if !matches!(stop, Stop::Exited(_)) {
-        let _ = child.wait().await;
-    }
+    // Whatever the worker started goes with it; what outlived a worker that exited by
+    // itself is the handler's doing.
+    child.end(handler, matches!(stop, Stop::Exited(_))).await;
     writer.abort();
     let drained = |task: tokio::task::JoinHandle<(Vec<u8>, bool)>| async move {
         let abort = task.abort_handle();

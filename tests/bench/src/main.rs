@@ -246,20 +246,24 @@ async fn main() -> Result<()> {
             "7. starting a process", "per start", "vs bare"
         );
         for (what, time, base) in [
-            ("fork/exec of /bin/true, bare", launches.bare, launches.bare),
+            (
+                "/bin/true, bare (posix_spawn)",
+                launches.bare,
+                launches.bare,
+            ),
             (
                 "the same, forked for a pre-exec hook",
                 launches.hooked,
                 launches.bare,
             ),
             (
-                "confined, without a cgroup",
-                launches.confined_without_cgroup,
+                "confined, in its cgroup (as run)",
+                launches.confined,
                 launches.bare,
             ),
             (
-                "confined, in a cgroup (as run)",
-                launches.confined,
+                "confined, under a reaper (no cgroup)",
+                launches.reaped,
                 launches.bare,
             ),
             (

@@ -95,11 +95,12 @@ pub struct Launches {
     /// The same with a hook between fork and exec that does nothing: a plain `fork`
     /// where the bare start may use `posix_spawn`.
     pub hooked: Duration,
-    /// The same with capabilities, `no_new_privs`, Landlock and seccomp, no cgroup.
-    pub confined_without_cgroup: Duration,
-    /// The same in a cgroup of its own, killed and removed after: how every handler
-    /// process starts.
+    /// Confined (capabilities, `no_new_privs`, Landlock, seccomp) in a cgroup of its
+    /// own, killed and removed after: how every handler process starts. The
+    /// confinement is prepared and the cgroup made within the time.
     pub confined: Duration,
+    /// The same where no cgroup can be made: under a reaper.
+    pub reaped: Duration,
     /// A no-op native `install`: its worker started bare, request in, report out.
     pub native_bare: Duration,
     /// The same through the native host: the worker confined.
@@ -253,7 +254,7 @@ impl Bench {
     /// bare and confined, round by round.
     pub async fn launches(&self) -> Result<Launches> {
         use handrail::confinement::LandlockPolicy;
-        use handrail_confine::{ActionCgroup, CgroupLimits, Confinement, Grants};
+        use handrail_confine::{ActionCgroup, CgroupLimits, Confinement, Grants, Launch};
         let program = fs::canonicalize("/bin/true")?;
         let work = self.dir.join("launches");
         fs::create_dir_all(&work)?;
@@ -280,7 +281,7 @@ impl Bench {
             .join("handrail-native-worker");
         let mut native_confined = Caller::new(&self.dir.join("launch-native"));
         let mut native_bare = Caller::new(&self.dir.join("launch-native-bare"));
-        let (mut bare, mut hooked, mut without_cgroup, mut confined) =
+        let (mut bare, mut hooked, mut confined, mut reaped) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let status = |ok: bool, what: &str| -> Result<()> {
             if ok {
@@ -312,30 +313,24 @@ impl Bench {
             status(ok, "hooked")?;
 
             let started = Instant::now();
-            let mut command = tokio::process::Command::new(&program);
-            command.current_dir(&work).env_clear();
-            handrail_confine::confine(
-                &mut command,
-                Confinement::prepare(&grants, LandlockPolicy::Require)?,
-                None,
-            );
-            let ok = command.status().await?.success();
-            without_cgroup.push(started.elapsed());
-            status(ok, "confined without a cgroup")?;
-
-            let started = Instant::now();
-            let mut cgroup = ActionCgroup::create(limits)?;
-            let mut command = tokio::process::Command::new(&program);
-            command.current_dir(&work).env_clear();
-            handrail_confine::confine(
-                &mut command,
-                Confinement::prepare(&grants, LandlockPolicy::Require)?,
-                Some(&cgroup),
-            );
-            let ok = command.status().await?.success();
-            cgroup.kill_and_remove(std::time::Duration::ZERO).await?;
+            let mut child = Launch::new(&program).current_dir(&work).spawn_in(
+                &Confinement::prepare(&grants, LandlockPolicy::Require)?,
+                Some(ActionCgroup::create(limits)?),
+            )?;
+            let ok = child.wait().await?.success();
+            child.end("bench", false).await;
             confined.push(started.elapsed());
             status(ok, "confined")?;
+
+            let started = Instant::now();
+            let mut child = Launch::new(&program).current_dir(&work).spawn_in(
+                &Confinement::prepare(&grants, LandlockPolicy::Require)?,
+                None,
+            )?;
+            let ok = child.wait().await?.success();
+            child.end("bench", false).await;
+            reaped.push(started.elapsed());
+            status(ok, "confined under a reaper")?;
 
             if round % (CALLS / NATIVE_CALLS) == 0 {
                 native_confined.invoke(native.as_ref()).await?;
@@ -345,8 +340,8 @@ impl Bench {
         Ok(Launches {
             bare: median(bare),
             hooked: median(hooked),
-            confined_without_cgroup: median(without_cgroup),
             confined: median(confined),
+            reaped: median(reaped),
             native_bare: native_bare.median(),
             native_confined: native_confined.median(),
         })

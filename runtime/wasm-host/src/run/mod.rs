@@ -27,16 +27,14 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use handrail::CancelToken;
 use handrail::confinement::{LandlockPolicy, Privilege, SocketFamily};
 use handrail::registry::Registration;
-use handrail_confine::{ActionCgroup, CgroupLimits, Confinement, Grants};
+use handrail_confine::{CgroupLimits, Confinement, Grants, Launch};
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::process::Command;
 
 mod environment;
 
@@ -111,29 +109,6 @@ pub(crate) struct RunRequest {
     pub(crate) timeout_ms: u64,
 }
 
-/// Kills the program's whole process group when the run ends, however it ends.
-struct GroupGuard(Option<u32>);
-
-impl GroupGuard {
-    fn kill(&mut self) {
-        if let Some(pid) = self.0.take()
-            && let Ok(pgid) = libc::pid_t::try_from(pid)
-        {
-            // SAFETY: kill(2) with a negative pid signals the process group we created
-            // for the child; it has no memory-safety preconditions.
-            unsafe {
-                libc::kill(-pgid, libc::SIGKILL);
-            }
-        }
-    }
-}
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 impl RunScope {
     /// Runs the request to its end.
     pub(crate) async fn run(&self, request: RunRequest) -> Result<RunOutput, RunError> {
@@ -179,33 +154,16 @@ impl RunScope {
             self.programs.policy,
         )
         .map_err(|why| RunError::SpawnFailed(format!("{}: {why}", request.program)))?;
-        let mut cgroup = match ActionCgroup::create(self.programs.limits) {
-            Ok(cgroup) => Some(cgroup),
-            Err(why) => {
-                tracing::warn!(
-                    program = %request.program,
-                    "no cgroup for the program ({why}): its process group is killed when it ends, \
-                     but a daemon that leaves the group (setsid) cannot be caught"
-                );
-                None
-            }
-        };
-        let mut command = Command::new(&request.program);
-        command
+        let mut child = Launch::new(&request.program)
             .args(args)
-            .env_clear()
             .envs(request.env)
             .current_dir(self.sandbox.work_dir())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
-        handrail_confine::confine(&mut command, confinement, cgroup.as_ref());
-        let mut child = command
-            .spawn()
-            .map_err(|e| RunError::SpawnFailed(format!("{}: {e}", request.program)))?;
-        let mut group = GroupGuard(child.id());
+            .spawn(
+                &confinement,
+                self.programs.limits,
+                &format!("the program {}", request.program),
+            )
+            .map_err(|e| RunError::SpawnFailed(e.to_string()))?;
         let stdout = CappedOutput::new(MAX_OUTPUT);
         let stderr = CappedOutput::new(MAX_OUTPUT);
         let readers = [
@@ -222,22 +180,11 @@ impl RunScope {
             () = tokio::time::sleep(timeout) => Err(RunError::TimedOut),
             () = self.cancel.cancelled() => Err(RunError::Cancelled),
         };
-        // Whatever the program started goes with it, however it ended: its cgroup first, so
-        // that what it left behind is counted before anything is killed.
-        // What outlived a program that exited by itself is its own doing; what a time
-        // limit or a cancel stopped is not.
-        if let Some(cgroup) = cgroup.as_mut() {
-            cgroup.end(&self.programs.handler, stopped.is_ok()).await;
-        }
-        // Without a cgroup, the process group (and, with one, nothing is left to kill).
-        group.kill();
-        let status = match stopped {
-            Ok(status) => status,
-            Err(why) => {
-                let _ = child.wait().await;
-                return Err(why);
-            }
-        };
+        // Whatever the program started goes with it, however it ended; what outlived a
+        // program that exited by itself is its own doing, what a time limit or a cancel
+        // stopped is not.
+        child.end(&self.programs.handler, stopped.is_ok()).await;
+        let status = stopped?;
         // Without a cgroup, what left the process group may live on and keep the output
         // open, so wait for the rest of the output only for a while.
         let [out_reader, err_reader] = readers;
