@@ -5,7 +5,10 @@
 //! standard streams, its own process group, the working folder, its cgroup, then the
 //! [`Confinement`] — before it executes the program. The runtime is not copied, so a
 //! confined start costs little more than a bare one however large the runtime is (a
-//! `fork` copies the page tables of every mapping, wasmtime's among them).
+//! `fork` copies the page tables of every mapping, wasmtime's among them). The child
+//! comes from a launcher thread, one per set of socket grants, that installed the
+//! seccomp filters on itself once; the child inherits them at no cost, where installing
+//! them per child made the kernel check and cache them every time.
 //!
 //! **Where no cgroup can be made** (no cgroup file system, not root), a *reaper* stands
 //! between the runtime and the program: a copy of the runtime that marks itself the
