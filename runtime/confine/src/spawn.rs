@@ -46,23 +46,48 @@ const CHILD_STACK: usize = 256 * 1024;
 /// How a child that could not execute the program exits.
 const CANNOT_EXECUTE: libc::c_int = 127;
 
-/// The steps of a start, named in the error when one fails.
-const STEPS: [&str; 7] = [
-    "setting up its standard streams",
-    "making its process group",
-    "entering its working folder",
-    "joining its cgroup",
-    "confining it",
-    "executing it",
-    "starting its reaper",
-];
-const STEP_STDIO: u8 = 0;
-const STEP_GROUP: u8 = 1;
-const STEP_CWD: u8 = 2;
-const STEP_CGROUP: u8 = 3;
-const STEP_CONFINE: u8 = 4;
-const STEP_EXEC: u8 = 5;
-const STEP_REAPER: u8 = 6;
+/// The steps of a start, named in the error when one fails (the child writes the
+/// number).
+#[derive(Debug, Clone, Copy)]
+#[repr(u8)]
+enum Step {
+    Stdio,
+    Group,
+    Cwd,
+    Cgroup,
+    Confine,
+    Exec,
+    Reaper,
+}
+
+impl Step {
+    const ALL: [Step; 7] = [
+        Step::Stdio,
+        Step::Group,
+        Step::Cwd,
+        Step::Cgroup,
+        Step::Confine,
+        Step::Exec,
+        Step::Reaper,
+    ];
+
+    /// The step the child wrote as `number`.
+    fn from_number(number: u8) -> Option<Step> {
+        Step::ALL.get(usize::from(number)).copied()
+    }
+
+    fn doing(self) -> &'static str {
+        match self {
+            Step::Stdio => "setting up its standard streams",
+            Step::Group => "making its process group",
+            Step::Cwd => "entering its working folder",
+            Step::Cgroup => "joining its cgroup",
+            Step::Confine => "confining it",
+            Step::Exec => "executing it",
+            Step::Reaper => "starting its reaper",
+        }
+    }
+}
 
 /// A process to start confined: program, arguments, environment (nothing of the
 /// runtime's), working folder, standard input.
@@ -247,15 +272,12 @@ impl Launch {
             drop(write);
             read
         });
-        if let Some(failure) = read_failure(&error_read) {
-            let (step, errno) = failure;
-            reap_now(pid);
+        if let Some((step, errno)) = read_failure(&error_read) {
+            // The child has exited, or is about to.
+            let _ = wait_for(pid);
             let cause = io::Error::from_raw_os_error(errno);
-            let step = STEPS
-                .get(usize::from(step))
-                .copied()
-                .unwrap_or("starting it");
-            return Err(io::Error::new(cause.kind(), format!("{step}: {cause}")));
+            let doing = step.map_or("starting it", Step::doing);
+            return Err(io::Error::new(cause.kind(), format!("{doing}: {cause}")));
         }
         // Under a reaper, the program's pid comes first on the reaper's report, then its
         // status when it exits (which the waiter reads), then how many processes the
@@ -362,11 +384,6 @@ impl Child {
     /// True when a cgroup holds the process (false: a reaper).
     pub fn in_cgroup(&self) -> bool {
         self.cgroup.is_some()
-    }
-
-    /// The cgroup that holds the process, if any.
-    pub fn cgroup(&self) -> Option<&ActionCgroup> {
-        self.cgroup.as_ref()
     }
 
     /// Waits for the program to exit; may be called again (cancel-safe).
@@ -612,19 +629,19 @@ fn child_main(plan: &Plan, own_group: bool) -> ! {
         reset_signals();
         for (target, &fd) in plan.stdio.iter().enumerate() {
             if libc::dup2(fd, target as libc::c_int) < 0 {
-                fail(plan.error, STEP_STDIO);
+                fail(plan.error, Step::Stdio);
             }
         }
         if own_group && libc::setpgid(0, 0) != 0 {
-            fail(plan.error, STEP_GROUP);
+            fail(plan.error, Step::Group);
         }
         if !plan.cwd.is_null() && libc::chdir(plan.cwd) != 0 {
-            fail(plan.error, STEP_CWD);
+            fail(plan.error, Step::Cwd);
         }
         if let Some(join) = &plan.join
             && crate::cgroup::join(join).is_err()
         {
-            fail(plan.error, STEP_CGROUP);
+            fail(plan.error, Step::Cgroup);
         }
         let confined = if plan.seccomp {
             plan.confinement.apply()
@@ -634,12 +651,12 @@ fn child_main(plan: &Plan, own_group: bool) -> ! {
         if let Err(e) = confined {
             fail_with(
                 plan.error,
-                STEP_CONFINE,
+                Step::Confine,
                 e.raw_os_error().unwrap_or(libc::EPERM),
             );
         }
         libc::execve(plan.program, plan.argv, plan.envp);
-        fail(plan.error, STEP_EXEC)
+        fail(plan.error, Step::Exec)
     }
 }
 
@@ -661,9 +678,7 @@ unsafe fn reset_signals() {
             {
                 continue;
             }
-            let mut default: libc::sigaction = std::mem::zeroed();
-            default.sa_sigaction = libc::SIG_DFL;
-            libc::sigaction(signal, &default, std::ptr::null_mut());
+            to_default(signal);
         }
         let mut none: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut none);
@@ -671,8 +686,18 @@ unsafe fn reset_signals() {
     }
 }
 
+/// Puts `signal` back to its default action.
+fn to_default(signal: libc::c_int) {
+    // SAFETY: sigaction(2) with a structure on the stack.
+    unsafe {
+        let mut default: libc::sigaction = std::mem::zeroed();
+        default.sa_sigaction = libc::SIG_DFL;
+        libc::sigaction(signal, &default, std::ptr::null_mut());
+    }
+}
+
 /// Writes `step` and the current errno to the error pipe and ends the child.
-fn fail(error: RawFd, step: u8) -> ! {
+fn fail(error: RawFd, step: Step) -> ! {
     fail_with(
         error,
         step,
@@ -680,9 +705,9 @@ fn fail(error: RawFd, step: u8) -> ! {
     )
 }
 
-fn fail_with(error: RawFd, step: u8, errno: libc::c_int) -> ! {
+fn fail_with(error: RawFd, step: Step, errno: libc::c_int) -> ! {
     let mut message = [0u8; 5];
-    message[0] = step;
+    message[0] = step as u8;
     message[1..].copy_from_slice(&errno.to_ne_bytes());
     // SAFETY: write(2) of a buffer on the stack, then _exit(2).
     unsafe {
@@ -700,17 +725,15 @@ fn reaper_main(plan: &Plan) -> ! {
     unsafe {
         libc::setpgid(0, 0);
         if libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0 {
-            fail(plan.error, STEP_REAPER);
+            fail(plan.error, Step::Reaper);
         }
-        let mut default: libc::sigaction = std::mem::zeroed();
-        default.sa_sigaction = libc::SIG_DFL;
-        libc::sigaction(libc::SIGCHLD, &default, std::ptr::null_mut());
+        to_default(libc::SIGCHLD);
         let program = libc::fork();
         if program == 0 {
             child_main(plan, true);
         }
         if program < 0 {
-            fail(plan.error, STEP_REAPER);
+            fail(plan.error, Step::Reaper);
         }
         // Nothing of the runtime's stays open here but the report: the program's
         // streams and the error pipe must close when the program ends.
@@ -759,7 +782,7 @@ fn reaper_main(plan: &Plan) -> ! {
             Some(status) if libc::WIFEXITED(status) => libc::_exit(libc::WEXITSTATUS(status)),
             Some(status) if libc::WIFSIGNALED(status) => {
                 let signal = libc::WTERMSIG(status);
-                libc::sigaction(signal, &default, std::ptr::null_mut());
+                to_default(signal);
                 let mut only: libc::sigset_t = std::mem::zeroed();
                 libc::sigemptyset(&mut only);
                 libc::sigaddset(&mut only, signal);
@@ -955,7 +978,7 @@ fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
 
 /// What the error pipe says once the child has executed the program (nothing: the
 /// pipe closed) or failed (step, errno).
-fn read_failure(pipe: &OwnedFd) -> Option<(u8, libc::c_int)> {
+fn read_failure(pipe: &OwnedFd) -> Option<(Option<Step>, libc::c_int)> {
     let mut message = [0u8; 5];
     let mut got = 0;
     while got < message.len() {
@@ -980,7 +1003,7 @@ fn read_failure(pipe: &OwnedFd) -> Option<(u8, libc::c_int)> {
     }
     (got == message.len()).then(|| {
         let errno = libc::c_int::from_ne_bytes([message[1], message[2], message[3], message[4]]);
-        (message[0], errno)
+        (Step::from_number(message[0]), errno)
     })
 }
 
@@ -1005,9 +1028,4 @@ fn wait_for(pid: libc::pid_t) -> io::Result<ExitStatus> {
             return Err(error);
         }
     }
-}
-
-/// Reaps a child that failed to start (it has exited or is about to).
-fn reap_now(pid: libc::pid_t) {
-    let _ = wait_for(pid);
 }
