@@ -668,7 +668,7 @@ fn child_main(plan: &Plan, own_group: bool) -> ! {
 unsafe fn reset_signals() {
     // SAFETY: sigaction(2) and sigprocmask(2) with structures on the stack.
     unsafe {
-        for signal in 1..libc::SIGRTMAX() {
+        for signal in 1..=libc::SIGRTMAX() {
             let mut old: libc::sigaction = std::mem::zeroed();
             if libc::sigaction(signal, std::ptr::null(), &mut old) != 0 {
                 continue;
