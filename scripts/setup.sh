@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing Handrail needs, idempotently: the pinned toolchain's
-# wasm32-wasip2 target (built-in handlers are WebAssembly components built from source)
-# and the Debian packages the tests drive for real. Sourced by test.sh and demo.sh.
+# wasm32-wasip2 target (built-in handlers are WebAssembly components built from source),
+# the Debian packages the tests drive for real, and what the ARM builds take. Sourced by
+# test.sh, demo.sh and cross.sh.
 set -euo pipefail
 
 toolchain=$(sed -n 's/^channel *= *"\(.*\)"/\1/p' "$(dirname "${BASH_SOURCE[0]}")/../rust-toolchain.toml")
@@ -9,19 +10,33 @@ toolchain=$(sed -n 's/^channel *= *"\(.*\)"/\1/p' "$(dirname "${BASH_SOURCE[0]}"
 if ! rustup toolchain list | grep -q "^${toolchain}"; then
     rustup toolchain install "$toolchain" --profile minimal --component rustfmt,clippy
 fi
-if ! rustup target list --installed --toolchain "$toolchain" | grep -qx wasm32-wasip2; then
-    rustup target add --toolchain "$toolchain" wasm32-wasip2
-fi
 
-# Debian packages: program -> package.
-declare -A debs=([swupdate]=swupdate [openssl]=openssl [cpio]=cpio)
-missing=()
-for prog in "${!debs[@]}"; do
-    command -v "$prog" >/dev/null 2>&1 || missing+=("${debs[$prog]}")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-    sudo_cmd=""
+# Installs the Debian packages named that are not installed yet.
+install_debs() {
+    local missing=() deb
+    for deb in "$@"; do
+        dpkg-query -W -f='${Status}' "$deb" 2>/dev/null | grep -q "install ok installed" || missing+=("$deb")
+    done
+    [ "${#missing[@]}" -gt 0 ] || return 0
+    local sudo_cmd=""
     [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
     $sudo_cmd apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}"
-fi
+}
+
+# Installs the pinned toolchain's Rust targets named that are not installed yet.
+install_targets() {
+    local triple
+    for triple in "$@"; do
+        rustup target list --installed --toolchain "$toolchain" | grep -qx "$triple" ||
+            rustup target add --toolchain "$toolchain" "$triple"
+    done
+}
+
+# What the tests drive for real, and for the ARM builds `scripts/cross.sh` makes and
+# tests/e2e/cross.rs runs under qemu-user: the Rust targets, Debian's cross compilers and
+# C libraries.
+arm_targets=(aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf)
+arm_debs=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-arm-linux-gnueabihf libc6-dev-armhf-cross)
+install_debs swupdate openssl cpio qemu-user "${arm_debs[@]}"
+install_targets wasm32-wasip2 "${arm_targets[@]}"

@@ -155,9 +155,9 @@ enum Command {
         #[arg(long)]
         junit: Option<PathBuf>,
     },
-    /// Compile handlers ahead of time for the lean build (no compiler), on a machine with
-    /// the CPU it will run on: one component, or the built-in handlers with their
-    /// registrations. Only in a full build.
+    /// Compile handlers ahead of time for the lean build (no compiler): one component, or
+    /// the built-in handlers with their registrations; for this machine, or for a device
+    /// of another architecture (`--target`). Only in a full build.
     Precompile {
         /// The component to precompile (`.wasm`).
         #[arg(required_unless_present = "builtins", conflicts_with = "builtins")]
@@ -169,6 +169,15 @@ enum Command {
         /// naming it, to copy into the device's `<state-dir>/handlers/`.
         #[arg(long, value_name = "DIR")]
         builtins: Option<PathBuf>,
+        /// Precompile for a device of this Rust target triple (e.g.
+        /// `aarch64-unknown-linux-gnu`, `armv7-unknown-linux-gnueabihf`) at its
+        /// architecture's baseline CPU, rather than for this machine's CPU.
+        #[arg(long, value_name = "TRIPLE")]
+        target: Option<String>,
+        /// With `--target`: CPU features the devices all have, beyond the baseline
+        /// (Cranelift's names, e.g. `lse,fp16` for aarch64), comma-separated.
+        #[arg(long, value_name = "LIST", value_delimiter = ',', requires = "target")]
+        cpu_features: Vec<String>,
     },
     /// Create a handler crate from the vendor template.
     NewHandler {
@@ -411,10 +420,13 @@ async fn run(cli: &Cli, out: &output::Output) -> Result<u8, Failure> {
             artifact,
             output,
             builtins,
+            target,
+            cpu_features,
         } => precompile(
             artifact.as_deref(),
             output.as_deref(),
             builtins.as_deref(),
+            target.as_deref().map(|t| (t, cpu_features.as_slice())),
             out,
         ),
         Command::NewHandler { dir, id, sdk } => {
@@ -549,11 +561,15 @@ fn precompile(
     artifact: Option<&Path>,
     output: Option<&Path>,
     builtins: Option<&Path>,
+    target: Option<(&str, &[String])>,
     out: &output::Output,
 ) -> Result<u8, Failure> {
+    let target = target
+        .map(|(triple, features)| handrail_wasm_host::Target::parse(triple, features))
+        .transpose()?;
     match (artifact, builtins) {
-        (_, Some(dir)) => precompile::builtins(dir, out),
-        (Some(artifact), None) => precompile::component(artifact, output, out),
+        (_, Some(dir)) => precompile::builtins(dir, target.as_ref(), out),
+        (Some(artifact), None) => precompile::component(artifact, output, target.as_ref(), out),
         (None, None) => Err(Failure::bad_input(anyhow::anyhow!(
             "give the component to precompile, or --builtins DIR"
         ))),
@@ -566,10 +582,11 @@ fn precompile(
     _: Option<&Path>,
     _: Option<&Path>,
     _: Option<&Path>,
+    _: Option<(&str, &[String])>,
     _: &output::Output,
 ) -> Result<u8, Failure> {
     Err(Failure::bad_input(anyhow::anyhow!(
-        "this build of handrail has no compiler (the lean build): run `handrail precompile` with a full build of the same version, on a machine with this CPU"
+        "this build of handrail has no compiler (the lean build): run `handrail precompile` with a full build of the same version (on any machine, with `--target` naming this one's)"
     )))
 }
 

@@ -9,14 +9,15 @@
 //! steps its own bundled copies aside. Every file is written atomically (temporary
 //! file, fsync, rename), the artifact before the registration naming it.
 //!
-//! Precompiled code is for this wasmtime, this engine configuration and this machine's
-//! CPU features: precompile on the kind of machine the lean build will run on.
+//! Precompiled code is for this wasmtime and this engine configuration, and for this
+//! machine's CPU features or, with a [`Target`], for another architecture at its
+//! baseline CPU and the features named: a build host precompiles for its devices.
 
 use std::path::{Path, PathBuf};
 
 use handrail::bundled;
 use handrail::registry::{HandlerKind, Limits, Registration, sha256_hex};
-use handrail_wasm_host::{PrecompileError, Precompiler};
+use handrail_wasm_host::{PrecompileError, Precompiler, Target};
 
 use crate::exit::{self, Failure};
 use crate::output::Output;
@@ -25,30 +26,61 @@ use crate::output::Output;
 const PRECOMPILED_EXTENSION: &str = "cwasm";
 
 /// Precompiles the component `input` into `output` (default: `input` with `.cwasm`).
-pub fn component(input: &Path, output: Option<&Path>, out: &Output) -> Result<u8, Failure> {
+pub fn component(
+    input: &Path,
+    output: Option<&Path>,
+    target: Option<&Target>,
+    out: &Output,
+) -> Result<u8, Failure> {
     let output = output
         .map(Path::to_owned)
         .unwrap_or_else(|| input.with_extension(PRECOMPILED_EXTENSION));
-    let sha256 = Precompiler::new()
-        .map_err(Failure::internal)?
-        .precompile_file(input, &output)?;
+    let sha256 = precompiler(target)?.precompile_file(input, &output)?;
     out.message(&format!(
-        "wrote {} (sha256 {sha256}): register it as a `wasm` handler with this sha256",
-        output.display()
+        "wrote {} for {} (sha256 {sha256}): register it as a `wasm` handler with this sha256",
+        output.display(),
+        machine(target)
     ));
     Ok(exit::SUCCESS)
 }
 
+/// The precompiler for `target`, or for this machine.
+fn precompiler(target: Option<&Target>) -> Result<Precompiler, Failure> {
+    match target {
+        Some(target) => Ok(Precompiler::for_target(target)?),
+        None => Precompiler::new().map_err(Failure::internal),
+    }
+}
+
+/// The machine precompiled code is for, for people.
+fn machine(target: Option<&Target>) -> String {
+    match target {
+        None => "this machine's CPU".to_owned(),
+        Some(target) => {
+            let mut machine = target.triple().to_owned();
+            if target.engine_triple() != target.triple() {
+                machine += &format!(" (wasmtime's {} interpreter)", target.engine_triple());
+            }
+            if target.features().is_empty() {
+                machine += ", baseline CPU";
+            } else {
+                machine += &format!(", CPU with {}", target.features().join(", "));
+            }
+            machine
+        }
+    }
+}
+
 /// Precompiles the built-in handlers into `dir` (created when missing), each with its
 /// registration.
-pub fn builtins(dir: &Path, out: &Output) -> Result<u8, Failure> {
+pub fn builtins(dir: &Path, target: Option<&Target>, out: &Output) -> Result<u8, Failure> {
     let write_error = |path: &Path| {
         let output = path.display().to_string();
         move |source| PrecompileError::Write { output, source }
     };
     let dir = std::path::absolute(dir).map_err(write_error(dir))?;
     handrail::durable::create_dir_all(&dir).map_err(write_error(&dir))?;
-    let precompiler = Precompiler::new().map_err(Failure::internal)?;
+    let precompiler = precompiler(target)?;
     let mut written = Vec::new();
     for handler in handrail_builtin_handlers::builtin_handlers() {
         let stem = bundled::file_stem(handler.id);
@@ -71,8 +103,9 @@ pub fn builtins(dir: &Path, out: &Output) -> Result<u8, Failure> {
         let registration_path = dir.join(format!("{stem}.toml"));
         let text = bundled::registration_text(
             &format!(
-                "Built-in handler precompiled by `handrail precompile --builtins` (handrail {}).\nRuns only on a build of the same version, on a CPU like the one it was precompiled on.",
-                env!("CARGO_PKG_VERSION")
+                "Built-in handler precompiled by `handrail precompile --builtins` (handrail {}) for {}.\nRuns only on a build of the same version, on that kind of machine.",
+                env!("CARGO_PKG_VERSION"),
+                machine(target)
             ),
             &registration,
         )
@@ -82,8 +115,9 @@ pub fn builtins(dir: &Path, out: &Output) -> Result<u8, Failure> {
         written.push(handler.id);
     }
     out.message(&format!(
-        "precompiled {} into {}: copy its files into the device's <state-dir>/handlers/",
+        "precompiled {} for {} into {}: copy its files into the device's <state-dir>/handlers/",
         written.join(", "),
+        machine(target),
         dir.display()
     ));
     Ok(exit::SUCCESS)

@@ -33,7 +33,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use handrail::confinement::{LandlockPolicy, Privilege, SocketFamily};
+use handrail::confinement::{KernelFeature, LandlockPolicy, Privilege, SocketFamily};
 use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
     SeccompRule, TargetArch,
@@ -146,11 +146,24 @@ impl Confinement {
     /// Landlock, `policy` refuses (`Err`, saying why) or lets it go on with a warning in
     /// the log.
     pub fn prepare(grants: &Grants, policy: LandlockPolicy) -> Result<Confinement, String> {
-        let filters = seccomp_filters(grants.sockets)?;
+        let filters: &'static [BpfProgram] = match seccomp_status()
+            .clone()
+            .and_then(|()| seccomp_filters(grants.sockets))
+        {
+            Ok(filters) => filters,
+            Err(status) => {
+                if let Some(warning) = policy.judge(KernelFeature::Seccomp, false, &status)? {
+                    tracing::warn!("{warning}");
+                }
+                &[]
+            }
+        };
         let ruleset = rules::ruleset(grants).map_err(|e| format!("cannot set up Landlock: {e}"))?;
         let ruleset: Option<OwnedFd> = ruleset.into();
         let landlock = rules::landlock_status();
-        if let Some(warning) = policy.judge(ruleset.is_some(), &landlock)? {
+        if let Some(warning) =
+            policy.judge(KernelFeature::Landlock, ruleset.is_some(), &landlock)?
+        {
             tracing::warn!("{warning}");
         }
         let held = held_capabilities();
@@ -372,6 +385,27 @@ pub(crate) fn apply_filters(filters: &[BpfProgram]) -> io::Result<()> {
     Ok(())
 }
 
+/// Whether this kernel installs seccomp filters, found once per process by installing
+/// the filters of a process granted nothing on a thread made for it, which then ends:
+/// `Err` says why not (the architecture has no filter, or the kernel, or an emulator
+/// such as qemu-user, refuses them).
+fn seccomp_status() -> &'static Result<(), String> {
+    static STATUS: OnceLock<Result<(), String>> = OnceLock::new();
+    STATUS.get_or_init(|| {
+        let filters = seccomp_filters(&[])?;
+        std::thread::Builder::new()
+            .name("handrail-seccomp-probe".into())
+            .spawn(move || apply_filters(filters))
+            .and_then(|probe| {
+                probe
+                    .join()
+                    .map_err(|_| io::Error::other("the probe thread panicked"))
+            })
+            .and_then(|installed| installed)
+            .map_err(|e| format!("installing a filter: {e}"))
+    })
+}
+
 /// The seccomp filters for processes granted `sockets`, compiled once per set: one
 /// answering `EPERM` (the denied calls, namespace flags of `clone`, sockets of families
 /// not granted), one answering `ENOSYS` to `clone3`, whose flags a filter cannot read,
@@ -390,13 +424,23 @@ fn seccomp_filters(sockets: &[SocketFamily]) -> Result<&'static [BpfProgram], St
     compiled.as_deref().map_err(Clone::clone)
 }
 
+/// A system call's number as seccompiler takes it: libc's are a `c_long`, 32 bits wide on
+/// 32-bit targets.
+#[allow(
+    clippy::useless_conversion,
+    reason = "a conversion on 32-bit targets, where c_long is i32"
+)]
+fn number(nr: libc::c_long) -> i64 {
+    i64::from(nr)
+}
+
 fn compile_filters(sockets: &[SocketFamily]) -> Result<Vec<BpfProgram>, String> {
     let arch = TargetArch::try_from(std::env::consts::ARCH)
         .map_err(|e| format!("no seccomp filter for {}: {e}", std::env::consts::ARCH))?;
     let bad = |e: seccompiler::BackendError| format!("cannot build the seccomp filter: {e}");
     let mut denied: BTreeMap<i64, Vec<SeccompRule>> = DENIED_SYSCALLS
         .iter()
-        .map(|&(_, nr)| (nr, Vec::new()))
+        .map(|&(_, nr)| (number(nr), Vec::new()))
         .collect();
     let namespaces = NAMESPACE_FLAGS
         .iter()
@@ -411,7 +455,7 @@ fn compile_filters(sockets: &[SocketFamily]) -> Result<Vec<BpfProgram>, String> 
         })
         .collect::<Result<Vec<_>, _>>()
         .map_err(bad)?;
-    denied.insert(libc::SYS_clone, namespaces);
+    denied.insert(number(libc::SYS_clone), namespaces);
     let families: Vec<u64> = sockets
         .iter()
         .flat_map(|family| match family {
@@ -432,7 +476,7 @@ fn compile_filters(sockets: &[SocketFamily]) -> Result<Vec<BpfProgram>, String> 
             .map_err(bad)?;
         vec![SeccompRule::new(conditions).map_err(bad)?]
     };
-    denied.insert(libc::SYS_socket, socket_rules);
+    denied.insert(number(libc::SYS_socket), socket_rules);
     let eperm = SeccompFilter::new(
         denied,
         SeccompAction::Allow,
@@ -441,7 +485,7 @@ fn compile_filters(sockets: &[SocketFamily]) -> Result<Vec<BpfProgram>, String> 
     )
     .map_err(bad)?;
     let enosys = SeccompFilter::new(
-        BTreeMap::from([(libc::SYS_clone3, Vec::new())]),
+        BTreeMap::from([(number(libc::SYS_clone3), Vec::new())]),
         SeccompAction::Allow,
         SeccompAction::Errno(libc::ENOSYS as u32),
         arch,

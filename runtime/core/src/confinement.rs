@@ -153,15 +153,47 @@ impl<'de> Deserialize<'de> for Privilege {
 /// The registration key.
 pub const CONFIG_KEY: &str = "landlock";
 
-/// The registration's policy for a kernel without Landlock.
+/// The registration's policy for a kernel without Landlock or without seccomp filters
+/// (a kernel built without them, or an emulator such as qemu-user that answers their
+/// system calls itself).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum LandlockPolicy {
-    /// Refuse to run the handler unconfined.
+    /// Refuse to run the handler without it.
     #[default]
     Require,
-    /// Run it unconfined, with a warning.
+    /// Run it without, with a warning.
     BestEffort,
+}
+
+/// A kernel feature confinement is built on, that a kernel may lack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelFeature {
+    /// Landlock: the files and TCP ports a process reaches.
+    Landlock,
+    /// seccomp filters: the system calls it makes.
+    Seccomp,
+}
+
+impl KernelFeature {
+    fn name(self) -> &'static str {
+        match self {
+            KernelFeature::Landlock => "Landlock",
+            KernelFeature::Seccomp => "seccomp filtering",
+        }
+    }
+
+    /// What a handler run without it can do, for people.
+    fn without(self) -> &'static str {
+        match self {
+            KernelFeature::Landlock => {
+                "the handler runs UNCONFINED (it can read and write whatever the runtime can)"
+            }
+            KernelFeature::Seccomp => {
+                "the handler runs WITHOUT its seccomp filter (it can reach every system call its capabilities allow: mount, reboot, namespaces, sockets of any family)"
+            }
+        }
+    }
 }
 
 impl LandlockPolicy {
@@ -189,22 +221,35 @@ impl LandlockPolicy {
         }
     }
 
-    /// What to do with a native worker or a program whose Landlock rules are
-    /// (`enforced`) or are not in force, `landlock` being the kernel's Landlock status
-    /// for people: `Ok(None)` to go on confined, `Ok(Some(warning))` to go on
-    /// unconfined, `Err(reason)` to refuse.
-    pub fn judge(self, enforced: bool, landlock: &str) -> Result<Option<String>, String> {
-        match (enforced, self) {
+    /// What to do with a native worker or a program the kernel cannot confine with
+    /// `feature`, `status` saying why for people: `Ok(None)` to go on confined
+    /// (`available`), `Ok(Some(warning))` to go on without it, `Err(reason)` to refuse.
+    ///
+    /// ```
+    /// use handrail::confinement::{KernelFeature, LandlockPolicy};
+    /// let refused = LandlockPolicy::Require.judge(KernelFeature::Seccomp, false, "ENOSYS");
+    /// assert!(refused.unwrap_err().contains("seccomp filtering is not available"));
+    /// let warned = LandlockPolicy::BestEffort.judge(KernelFeature::Seccomp, false, "ENOSYS");
+    /// assert!(warned.unwrap().unwrap().contains("WITHOUT its seccomp filter"));
+    /// ```
+    pub fn judge(
+        self,
+        feature: KernelFeature,
+        available: bool,
+        status: &str,
+    ) -> Result<Option<String>, String> {
+        let name = feature.name();
+        match (available, self) {
             (true, _) => Ok(None),
             (false, LandlockPolicy::Require) => Err(format!(
-                "Landlock is not available on this kernel ({landlock}), so the handler cannot be confined; \
+                "{name} is not available on this kernel ({status}), so the handler cannot be confined; \
                  its registration requires confinement (config.{CONFIG_KEY} = \"require\", the default). \
-                 Set config.{CONFIG_KEY} = \"best-effort\" to run it unconfined"
+                 Set config.{CONFIG_KEY} = \"best-effort\" to run it without {name}"
             )),
             (false, LandlockPolicy::BestEffort) => Ok(Some(format!(
-                "Landlock is not available on this kernel ({landlock}); the handler runs UNCONFINED \
-                 (it can read and write whatever the runtime can), as its registration allows \
-                 (config.{CONFIG_KEY} = \"best-effort\")"
+                "{name} is not available on this kernel ({status}); {}, as its registration allows \
+                 (config.{CONFIG_KEY} = \"best-effort\")",
+                feature.without()
             ))),
         }
     }
@@ -227,10 +272,13 @@ mod tests {
     #[test]
     fn require_refuses_and_best_effort_warns_without_landlock() {
         for policy in [LandlockPolicy::Require, LandlockPolicy::BestEffort] {
-            assert_eq!(policy.judge(true, "ABI 6"), Ok(None));
+            assert_eq!(
+                policy.judge(KernelFeature::Landlock, true, "ABI 6"),
+                Ok(None)
+            );
         }
         let refused = LandlockPolicy::Require
-            .judge(false, "not implemented")
+            .judge(KernelFeature::Landlock, false, "not implemented")
             .unwrap_err();
         assert!(
             refused.contains("not available on this kernel (not implemented)")
@@ -238,7 +286,7 @@ mod tests {
             "{refused}"
         );
         let warning = LandlockPolicy::BestEffort
-            .judge(false, "not enabled")
+            .judge(KernelFeature::Landlock, false, "not enabled")
             .unwrap()
             .unwrap();
         assert!(warning.contains("UNCONFINED"), "{warning}");

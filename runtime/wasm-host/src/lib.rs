@@ -69,7 +69,7 @@ pub use cache::CacheStats;
 pub use enumerator::WasmEnumerator;
 pub use precompiled::check_artifact;
 #[cfg(feature = "compiler")]
-pub use precompiled::{PrecompileError, Precompiler};
+pub use precompiled::{PrecompileError, Precompiler, Target};
 pub use run::MAX_OUTPUT as MAX_RUN_OUTPUT;
 pub use sandbox::{PAYLOAD_DIR, WORK_DIR};
 pub use state::{MAX_GUEST_RESOURCES, MAX_LOG_MESSAGE_BYTES, MAX_LOG_MESSAGES};

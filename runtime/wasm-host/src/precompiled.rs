@@ -89,7 +89,7 @@ pub fn check_artifact(registration: &Registration) -> Result<(), LoadError> {
 }
 
 #[cfg(feature = "compiler")]
-pub use compile::{PrecompileError, Precompiler};
+pub use compile::{PrecompileError, Precompiler, Target};
 
 #[cfg(feature = "compiler")]
 mod compile {
@@ -125,6 +125,14 @@ mod compile {
             /// wasmtime's reason.
             reason: String,
         },
+        /// The target to precompile for is one wasmtime cannot compile for.
+        #[error("cannot precompile for {triple}: {reason}")]
+        Target {
+            /// The target triple as given.
+            triple: String,
+            /// Why.
+            reason: String,
+        },
         /// The precompiled artifact cannot be written (the cause is the error's source).
         #[error("cannot write {output}")]
         Write {
@@ -133,6 +141,98 @@ mod compile {
             /// Cause.
             source: std::io::Error,
         },
+    }
+
+    /// The machine a precompiled component is for, when it is not this one: a Rust
+    /// target triple and the CPU features to compile for beyond the target's baseline.
+    ///
+    /// wasmtime compiles machine code for `x86_64`, `aarch64`, `riscv64` and `s390x`.
+    /// Every other architecture (32-bit ARM among them) runs wasmtime's Pulley
+    /// interpreter, so its components are precompiled to Pulley bytecode of the
+    /// target's pointer width (`pulley32` for `armv7-unknown-linux-gnueabihf`), which is
+    /// what the engine of a build for that target loads.
+    ///
+    /// ```
+    /// use handrail_wasm_host::Target;
+    /// let arm64 = Target::parse("aarch64-unknown-linux-gnu", &["lse".into()])?;
+    /// assert_eq!(arm64.engine_triple(), "aarch64-unknown-linux-gnu");
+    /// let armv7 = Target::parse("armv7-unknown-linux-gnueabihf", &[])?;
+    /// assert_eq!(armv7.engine_triple(), "pulley32");
+    /// assert!(Target::parse("mips-unknown-linux-gnu", &["lse".into()]).is_err());
+    /// # Ok::<(), handrail_wasm_host::PrecompileError>(())
+    /// ```
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Target {
+        /// The triple as the user gave it.
+        triple: String,
+        /// The triple wasmtime compiles for.
+        engine: String,
+        /// Cranelift ISA flags (`has_lse`), each enabled beyond the baseline.
+        features: Vec<String>,
+    }
+
+    impl Target {
+        /// The target `triple` (a Rust target triple such as `aarch64-unknown-linux-gnu`,
+        /// or a Pulley one) with the CPU `features` (Cranelift's names, `lse` or
+        /// `has_lse`); refused, naming it, when wasmtime cannot run components there
+        /// or a feature is asked for where there is only the interpreter.
+        pub fn parse(triple: &str, features: &[String]) -> Result<Target, PrecompileError> {
+            let bad = |reason: String| PrecompileError::Target {
+                triple: triple.to_owned(),
+                reason,
+            };
+            let arch = triple.split('-').next().unwrap_or_default();
+            let engine = match arch {
+                "x86_64" | "aarch64" | "s390x" => triple.to_owned(),
+                _ if arch.starts_with("riscv64") => triple.to_owned(),
+                "pulley32" | "pulley64" | "pulley32be" | "pulley64be" => arch.to_owned(),
+                _ if arch.starts_with("arm") || arch.starts_with("thumb") => "pulley32".into(),
+                "i586" | "i686" | "riscv32imac" | "riscv32gc" => "pulley32".into(),
+                _ => {
+                    return Err(bad(
+                        "wasmtime runs components on x86_64, aarch64, riscv64, s390x and, through its Pulley interpreter, on 32-bit ARM and x86; name one of those".into(),
+                    ));
+                }
+            };
+            if engine.starts_with("pulley") && !features.is_empty() {
+                return Err(bad(format!(
+                    "{triple} runs the Pulley interpreter ({engine}), which has no CPU features to choose"
+                )));
+            }
+            let features = features
+                .iter()
+                .map(|f| {
+                    let f = f.trim();
+                    if f.is_empty() {
+                        Err(bad("an empty CPU feature name".into()))
+                    } else if f.starts_with("has_") {
+                        Ok(f.to_owned())
+                    } else {
+                        Ok(format!("has_{f}"))
+                    }
+                })
+                .collect::<Result<_, _>>()?;
+            Ok(Target {
+                triple: triple.to_owned(),
+                engine,
+                features,
+            })
+        }
+
+        /// The triple as it was given.
+        pub fn triple(&self) -> &str {
+            &self.triple
+        }
+
+        /// The triple wasmtime compiles for (`pulley32` for 32-bit ARM).
+        pub fn engine_triple(&self) -> &str {
+            &self.engine
+        }
+
+        /// The CPU features enabled beyond the target's baseline, as Cranelift names them.
+        pub fn features(&self) -> &[String] {
+            &self.features
+        }
     }
 
     /// Compiles components ahead of time for the engine every build of this host uses, so
@@ -155,6 +255,31 @@ mod compile {
         pub fn new() -> Result<Precompiler, WasmHostError> {
             let engine = Engine::new(&crate::engine_config())
                 .map_err(|e| WasmHostError::Engine(format!("{e:#}")))?;
+            Ok(Precompiler { engine })
+        }
+
+        /// A precompiler for this build's engine configuration on another machine: the
+        /// `target`'s architecture at its baseline CPU plus the features it names, so
+        /// what it writes loads on every CPU of that architecture that has them (and is
+        /// refused at load, as any artifact for another engine, on one that has not).
+        pub fn for_target(target: &Target) -> Result<Precompiler, PrecompileError> {
+            let mut config = crate::engine_config();
+            let bad = |reason: String| PrecompileError::Target {
+                triple: target.triple.clone(),
+                reason,
+            };
+            config
+                .target(&target.engine)
+                .map_err(|e| bad(format!("{e:#}")))?;
+            for feature in &target.features {
+                // SAFETY: an ISA flag only changes which instructions the compiled code
+                // may use; wasmtime records the flags in the artifact and refuses it at
+                // load on a CPU that lacks one, so the code never runs where it cannot.
+                unsafe {
+                    config.cranelift_flag_enable(feature);
+                }
+            }
+            let engine = Engine::new(&config).map_err(|e| bad(format!("{e:#}")))?;
             Ok(Precompiler { engine })
         }
 

@@ -41,8 +41,9 @@ pub(crate) fn keep_reserve_file(path: &Path) {
         .truncate(false)
         .open(path)
         .and_then(|file| {
-            // SAFETY: posix_fallocate(3) on a descriptor this process owns.
-            match unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, RESERVE_FILE_BYTES) } {
+            // SAFETY: posix_fallocate(3) on a descriptor this process owns (its 64-bit
+            // form, so the length is an `off64_t` on 32-bit targets too).
+            match unsafe { libc::posix_fallocate64(file.as_raw_fd(), 0, RESERVE_FILE_BYTES) } {
                 0 => file.sync_all(),
                 e => Err(std::io::Error::from_raw_os_error(e)),
             }
