@@ -130,19 +130,19 @@ impl Handler for AptHandler {
     ];
 
     fn download(step: &StepContext) -> ResultFile {
-        settle(download(step))
+        host::cancelled().unwrap_or_else(|| settle(download(step)))
     }
 
     fn backup(step: &StepContext) -> ResultFile {
-        settle(backup(step))
+        host::cancelled().unwrap_or_else(|| settle(backup(step)))
     }
 
     fn install(step: &StepContext) -> ResultFile {
-        settle(install(step))
+        host::cancelled().unwrap_or_else(|| settle(install(step)))
     }
 
     fn apply(step: &StepContext) -> ResultFile {
-        settle(apply(step))
+        host::cancelled().unwrap_or_else(|| settle(apply(step)))
     }
 
     fn restore(step: &StepContext) -> ResultFile {

@@ -25,7 +25,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use handrail_sdk::codes::{self, COMPONENT_CUSTOM};
-use handrail_sdk::{Action, ExtendedCode, Handler, ResultFile, StepContext, extended};
+use handrail_sdk::{Action, ExtendedCode, Handler, ResultFile, StepContext, extended, host};
 
 /// The handler id.
 pub const ID: &str = "contoso/virtual-camera:1";
@@ -85,11 +85,11 @@ impl Handler for VirtualCamera {
     }
 
     fn install(step: &StepContext) -> ResultFile {
-        outcome(install(step))
+        host::cancelled().unwrap_or_else(|| outcome(install(step)))
     }
 
     fn apply(step: &StepContext) -> ResultFile {
-        outcome(apply(step))
+        host::cancelled().unwrap_or_else(|| outcome(apply(step)))
     }
 
     fn restore(step: &StepContext) -> ResultFile {

@@ -22,7 +22,7 @@
 
 use std::path::PathBuf;
 
-use handrail_sdk::{Action, ExtendedCode, Handler, ResultFile, StepContext, codes, extended};
+use handrail_sdk::{Action, ExtendedCode, Handler, ResultFile, StepContext, codes, extended, host};
 
 /// The registration's `[config]` has no `stateDir`.
 pub const NO_STATE_DIR: ExtendedCode = extended(codes::COMPONENT_CUSTOM, 0x001);
@@ -49,6 +49,10 @@ impl Handler for Template {
     }
 
     fn install(step: &StepContext) -> ResultFile {
+        // A cancelled deployment changes nothing more (HC-007).
+        if let Some(cancelled) = host::cancelled() {
+            return cancelled;
+        }
         let target = match installed_file(step) {
             Ok(target) => target,
             Err(failure) => return failure,

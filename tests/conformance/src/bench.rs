@@ -124,6 +124,9 @@ impl Bench {
         let device = root.join("device");
         lay_device_files(&device, profile)?;
         let mut registration = registration.clone();
+        // A cancelled action has the profile's bound to stop by itself; past it the host
+        // stops it, and HC-007 says the handler ignored the cancel.
+        registration.limits.cancel_grace_secs = profile.cancel_bound.as_secs().max(1);
         if profile.uses_device() {
             registration.capabilities.write.push(device.clone());
         }
@@ -156,6 +159,11 @@ impl Bench {
 
     pub fn handler(&self) -> &dyn LoadedHandler {
         self.handler.as_ref()
+    }
+
+    /// The registration the handler was loaded with.
+    pub fn registration(&self) -> &Registration {
+        &self.registration
     }
 
     /// Empties the device folder and lays the profile's device files into it: the next

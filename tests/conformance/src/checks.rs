@@ -110,7 +110,7 @@ impl Check {
                 "the runtime answers undeclared actions itself; a declared action answering 'unsupported' (0x34800016) hides a missing implementation"
             }
             Check::Cancel => {
-                "a cancelled deployment must stop promptly: the cancelled action ends and the handler's cancel action answers within the bound"
+                "a cancelled deployment must stop promptly and change nothing more: an action started after the cancel returns resultCode -1 within the bound instead of doing its work or running on (a native handler's worker is stopped by the runtime), and the handler's cancel action answers within the bound"
             }
             Check::MissingPayload => {
                 "a step whose payload files are missing must end with a result (a failure for install), not a trap or a crash"

@@ -3,16 +3,15 @@
 //!
 //! Scenarios, each on a fresh device: the *lifecycle* (every declared action but cancel
 //! in the engine's order, then is-installed again, then restore), run twice; *install
-//! twice*; *cancel* (an action cancelled mid-way while the handler's cancel action runs);
+//! twice*; *cancel* (an action whose deployment is cancelled as it starts, while the
+//! handler's cancel action runs);
 //! the step *without its payload*; the step with *malformed properties*. Actions the
 //! profile lists in `skipActions` are not run with the payload (the no-payload scenario
 //! runs every declared action: there is nothing to act on).
 
-use std::time::Duration;
-
 use handrail::CancelToken;
 use handrail::host::{Description, InvocationEnd};
-use handrail::registry::is_valid_handler_id;
+use handrail::registry::{HandlerKind, is_valid_handler_id};
 use handrail_contract::codes::{self, Interruption, ext};
 use handrail_contract::{Action, CONTRACT_VERSION};
 
@@ -20,9 +19,6 @@ use crate::bench::{Bench, Outcome, Step};
 use crate::checks::Check;
 use crate::profile::Profile;
 use crate::report::{CheckResult, Verdict};
-
-/// How long after it starts an action is cancelled.
-const CANCEL_AFTER: Duration = Duration::from_millis(200);
 
 /// Everything the scenarios showed.
 struct Seen {
@@ -38,7 +34,7 @@ struct Seen {
 }
 
 struct CancelRun {
-    /// The action cancelled mid-way; `None` when it did not end within the bound.
+    /// The action cancelled as it started; `None` when it did not end within the bound.
     cancelled: (Action, Option<Outcome>),
     /// The handler's cancel action; `None` when it did not end within the bound.
     cancel_action: Option<Option<Outcome>>,
@@ -197,8 +193,14 @@ impl Runs<'_> {
         outcomes
     }
 
-    /// Starts the longest action the handler runs, cancels it mid-way and, as the engine
-    /// does, calls the handler's own cancel action at the same time.
+    /// Starts the longest action the handler runs with its deployment already cancelled
+    /// and, as the engine does, calls the handler's own cancel action at the same time.
+    ///
+    /// Cancelled before it begins, not after a delay: what the handler does is then the
+    /// same on every run and every machine, however small the payload or quick the
+    /// action (a cancel fired mid-way proves nothing when the action ends first), and a
+    /// handler that never looks at `is-cancelled` shows it, by running to its end or by
+    /// running on until the host stops it.
     async fn cancel(&self) -> Option<CancelRun> {
         let action = [
             Action::Install,
@@ -212,20 +214,18 @@ impl Runs<'_> {
         self.fresh_device().await;
         let bound = self.profile.cancel_bound;
         let token = CancelToken::new();
-        let cancelled = {
-            let token = token.clone();
-            async move {
-                tokio::time::timeout(
-                    CANCEL_AFTER + bound,
-                    self.bench.invoke(action, Step::Realistic, token),
-                )
-                .await
-                .ok()
-            }
+        token.cancel();
+        // The host stops the action `bound` after the cancel (the bench's cancel grace);
+        // the second `bound` is the host's own time to do so.
+        let cancelled = async {
+            tokio::time::timeout(
+                bound * 2,
+                self.bench.invoke(action, Step::Realistic, token.clone()),
+            )
+            .await
+            .ok()
         };
         let cancel_action = async {
-            tokio::time::sleep(CANCEL_AFTER).await;
-            token.cancel();
             if !self.runs(Action::Cancel) {
                 return None;
             }
@@ -387,19 +387,34 @@ impl Runs<'_> {
         let mut problems = Vec::new();
         let mut observations = Vec::new();
         let (action, cancelled) = &run.cancelled;
+        let native = self.bench.registration().kind == HandlerKind::Native;
         match cancelled {
             None => problems.push(format!(
-                "`{action}`, cancelled mid-way, had not ended {bound:.1} s later"
+                "`{action}`, cancelled as it started, had not ended {:.1} s later (the host could not stop it)",
+                2.0 * bound
             )),
             Some(o) => {
                 observations.push(format!("cancelled: {} after {:?}", o.summary(), o.elapsed));
                 match &o.end {
-                    InvocationEnd::Returned | InvocationEnd::Cancelled => {}
+                    // The runtime stops a native handler's worker at once on a cancel.
+                    InvocationEnd::Cancelled if native => {}
+                    InvocationEnd::Cancelled => problems.push(format!(
+                        "`{action}` ignored the cancel: it was still running {bound:.1} s after it and the host stopped it; poll host.is-cancelled and return resultCode -1"
+                    )),
+                    InvocationEnd::Returned => match o.valid() {
+                        Some(r) if r.result_code == codes::FAILURE_CANCELLED => {}
+                        Some(r) if codes::is_success(r.result_code) => problems.push(format!(
+                            "`{action}`, cancelled before it began, ran to its end and reported success ({}): it never looked at host.is-cancelled; return resultCode -1 once it is true",
+                            o.summary()
+                        )),
+                        Some(_) => {}
+                        None => problems.push(format!(
+                            "`{action}`, cancelled, wrote a bad result: {}",
+                            o.problem.clone().unwrap_or_else(|| o.summary())
+                        )),
+                    },
                     InvocationEnd::Trapped(_) | InvocationEnd::WorkerDied(_) => {}
                     other => problems.push(format!("`{action}`, cancelled, ended {other:?}")),
-                }
-                if let Some(p) = &o.problem {
-                    problems.push(format!("`{action}`, cancelled, wrote a bad result: {p}"));
                 }
             }
         }

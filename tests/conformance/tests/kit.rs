@@ -197,9 +197,29 @@ fn a_trap_on_malformed_properties_fails_only_that_check() {
 }
 
 #[test]
-fn a_cancel_that_never_returns_fails_only_the_cancel_check() {
+fn a_handler_that_ignores_cancel_fails_only_the_cancel_check() {
+    // Its install does its work anyway (however quick), and its cancel action never
+    // returns.
     let report = broken(guests::IGNORES_CANCEL, "cancelBoundSecs = 2");
     assert_eq!(failed(&report), ["HC-007"].into(), "{}", report.to_human());
+    let said = report.to_human();
+    assert!(
+        said.contains("ran to its end and reported success")
+            && said.contains("cancel action did not return within 2.0 s"),
+        "{said}"
+    );
+    // An install that runs on without polling is stopped by the host at the bound, and
+    // named.
+    let report = broken(
+        guests::IGNORES_CANCEL,
+        "cancelBoundSecs = 1\n[handlerProperties]\nspin = true\n",
+    );
+    assert_eq!(failed(&report), ["HC-007"].into(), "{}", report.to_human());
+    let said = report.to_human();
+    assert!(
+        said.contains("ignored the cancel: it was still running 1.0 s after it"),
+        "{said}"
+    );
 }
 
 #[test]

@@ -68,6 +68,31 @@ pub fn is_cancelled() -> bool {
     imports::is_cancelled()
 }
 
+/// The result of an action stopped by a cancel, when the current action has been
+/// cancelled: resultCode [`codes::FAILURE_CANCELLED`](crate::codes::FAILURE_CANCELLED)
+/// with [`codes::ext::CANCELLED`](crate::codes::ext::CANCELLED). An action calls it
+/// before it changes anything, and between the parts of long work; the conformance kit
+/// (HC-007) starts an action with its deployment already cancelled and fails a handler
+/// that does its work anyway.
+///
+/// ```no_run
+/// use handrail_sdk::{ResultFile, codes, host};
+/// fn install() -> ResultFile {
+///     if let Some(cancelled) = host::cancelled() {
+///         return cancelled;
+///     }
+///     // ... the work, polling `host::cancelled()` between its parts ...
+///     ResultFile::new(codes::INSTALL_SUCCESS, "installed")
+/// }
+/// ```
+pub fn cancelled() -> Option<crate::ResultFile> {
+    is_cancelled().then(|| crate::ResultFile {
+        result_code: crate::codes::FAILURE_CANCELLED,
+        extended_result_code: crate::codes::ext::CANCELLED.value(),
+        result_details: "cancelled; stopped before changing anything more".into(),
+    })
+}
+
 /// Runs a program the handler's registration grants (`capabilities.run`), with `args`
 /// passed as a list (never through a shell), an empty environment plus `env`, and the
 /// work folder as working directory.

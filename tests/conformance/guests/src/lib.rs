@@ -6,7 +6,8 @@
 pub const OUT_OF_PHASE: &str = env!("HANDRAIL_BROKEN_OUT_OF_PHASE_WASM");
 /// `broken/traps-on-malformed:1`: panics on a property of the wrong type.
 pub const TRAPS_ON_MALFORMED: &str = env!("HANDRAIL_BROKEN_TRAPS_ON_MALFORMED_WASM");
-/// `broken/ignores-cancel:1`: its cancel action never returns.
+/// `broken/ignores-cancel:1`: does its work although cancelled, or runs on after the cancel
+/// (`spin`), and its cancel action never returns.
 pub const IGNORES_CANCEL: &str = env!("HANDRAIL_BROKEN_IGNORES_CANCEL_WASM");
 /// `broken/lying-is-installed:1`: is-installed says 901 after a successful install.
 pub const LYING_IS_INSTALLED: &str = env!("HANDRAIL_BROKEN_LYING_IS_INSTALLED_WASM");

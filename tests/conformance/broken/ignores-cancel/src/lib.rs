@@ -1,9 +1,13 @@
-//! `broken/ignores-cancel:1`: its cancel action waits for an install that never tells it
-//! to stop, and so never returns. Breaks HC-007 (cancel honoured within a bound).
+//! `broken/ignores-cancel:1`: does not stop when cancelled. Breaks HC-007 (cancel
+//! honoured within a bound) three ways: its install does its work although the deployment
+//! was cancelled, or, when the step's `handlerProperties.spin` is true, runs on after the
+//! cancel in a loop that polls nothing until the host stops it (only once cancelled, so
+//! the kit's other scenarios end); and its cancel action waits for an install that never
+//! tells it to stop, and so never returns.
 
 use std::time::Duration;
 
-use handrail_sdk::{Action, Handler, ResultFile, StepContext, codes};
+use handrail_sdk::{Action, Handler, ResultFile, StepContext, codes, host};
 
 /// The handler.
 pub struct IgnoresCancel;
@@ -12,7 +16,18 @@ impl Handler for IgnoresCancel {
     const ID: &'static str = "broken/ignores-cancel:1";
     const ACTIONS: &'static [Action] = &[Action::Install, Action::Cancel];
 
-    fn install(_step: &StepContext) -> ResultFile {
+    fn install(step: &StepContext) -> ResultFile {
+        let spin = step
+            .handler_properties
+            .get("spin")
+            .and_then(|v| v.as_bool())
+            == Some(true);
+        if spin && host::is_cancelled() {
+            let mut turns: u64 = 0;
+            loop {
+                turns = std::hint::black_box(turns.wrapping_add(1));
+            }
+        }
         ResultFile::new(codes::INSTALL_SUCCESS, "installed")
     }
 

@@ -22,6 +22,10 @@ impl Handler for NonDeterministic {
     }
 
     fn install(_step: &StepContext) -> ResultFile {
+        // Honours a cancel (HC-007): it is broken in one way only.
+        if let Some(cancelled) = handrail_sdk::host::cancelled() {
+            return cancelled;
+        }
         ResultFile::new(codes::INSTALL_SUCCESS, "installed")
     }
 }

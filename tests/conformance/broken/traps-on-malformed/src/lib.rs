@@ -12,6 +12,10 @@ impl Handler for TrapsOnMalformed {
     const ACTIONS: &'static [Action] = &[Action::Install];
 
     fn install(step: &StepContext) -> ResultFile {
+        // Honours a cancel (HC-007): it is broken in one way only.
+        if let Some(cancelled) = handrail_sdk::host::cancelled() {
+            return cancelled;
+        }
         let version = step.handler_properties["version"]
             .as_str()
             .expect("handlerProperties.version is a string");
