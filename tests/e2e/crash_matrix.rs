@@ -204,6 +204,16 @@ fn a_kill_after_a_step_changed_the_device_ends_as_an_uninterrupted_run() {
                 &payloads,
             ],
         );
+        // Another process's `status` shows the action the journal has started and not
+        // finished, not a bare "pending".
+        let status = device.run(&["status"]);
+        assert!(
+            status
+                .stdout()
+                .contains(&format!("step 0: {window} started, not finished")),
+            "{window}: {}",
+            status.stdout()
+        );
         let resumed = device.run(&["resume"]);
         assert_eq!(resumed.code(), Some(0), "{window}: {}", resumed.stderr());
         // Succeeded and recorded installed, as without the kill — not "already installed".

@@ -276,6 +276,34 @@ fn a_handler_that_reports_progress_a_million_times_gets_one_line_per_percent() {
         .map(|p| p["done"].as_u64().unwrap())
         .collect();
     assert!(done.windows(2).all(|w| w[0] < w[1]), "{done:?}");
+
+    // Without a terminal (the test's pipe, as under systemd), a plain line per tenth,
+    // naming the step and action, in percent and the handler's units.
+    let device = Device::new();
+    register_hostile(&device, "");
+    let manifest = hostile_manifest(
+        &device,
+        "flood",
+        serde_json::json!({"behaviour": "progress-flood", "count": 1_000_000}),
+    );
+    let run = device.deploy(&manifest);
+    assert_eq!(run.code(), Some(0), "{}{}", run.stdout(), run.stderr());
+    let lines: Vec<String> = run
+        .stdout()
+        .lines()
+        .filter(|l| l.contains("% ("))
+        .map(str::to_owned)
+        .collect();
+    assert!((1..=11).contains(&lines.len()), "{lines:?}");
+    assert!(
+        lines.iter().all(|l| l.contains("step 0: install ")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.last().unwrap().contains("100% (1000000 of 1000000)")
+            || lines.last().unwrap().contains("90% ("),
+        "{lines:?}"
+    );
 }
 
 #[test]

@@ -7,6 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use handrail::contract::Action;
 use handrail::manifest::UpdateManifest;
 use handrail::registry::Registry;
 use handrail::report::StepOutcome;
@@ -83,7 +84,10 @@ impl Output {
         };
         let mut labels: Vec<String> = Vec::new();
         let mut offset = 0;
-        let mut shown = ShownProgress::default();
+        // JSON gets a line per whole percent; plain lines (no terminal to draw a bar on:
+        // systemd, a pipe, a log file) one per tenth, each with the action's name.
+        let mut shown = ShownProgress::every(if self.json { 1 } else { 10 });
+        let mut running: Vec<Option<Action>> = Vec::new();
         while let Some(event) = deployment.next_event().await {
             if self.json {
                 if shown.worth_showing(&event) {
@@ -110,11 +114,26 @@ impl Output {
                 }
                 Event::ActionStarted { step, action } => {
                     let label = labels.get(*step).cloned().unwrap_or_default();
+                    if running.len() <= *step {
+                        running.resize(*step + 1, None);
+                    }
+                    running[*step] = Some(*action);
                     bar.set_message(format!("{label}: {action}"));
                 }
                 Event::Progress { step, done, total } => {
                     let label = labels.get(*step).cloned().unwrap_or_default();
-                    bar.set_message(format!("{label}: {done}/{total}"));
+                    let action = running
+                        .get(*step)
+                        .copied()
+                        .flatten()
+                        .map(|a| format!("{a} "))
+                        .unwrap_or_default();
+                    let line = format!("{label}: {action}{}", progress_text(*done, *total));
+                    if !bar.is_hidden() {
+                        bar.set_message(line);
+                    } else if shown.worth_showing(&event) {
+                        println!("  {line}");
+                    }
                 }
                 Event::ActionFinished {
                     step,
@@ -219,7 +238,12 @@ impl Output {
                     r.deployment, r.update_id, r.status
                 );
                 for s in &r.steps {
-                    println!("  {} {}: {}", mark(s.outcome), s.label, s.outcome);
+                    match s.running {
+                        Some(action) if s.outcome == StepOutcome::Pending => {
+                            println!("  ▸ {}: {action} started, not finished", s.label);
+                        }
+                        _ => println!("  {} {}: {}", mark(s.outcome), s.label, s.outcome),
+                    }
                 }
             }
         }
@@ -314,16 +338,33 @@ impl Output {
 
 /// A line above the progress bar, or on stdout when there is no terminal to draw on.
 /// Which progress events are worth a line: a handler may report progress millions of
-/// times, and a log reader needs one line per whole percent of a step's progress (and its
-/// first report), not one per report.
-#[derive(Default)]
+/// times, and a log reader needs one line per `every` percent of a step's progress (and
+/// its first report), not one per report.
 struct ShownProgress {
     /// The step and the percent last shown.
     last: Option<(usize, u64)>,
+    /// The granularity, in percent.
+    every: u64,
+}
+
+/// Progress for people: the percent, and the handler's own units.
+fn progress_text(done: u64, total: u64) -> String {
+    if total == 0 {
+        return format!("{done} done");
+    }
+    let percent = (u128::from(done) * 100 / u128::from(total)).min(100);
+    format!("{percent}% ({done} of {total})")
 }
 
 impl ShownProgress {
-    /// True for every event but progress within the percent already shown.
+    fn every(every: u64) -> ShownProgress {
+        ShownProgress {
+            last: None,
+            every: every.max(1),
+        }
+    }
+
+    /// True for every event but progress within the `every` percent already shown.
     fn worth_showing(&mut self, event: &Event) -> bool {
         let Event::Progress { step, done, total } = event else {
             self.last = None;
@@ -332,7 +373,7 @@ impl ShownProgress {
         let percent = if *total == 0 {
             0
         } else {
-            (u128::from(*done) * 100 / u128::from(*total)).min(100) as u64
+            (u128::from(*done) * 100 / u128::from(*total)).min(100) as u64 / self.every * self.every
         };
         let first = self.last.is_none_or(|(s, _)| s != *step);
         let show = first || self.last != Some((*step, percent));

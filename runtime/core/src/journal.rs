@@ -386,6 +386,12 @@ impl Replay {
                 description: p.description.clone(),
                 outcome: s.outcome.unwrap_or(StepOutcome::Pending),
                 actions: s.actions().cloned().collect(),
+                // Live, the action in progress; read back from the file, the one whose
+                // `action-started` is the step's last record.
+                running: s.running.or(match s.events.last() {
+                    Some(StepEvent::Interrupted(a)) if s.outcome.is_none() => Some(*a),
+                    _ => None,
+                }),
             })
             .collect();
         let failure = steps

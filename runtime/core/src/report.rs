@@ -121,6 +121,11 @@ pub struct StepReport {
     pub outcome: StepOutcome,
     /// The actions that ran, in order.
     pub actions: Vec<ActionRecord>,
+    /// The action the journal shows started and not finished: the one running now, as
+    /// another process (`handrail status`) sees the deployment, or the one a crash or a
+    /// power cut interrupted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running: Option<Action>,
 }
 
 /// The step and action that stopped a deployment.
