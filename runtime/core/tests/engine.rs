@@ -373,12 +373,15 @@ async fn malformed_results_fail_and_another_actions_success_code_succeeds() {
 }
 
 #[tokio::test]
-async fn cancel_reaches_the_running_action() {
+async fn cancel_reaches_the_running_action_then_rolls_back_every_step() {
     let fx = Fixture::new();
     let rt = fx.runtime();
     let manifest = inline_manifest(
         "microsoft/apt:1",
-        &[serde_json::json!({"installedCriteria": "slow", "hang": "install"})],
+        &[
+            serde_json::json!({"installedCriteria": "first"}),
+            serde_json::json!({"installedCriteria": "slow", "hang": "install"}),
+        ],
     );
     let mut deployment = rt
         .deploy(&manifest, &fx.payloads, AdmitOptions::default())
@@ -388,16 +391,34 @@ async fn cancel_reaches_the_running_action() {
         if matches!(
             event,
             handrail::Event::ActionStarted {
+                step: 1,
                 action: Action::Install,
-                ..
             }
         ) {
             deployment.cancel();
         }
     }
     let report = deployment.finish().await.unwrap();
-    assert_eq!(report.status, DeploymentStatus::Cancelled);
-    let actions: Vec<Action> = report.steps[0].actions.iter().map(|a| a.action).collect();
+    assert_eq!(report.status, DeploymentStatus::Cancelled, "{report:#?}");
+    // The cancelled step's restore ran to its end, not stopped by the same cancel; the
+    // step installed before it was rolled back, as after a failure.
+    let restore = |step: usize| {
+        report.steps[step]
+            .actions
+            .iter()
+            .rfind(|a| a.action == Action::Restore)
+            .map(|a| a.result.result_code)
+    };
+    assert_eq!(restore(1), Some(codes::RESTORE_SUCCESS), "{report:#?}");
+    assert_eq!(restore(0), Some(codes::RESTORE_SUCCESS), "{report:#?}");
+    assert!(fx.device.join("restored-0").exists() && fx.device.join("restored-1").exists());
+    assert_eq!(report.steps[0].outcome, StepOutcome::RolledBack);
+    assert_eq!(report.steps[1].outcome, StepOutcome::Cancelled);
+    assert!(
+        rt.installed().unwrap().is_empty(),
+        "a rolled-back step is no longer recorded installed"
+    );
+    let actions: Vec<Action> = report.steps[1].actions.iter().map(|a| a.action).collect();
     assert_eq!(
         actions,
         [

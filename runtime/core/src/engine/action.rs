@@ -114,11 +114,12 @@ pub(super) async fn run_action(
     let events = cx.events.clone();
     let number = step.number;
     let registration = cx.handlers.registry().get(&step.handler);
-    // The action's own token: the deployment's cancel reaches it (but for the handler's
-    // own cancel action, which the same cancel must not stop), and so does its disk
-    // budget's watchdog.
+    // The action's own token: the deployment's cancel reaches it (but for the actions
+    // that undo, the handler's own cancel and restore, which run *because* of a cancel
+    // and which the same cancel must not stop: each has its own time limit), and so does
+    // its disk budget's watchdog.
     let action_cancel = CancelToken::new();
-    let forward = (action != Action::Cancel).then(|| {
+    let forward = (!matches!(action, Action::Cancel | Action::Restore)).then(|| {
         let (deployment, action) = (cx.cancel.clone(), action_cancel.clone());
         tokio::spawn(async move {
             deployment.cancelled().await;

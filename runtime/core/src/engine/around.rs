@@ -69,19 +69,21 @@ pub(super) async fn post_update_hook(
     run_hook(cx, HookKind::PostUpdate, plan, Some(status)).await
 }
 
-/// After a step failed: restores, newest first, every earlier step that succeeded after a
-/// real backup. `RolledBack` when at least one step was restored (the failed one
-/// included) and every restore succeeded, else `Failed`.
+/// After a step failed or was cancelled, or a cancel came between two steps: restores,
+/// newest first, every earlier step that succeeded after a real backup. `RolledBack`
+/// when at least one step was restored (the stopped one included) and every restore
+/// succeeded, else `Failed`.
 pub(super) async fn roll_back(
     cx: &Context,
     journal: &mut Journal,
     replay: &mut Replay,
 ) -> Result<DeploymentStatus, EngineError> {
-    let Some(failed) = replay
-        .steps
-        .iter()
-        .position(|s| s.outcome == Some(StepOutcome::Failed))
-    else {
+    let Some(failed) = replay.steps.iter().position(|s| {
+        matches!(
+            s.outcome,
+            Some(StepOutcome::Failed | StepOutcome::Cancelled) | None
+        )
+    }) else {
         return Ok(DeploymentStatus::Failed);
     };
     // The failed step may have restored itself already (after its install or apply).

@@ -263,11 +263,14 @@ pub(crate) async fn execute(
         if status == DeploymentStatus::Suspended {
             return Ok(replay.report());
         }
-        if status == DeploymentStatus::Failed
-            && replay.plan.failure_policy == FailurePolicy::Rollback
-            && replay.pre_hook.as_ref().is_none_or(|r| r.is_ok())
-        {
+        let rolls_back = replay.plan.failure_policy == FailurePolicy::Rollback
+            && replay.pre_hook.as_ref().is_none_or(|r| r.is_ok());
+        if status == DeploymentStatus::Failed && rolls_back {
             status = around::roll_back(cx, &mut journal, &mut replay).await?;
+        } else if status == DeploymentStatus::Cancelled && rolls_back {
+            // A cancel stops the update, and what it had installed is undone as after a
+            // failure; the deployment stays `cancelled`, each step saying how it ended.
+            around::roll_back(cx, &mut journal, &mut replay).await?;
         }
         if status == DeploymentStatus::Cancelled && cx.timed_out.load(Ordering::SeqCst) {
             status = DeploymentStatus::TimedOut;

@@ -136,7 +136,12 @@ impl InProcessHandler for DeviceHandler {
                 return Some(ResultFile::new(code, ""));
             }
             Action::Restore => {
+                // As a real handler would: a restore told it is cancelled stops.
+                if cancel.is_cancelled() {
+                    return Some(ResultFile::new(codes::FAILURE_CANCELLED, "restore stopped"));
+                }
                 fs::write(self.device.join("restored"), ctx.step_index.to_string()).unwrap();
+                fs::write(self.device.join(format!("restored-{}", ctx.step_index)), "").unwrap();
                 codes::RESTORE_SUCCESS
             }
             a => a.success_code(),
