@@ -148,7 +148,25 @@ pub struct FailureReport {
     pub result_details: String,
 }
 
-/// The report of one deployment.
+/// The report of one deployment: what `finish` returns, what history keeps and what
+/// `handrail --json` prints (camelCase members).
+///
+/// ```
+/// use handrail::{DeploymentStatus, Report};
+///
+/// let report = Report::rejected("d-1", "contoso/cam/1.0", "the payload is missing".into(), None);
+/// assert_eq!(report.status, DeploymentStatus::Rejected);
+/// let json = serde_json::to_value(&report).unwrap();
+/// assert_eq!(json["updateId"], "contoso/cam/1.0");
+/// // What a fleet server wants: the status and, on failure, ADU's codes.
+/// let summary = match &report.failure {
+///     Some(f) => format!("{}: {} {}", report.status, f.result_code, f.extended_result_code_hex),
+///     None => format!("{}: {}", report.status, report.error.as_deref().unwrap_or("")),
+/// };
+/// assert_eq!(summary, "rejected: the payload is missing");
+/// let back: Report = serde_json::from_value(json).unwrap();
+/// assert_eq!(back, report);
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Report {

@@ -372,7 +372,30 @@ struct Inner {
     trust: Trust,
 }
 
-/// A running (or resumed) deployment.
+/// A running (or resumed) deployment: its events as they happen, a cancel, and its
+/// report once it has finished or suspended.
+///
+/// ```no_run
+/// use handrail::{Deployment, Event};
+///
+/// # async fn example(mut deployment: Deployment) -> Result<(), handrail::EngineError> {
+/// // Ctrl-C cancels the running action; the steps are then rolled back as the failure
+/// // policy says, and the report says `cancelled`.
+/// let cancel = deployment.cancel_token();
+/// tokio::spawn(async move {
+///     if tokio::signal::ctrl_c().await.is_ok() {
+///         cancel.cancel();
+///     }
+/// });
+/// while let Some(event) = deployment.next_event().await {
+///     if let Event::Progress { step, done, total } = event {
+///         println!("step {step}: {done} of {total}");
+///     }
+/// }
+/// let report = deployment.finish().await?;
+/// println!("{}: {}", report.deployment, report.status);
+/// # Ok(()) }
+/// ```
 pub struct Deployment {
     id: String,
     events: engine::events::EventReceiver,
@@ -432,6 +455,51 @@ impl Deployment {
 }
 
 /// The Handrail runtime: one per state directory.
+///
+/// Opening it takes the state directory's lock (one runtime per device); then finish
+/// what a reboot interrupted, and deploy. The hosts that run handlers are added to the
+/// builder: `handrail_wasm_host::WasmHost` for components, `handrail_native_host` for
+/// native libraries, an [`InProcessHost`](crate::in_process::InProcessHost) for handlers
+/// compiled into the agent, and a custom [`ComponentEnumerator`](crate::components::ComponentEnumerator)
+/// for the device's components:
+///
+/// ```no_run
+/// use handrail::components::{ComponentEnumerator, EnumeratorError};
+/// use handrail::contract::Component;
+/// use handrail::{AdmitOptions, Runtime};
+///
+/// /// The device's cameras, as its own inventory knows them.
+/// struct Cameras;
+///
+/// impl ComponentEnumerator for Cameras {
+///     fn all_components(&self) -> Result<Vec<Component>, EnumeratorError> {
+///         Ok(vec![Component {
+///             id: "camera-0".into(),
+///             name: "front".into(),
+///             group: "cameras".into(),
+///             manufacturer: "contoso".into(),
+///             model: "virtual-camera".into(),
+///             version: Some("1.0".into()),
+///             properties: serde_json::Map::new(),
+///         }])
+///     }
+/// }
+///
+/// # async fn example(manifest: &[u8]) -> Result<(), Box<dyn std::error::Error>> {
+/// let runtime = Runtime::builder("/var/lib/handrail")
+///     // .host_with(|state| WasmHost::new(state.cache_dir())) and the others
+///     .enumerator(Cameras)
+///     .open()?;
+/// if let Some(interrupted) = runtime.resume()? {
+///     interrupted.finish().await?;
+/// }
+/// let deployment = runtime
+///     .deploy(manifest, "/var/lib/payloads".as_ref(), AdmitOptions::default())
+///     .await?;
+/// let report = deployment.finish().await?;
+/// println!("{}", serde_json::to_string_pretty(&report)?);
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Runtime {
     inner: Arc<Inner>,

@@ -43,7 +43,28 @@ use action::{WorkFolder, run_action};
 pub use sequence::Phase;
 use sequence::{Move, next_move, pending_interruption};
 
-/// Something that happened during a deployment, for progress displays.
+/// Something that happened during a deployment, for progress displays. Serialised with
+/// an `event` tag (`step-started`, `action-started`, `progress`, `action-finished`,
+/// `step-finished`, `suspended`), as `handrail --json deploy` prints them.
+///
+/// ```
+/// use handrail::Event;
+/// use handrail::contract::Action;
+///
+/// let event = Event::ActionStarted { step: 0, action: Action::Install };
+/// let line = serde_json::to_value(&event).unwrap();
+/// assert_eq!(line["event"], "action-started");
+/// assert_eq!(line["action"], "install");
+///
+/// fn describe(event: &Event) -> Option<String> {
+///     match event {
+///         Event::Progress { step, done, total } => Some(format!("step {step}: {done}/{total}")),
+///         Event::StepFinished { step, outcome } => Some(format!("step {step}: {outcome}")),
+///         _ => None,
+///     }
+/// }
+/// assert_eq!(describe(&Event::Progress { step: 1, done: 5, total: 10 }).unwrap(), "step 1: 5/10");
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum Event {
