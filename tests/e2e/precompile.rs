@@ -75,25 +75,83 @@ fn one_component_is_precompiled_and_bad_inputs_are_named() {
     fs::write(&not_wasm, "not a component").unwrap();
     let file = dir.join("a-file");
     fs::write(&file, "").unwrap();
-    let cases: [(&[&str], &str); 4] = [
-        (&[cwasm.to_str().unwrap()], "precompiled already"),
+    let wasm_path = wasm.to_str().unwrap();
+    let cases: [(&[&str], &str, &str); 7] = [
+        (&[cwasm.to_str().unwrap()], "precompiled already", ""),
         (
             &[not_wasm.to_str().unwrap()],
             "not a valid WebAssembly component",
+            "",
         ),
-        (&["missing.wasm"], "cannot read missing.wasm"),
-        (&["--builtins", file.to_str().unwrap()], "cannot write"),
+        (&["missing.wasm"], "cannot read missing.wasm", ""),
+        (&["--builtins", file.to_str().unwrap()], "cannot write", ""),
+        (
+            &[wasm_path, "--target", "mips-unknown-linux-gnu"],
+            "cannot precompile for",
+            "aarch64-unknown-linux-gnu",
+        ),
+        (
+            &[
+                wasm_path,
+                "--target",
+                "aarch64-unknown-linux-gnu",
+                "--cpu-features",
+                "warp-drive",
+            ],
+            "has_warp-drive",
+            "--cpu-features takes Cranelift's names",
+        ),
+        (
+            &[
+                wasm_path,
+                "--target",
+                "armv7-unknown-linux-gnueabihf",
+                "--cpu-features",
+                "neon",
+            ],
+            "Pulley interpreter",
+            "no CPU features",
+        ),
     ];
-    for (args, want) in cases {
+    for (args, want, also) in cases {
         let run = device.run(&[&["precompile"], args].concat());
         assert_eq!(run.code(), Some(2), "{args:?}: {}", run.stderr());
-        let named = args.last().unwrap();
+        assert!(run.stderr().contains(also), "{args:?}: {}", run.stderr());
+        let named = args
+            .iter()
+            .rev()
+            .find(|a| !a.starts_with("--") && !["warp-drive", "neon"].contains(a))
+            .unwrap();
         assert!(
             run.stderr().contains(want) && run.stderr().contains(named),
             "{args:?}: {}",
             run.stderr()
         );
     }
+    // For a device: its architecture at the baseline, plus the features named.
+    let arm = dir.join("enumerator-aarch64.cwasm");
+    let run = device.run(&[
+        "precompile",
+        wasm_path,
+        "-o",
+        arm.to_str().unwrap(),
+        "--target",
+        "aarch64-unknown-linux-gnu",
+        "--cpu-features",
+        "lse",
+    ]);
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    assert!(
+        run.stdout()
+            .contains("for aarch64-unknown-linux-gnu, CPU with has_lse"),
+        "{}",
+        run.stdout()
+    );
+    assert_eq!(
+        &fs::read(&arm).unwrap()[18..20],
+        &[0xb7, 0],
+        "an AArch64 ELF"
+    );
     let usage = device.run(&["precompile", "-o", "x.cwasm"]);
     assert_eq!(usage.code(), Some(2), "{}", usage.stderr());
 }

@@ -61,10 +61,13 @@ fn machine(target: Option<&Target>) -> String {
             if target.engine_triple() != target.triple() {
                 machine += &format!(" (wasmtime's {} interpreter)", target.engine_triple());
             }
-            if target.features().is_empty() {
-                machine += ", baseline CPU";
-            } else {
-                machine += &format!(", CPU with {}", target.features().join(", "));
+            // The interpreter runs on any CPU of its architecture.
+            if !target.engine_triple().starts_with("pulley") {
+                if target.features().is_empty() {
+                    machine += ", baseline CPU";
+                } else {
+                    machine += &format!(", CPU with {}", target.features().join(", "));
+                }
             }
             machine
         }

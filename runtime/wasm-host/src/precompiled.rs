@@ -146,11 +146,11 @@ mod compile {
     /// The machine a precompiled component is for, when it is not this one: a Rust
     /// target triple and the CPU features to compile for beyond the target's baseline.
     ///
-    /// wasmtime compiles machine code for `x86_64`, `aarch64`, `riscv64` and `s390x`.
-    /// Every other architecture (32-bit ARM among them) runs wasmtime's Pulley
-    /// interpreter, so its components are precompiled to Pulley bytecode of the
-    /// target's pointer width (`pulley32` for `armv7-unknown-linux-gnueabihf`), which is
-    /// what the engine of a build for that target loads.
+    /// This build compiles machine code for `x86_64` and `aarch64`. 32-bit ARM and x86
+    /// have no code generator in wasmtime and run its Pulley interpreter, so their
+    /// components are precompiled to Pulley bytecode (`pulley32` for
+    /// `armv7-unknown-linux-gnueabihf`), which is what the engine of a build for that
+    /// target loads.
     ///
     /// ```
     /// use handrail_wasm_host::Target;
@@ -183,14 +183,13 @@ mod compile {
             };
             let arch = triple.split('-').next().unwrap_or_default();
             let engine = match arch {
-                "x86_64" | "aarch64" | "s390x" => triple.to_owned(),
-                _ if arch.starts_with("riscv64") => triple.to_owned(),
-                "pulley32" | "pulley64" | "pulley32be" | "pulley64be" => arch.to_owned(),
-                _ if arch.starts_with("arm") || arch.starts_with("thumb") => "pulley32".into(),
-                "i586" | "i686" | "riscv32imac" | "riscv32gc" => "pulley32".into(),
+                "x86_64" | "aarch64" => triple.to_owned(),
+                "pulley32" | "pulley64" => arch.to_owned(),
+                _ if arch.starts_with("armv") || arch.starts_with("thumbv") => "pulley32".into(),
+                "arm" | "i586" | "i686" => "pulley32".into(),
                 _ => {
                     return Err(bad(
-                        "wasmtime runs components on x86_64, aarch64, riscv64, s390x and, through its Pulley interpreter, on 32-bit ARM and x86; name one of those".into(),
+                        "this build precompiles for x86_64 and aarch64 and, for wasmtime's Pulley interpreter, 32-bit ARM and x86 (e.g. aarch64-unknown-linux-gnu, armv7-unknown-linux-gnueabihf)".into(),
                     ));
                 }
             };
@@ -279,7 +278,14 @@ mod compile {
                     config.cranelift_flag_enable(feature);
                 }
             }
-            let engine = Engine::new(&config).map_err(|e| bad(format!("{e:#}")))?;
+            let engine = Engine::new(&config).map_err(|e| {
+                let hint = if target.features.is_empty() {
+                    ""
+                } else {
+                    "; --cpu-features takes Cranelift's names for the architecture (aarch64: lse, pauth, fp16, bti; x86_64: sse41, avx2, bmi2, …)"
+                };
+                bad(format!("{e:#}{hint}"))
+            })?;
             Ok(Precompiler { engine })
         }
 
