@@ -250,13 +250,18 @@ fn a_grant_that_covers_the_runtimes_own_files_is_refused_naming_the_grant() {
 
 #[test]
 fn a_handler_that_reports_progress_a_million_times_gets_one_line_per_percent() {
-    let device = Device::new();
-    register_hostile(&device, "");
-    let manifest = hostile_manifest(
-        &device,
-        "flood",
-        serde_json::json!({"behaviour": "progress-flood", "count": 1_000_000}),
-    );
+    // A device whose update's handler reports progress a million times.
+    let flooded = || {
+        let device = Device::new();
+        register_hostile(&device, "");
+        let manifest = hostile_manifest(
+            &device,
+            "flood",
+            serde_json::json!({"behaviour": "progress-flood", "count": 1_000_000}),
+        );
+        (device, manifest)
+    };
+    let (device, manifest) = flooded();
     let run = device.deploy_json(&manifest);
     assert_eq!(run.code(), Some(0), "{}{}", run.stdout(), run.stderr());
     let progress: Vec<serde_json::Value> = run
@@ -279,13 +284,7 @@ fn a_handler_that_reports_progress_a_million_times_gets_one_line_per_percent() {
 
     // Without a terminal (the test's pipe, as under systemd), a plain line per tenth,
     // naming the step and action, in percent and the handler's units.
-    let device = Device::new();
-    register_hostile(&device, "");
-    let manifest = hostile_manifest(
-        &device,
-        "flood",
-        serde_json::json!({"behaviour": "progress-flood", "count": 1_000_000}),
-    );
+    let (device, manifest) = flooded();
     let run = device.deploy(&manifest);
     assert_eq!(run.code(), Some(0), "{}{}", run.stdout(), run.stderr());
     let lines: Vec<String> = run
