@@ -335,3 +335,46 @@ fn an_action_the_agent_crashes_in_every_time_fails_after_its_bound_instead_of_lo
     let status = device.run(&["--json", "status"]).last_json();
     assert!(status["current"].is_null(), "{status}");
 }
+
+#[test]
+fn handrail_cancel_from_another_shell_cancels_the_running_deployment() {
+    let device = Device::new();
+    let nothing = device.run(&["cancel"]);
+    assert_eq!(nothing.code(), Some(0), "{}", nothing.stderr());
+    assert!(
+        nothing.stdout().contains("nothing to cancel"),
+        "{}",
+        nothing.stdout()
+    );
+
+    let manifest = window_manifest(&device, "install-always", "");
+    let payloads = device.payloads.to_str().unwrap().to_owned();
+    let agent = device.start_until(
+        &[
+            "deploy",
+            manifest.to_str().unwrap(),
+            "--payloads",
+            &payloads,
+        ],
+        &device.device.join("hung"),
+    );
+    let cancel = device.run(&["cancel", "--wait", "120"]);
+    let deployed = agent.wait_with_output().unwrap();
+    let said = format!(
+        "{}\n{}\n{}",
+        cancel.stdout(),
+        String::from_utf8_lossy(&deployed.stdout),
+        String::from_utf8_lossy(&deployed.stderr)
+    );
+    assert_eq!(cancel.code(), Some(0), "{said}\n{}", cancel.stderr());
+    assert!(
+        cancel.stdout().contains("cancelling deployment")
+            && cancel.stdout().contains(": cancelled"),
+        "{said}"
+    );
+    // The agent ended as a cancelled deployment does, and nothing ran after the cancel.
+    assert_eq!(deployed.status.code(), Some(5), "{said}");
+    assert!(!device.device.join("second").exists(), "{said}");
+    let history = device.run(&["--json", "history"]).last_json();
+    assert_eq!(history[0]["report"]["status"], "cancelled", "{history}");
+}

@@ -50,6 +50,14 @@ impl Failure {
         }
     }
 
+    /// Busy: another process holds the state directory, or the deployment is not done.
+    pub fn busy(error: impl Into<anyhow::Error>) -> Failure {
+        Failure {
+            code: BUSY,
+            error: error.into(),
+        }
+    }
+
     /// An internal fault.
     pub fn internal(error: impl Into<anyhow::Error>) -> Failure {
         Failure {

@@ -19,6 +19,7 @@
 //! devices) it runs only handlers precompiled by a full build, registered in the state
 //! directory's `handlers/` folder.
 
+mod cancel;
 mod conform;
 mod exit;
 mod output;
@@ -116,6 +117,14 @@ enum Command {
     },
     /// Continue the deployment left suspended (reboot, restart) or interrupted (crash).
     Resume,
+    /// Cancel the deployment another `handrail deploy` or `resume` is running on this
+    /// state directory, as Ctrl-C there would (its action stopped, its steps rolled back
+    /// as the failure policy says), and wait for it to end.
+    Cancel {
+        /// How long to wait for the deployment to end, in seconds.
+        #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+        wait: u64,
+    },
     /// Parse and validate a manifest without running anything.
     Validate {
         /// The update manifest (or the delivered envelope).
@@ -493,6 +502,9 @@ async fn run(cli: &Cli, out: &output::Output) -> Result<u8, Failure> {
             }
             out.valid(manifest, document.manifest());
             Ok(exit::SUCCESS)
+        }
+        Command::Cancel { wait } => {
+            cancel::cancel(&cli.state_dir, std::time::Duration::from_secs(*wait), out)
         }
         Command::Status => {
             let view = StateView::new(&cli.state_dir);

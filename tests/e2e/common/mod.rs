@@ -179,14 +179,14 @@ impl Device {
         cmd
     }
 
-    /// Starts `handrail <args…>` as [`Device::run`] does and kills it (SIGKILL) once
-    /// `marker` exists — a step's script makes it where the test wants the agent to die.
+    /// Starts `handrail <args…>` as [`Device::run`] does, once `marker` exists returns
+    /// it still running (its output piped), for the test to act on it from outside.
     /// Fails when the agent ends first, or the marker does not come within two minutes.
-    pub fn kill_when(&self, args: &[&str], marker: &Path) {
+    pub fn start_until(&self, args: &[&str], marker: &Path) -> std::process::Child {
         let mut agent = self
             .command_for(&handrail_bin(), true, args, &[])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
@@ -203,6 +203,14 @@ impl Device {
             );
             std::thread::yield_now();
         }
+        agent
+    }
+
+    /// Starts `handrail <args…>` as [`Device::run`] does and kills it (SIGKILL) once
+    /// `marker` exists — a step's script makes it where the test wants the agent to die.
+    /// Fails when the agent ends first, or the marker does not come within two minutes.
+    pub fn kill_when(&self, args: &[&str], marker: &Path) {
+        let mut agent = self.start_until(args, marker);
         agent.kill().unwrap();
         agent.wait().unwrap();
     }
