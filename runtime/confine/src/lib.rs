@@ -143,8 +143,8 @@ pub struct Confinement {
 
 impl Confinement {
     /// Builds the confinement of a process with `grants`. Where the kernel has no
-    /// Landlock, `policy` refuses (`Err`, saying why) or lets it go on with a warning in
-    /// the log.
+    /// Landlock or installs no seccomp filter, `policy` refuses (`Err`, saying why) or
+    /// lets it go on without, with a warning in the log.
     pub fn prepare(grants: &Grants, policy: LandlockPolicy) -> Result<Confinement, String> {
         let filters: &'static [BpfProgram] = match seccomp_status()
             .clone()
@@ -500,6 +500,13 @@ fn compile_filters(sockets: &[SocketFamily]) -> Result<Vec<BpfProgram>, String> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn this_kernel_installs_the_filters_on_the_probe_thread() {
+        // The suite runs on a real x86_64 kernel with seccomp: the probe must say so, or
+        // every best-effort registration would run unfiltered.
+        assert_eq!(seccomp_status(), &Ok(()));
+    }
 
     #[test]
     fn the_seccomp_filters_build_for_every_socket_grant() {
