@@ -1324,3 +1324,55 @@ fn a_manifest_path_that_is_a_fifo_or_a_device_is_refused_at_once() {
         }
     }
 }
+
+#[test]
+fn abandon_ends_a_suspended_deployment_rolled_back_and_recorded() {
+    let device = Device::new();
+    let nothing = device.run(&["abandon"]);
+    assert_eq!(nothing.code(), Some(0), "{}", nothing.stderr());
+    assert!(nothing.stdout().contains("nothing to abandon"));
+
+    // Step 1 asks for a reboot after its apply: the deployment is suspended.
+    let manifest = device.manifest(
+        "update.json",
+        &script_manifest(&device, &["one", "two"], &["", "apply=706"]),
+    );
+    let run = device.deploy(&manifest);
+    assert_eq!(run.code(), Some(3), "{}\n{}", run.stdout(), run.stderr());
+    let cancel = device.run(&["cancel"]);
+    assert!(
+        cancel.stdout().contains("is suspended, not running")
+            && cancel.stdout().contains("`handrail abandon` ends it"),
+        "{}",
+        cancel.stdout()
+    );
+
+    let abandoned = device.run(&["abandon"]);
+    assert_eq!(
+        abandoned.code(),
+        Some(5),
+        "{}\n{}",
+        abandoned.stdout(),
+        abandoned.stderr()
+    );
+    assert!(
+        abandoned.stdout().contains(": cancelled"),
+        "{}",
+        abandoned.stdout()
+    );
+    let status = device.run(&["status"]);
+    assert!(
+        status.stdout().contains("no deployment in progress"),
+        "{}",
+        status.stdout()
+    );
+    let history = device.run(&["--json", "history"]).last_json();
+    assert_eq!(history[0]["report"]["status"], "cancelled", "{history}");
+    // Nothing is left to resume, and the same update can be deployed again.
+    let resumed = device.run(&["resume"]);
+    assert!(
+        resumed.stdout().contains("nothing to resume"),
+        "{}",
+        resumed.stdout()
+    );
+}

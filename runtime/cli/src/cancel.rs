@@ -51,11 +51,11 @@ pub fn cancel(state_dir: &Path, wait: Duration, out: &Output) -> Result<u8, Fail
         Ok(()) => {
             return match current {
                 Some(r) if r.status == DeploymentStatus::Suspended => nothing(&format!(
-                    "deployment {} is suspended, not running (`handrail resume` carries it on)",
+                    "deployment {} is suspended, not running (`handrail resume` carries it on, `handrail abandon` ends it)",
                     r.deployment
                 )),
                 Some(r) => nothing(&format!(
-                    "deployment {} is not running (interrupted: `handrail resume` finishes it)",
+                    "deployment {} is not running (interrupted: `handrail resume` finishes it, `handrail abandon` ends it)",
                     r.deployment
                 )),
                 None => nothing("no deployment is running"),

@@ -117,6 +117,10 @@ enum Command {
     },
     /// Continue the deployment left suspended (reboot, restart) or interrupted (crash).
     Resume,
+    /// End the deployment left suspended (or interrupted) without carrying it on: the
+    /// stopped step and every earlier one are rolled back as the failure policy says,
+    /// and history records it cancelled (exit 5).
+    Abandon,
     /// Cancel the deployment another `handrail deploy` or `resume` is running on this
     /// state directory, as Ctrl-C there would (its action stopped, its steps rolled back
     /// as the failure policy says), and wait for it to end.
@@ -457,6 +461,19 @@ async fn run(cli: &Cli, out: &output::Output) -> Result<u8, Failure> {
                 }
                 None => {
                     out.message("nothing to resume");
+                    Ok(exit::SUCCESS)
+                }
+            }
+        }
+        Command::Abandon => {
+            let runtime = open(cli)?;
+            match runtime.abandon()? {
+                Some(deployment) => {
+                    let report = out.follow(deployment).await?;
+                    Ok(exit_for(&report))
+                }
+                None => {
+                    out.message("nothing to abandon");
                     Ok(exit::SUCCESS)
                 }
             }

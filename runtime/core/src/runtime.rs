@@ -728,11 +728,35 @@ impl Runtime {
     /// Continues the deployment left in progress (crash) or suspended (reboot, restart).
     /// `None` when there is nothing to resume.
     pub fn resume(&self) -> Result<Option<Deployment>, RuntimeError> {
+        self.take_over(false)
+    }
+
+    /// Ends the deployment left suspended or interrupted without carrying it on: it is
+    /// resumed already cancelled, so no step runs on; the stopped step runs its
+    /// handler's `cancel` and `restore`, earlier steps are rolled back as the failure
+    /// policy says, and history records it `cancelled`. `None` when there is nothing to
+    /// end.
+    ///
+    /// ```no_run
+    /// # async fn example(runtime: &handrail::Runtime) -> Result<(), Box<dyn std::error::Error>> {
+    /// if let Some(abandoned) = runtime.abandon()? {
+    ///     let report = abandoned.finish().await?;
+    ///     assert_eq!(report.status, handrail::DeploymentStatus::Cancelled);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn abandon(&self) -> Result<Option<Deployment>, RuntimeError> {
+        self.take_over(true)
+    }
+
+    /// [`resume`](Self::resume), or with `cancelled` [`abandon`](Self::abandon).
+    fn take_over(&self, cancelled: bool) -> Result<Option<Deployment>, RuntimeError> {
         let path = self.inner.state.journal_path();
         if path.exists() {
             let (journal, replay) = Journal::open(&path)?;
             if let Some(replay) = replay {
-                return Ok(Some(self.spawn(journal, replay)));
+                let deployment = self.spawn_with(journal, replay, cancelled);
+                return Ok(Some(deployment));
             }
         }
         match self.settle_lost_journal()? {
@@ -785,10 +809,18 @@ impl Runtime {
     }
 
     fn spawn(&self, journal: Journal, replay: Replay) -> Deployment {
+        self.spawn_with(journal, replay, false)
+    }
+
+    /// Runs the deployment of `replay`; with `cancelled`, cancelled before anything runs.
+    fn spawn_with(&self, journal: Journal, replay: Replay, cancelled: bool) -> Deployment {
         let reserve_file = self.inner.state.root().join("reserve");
         engine::disk::keep_reserve_file(&reserve_file);
         let (tx, rx) = engine::events::channel();
         let cancel = CancelToken::new();
+        if cancelled {
+            cancel.cancel();
+        }
         let id = replay.plan.deployment.clone();
         let timed_out = Arc::new(AtomicBool::new(false));
         let cx = engine::Context {

@@ -595,3 +595,48 @@ async fn steps_sharing_criteria_record_them_only_when_the_last_of_them_succeeds(
     assert_eq!(installed.len(), 1, "{installed:?}");
     assert_eq!(installed[0].installed_criteria, "shared-1.3");
 }
+
+#[tokio::test]
+async fn abandoning_a_suspended_deployment_rolls_it_back_and_records_it_cancelled() {
+    let fx = Fixture::new();
+    let rt = fx.runtime();
+    // Step 0 installs; step 1 asks for a reboot after its apply.
+    let manifest = inline_manifest(
+        "microsoft/apt:1",
+        &[
+            serde_json::json!({"installedCriteria": "first"}),
+            serde_json::json!({"installedCriteria": "second", "codes": {"apply": 706}}),
+        ],
+    );
+    let report = deploy(&rt, &manifest, &fx.payloads).await;
+    assert_eq!(report.status, DeploymentStatus::Suspended, "{report:#?}");
+    let calls_before = fx.calls().len();
+
+    // The device owner gives up on the update instead of rebooting.
+    drop(rt);
+    let rt = fx.runtime();
+    let report = rt.abandon().unwrap().unwrap().finish().await.unwrap();
+    assert_eq!(report.status, DeploymentStatus::Cancelled, "{report:#?}");
+    // Nothing carried on: no install, apply or verification ran; the stopped step undid
+    // itself and the earlier one was rolled back.
+    let after: Vec<String> = fx.calls()[calls_before..].to_vec();
+    assert!(
+        after
+            .iter()
+            .all(|c| c.ends_with("- cancel") || c.ends_with("- restore")),
+        "{after:?}"
+    );
+    assert!(fx.device.join("restored-0").exists() && fx.device.join("restored-1").exists());
+    assert_eq!(report.steps[0].outcome, StepOutcome::RolledBack);
+    assert_eq!(report.steps[1].outcome, StepOutcome::Cancelled);
+    assert!(rt.installed().unwrap().is_empty());
+    assert_eq!(
+        rt.history().unwrap().last().unwrap().report.status,
+        DeploymentStatus::Cancelled
+    );
+    assert!(
+        rt.abandon().unwrap().is_none(),
+        "nothing is left to abandon"
+    );
+    assert!(rt.resume().unwrap().is_none());
+}
