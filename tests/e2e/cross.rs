@@ -19,6 +19,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 
 use common::{Device, handrail_bin, script_manifest};
 use handrail_test_support::manifest::inline_step;
@@ -48,30 +49,35 @@ const ARMV7: Cross = Cross {
 };
 
 /// What `scripts/cross.sh` wrote for `cross`: the folder with `handrail`,
-/// `handrail-native-worker` and `handlers/`, built once per test run (debug profile, its
-/// own target folder, the binary under test precompiling).
+/// `handrail-native-worker` and `handlers/`. Both targets are built by one run of the
+/// script, once per test run (debug profile, its own target folder, the binary under
+/// test precompiling), whichever test asks first.
 fn cross_build(cross: &Cross) -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    let out = tmp.join(format!("cross-{}", cross.triple));
-    let run = Command::new(root.join("scripts/cross.sh"))
-        .arg(cross.triple)
-        .arg("--debug")
-        .arg("--out")
-        .arg(&out)
-        .arg("--handrail")
-        .arg(handrail_bin())
-        .env("CARGO_TARGET_DIR", tmp.join("cross-target"))
-        // Built to be run, not debugged: no debug information makes it quicker.
-        .env("CARGO_PROFILE_DEV_DEBUG", "0")
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "scripts/cross.sh {} failed:\n{}",
-        cross.triple,
-        String::from_utf8_lossy(&run.stderr)
-    );
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        let out = tmp.join("cross");
+        let run = Command::new(root.join("scripts/cross.sh"))
+            .args([AARCH64.triple, ARMV7.triple])
+            .arg("--debug")
+            .arg("--out")
+            .arg(&out)
+            .arg("--handrail")
+            .arg(handrail_bin())
+            .env("CARGO_TARGET_DIR", tmp.join("cross-target"))
+            // Built to be run, not debugged: no debug information makes it quicker.
+            .env("CARGO_PROFILE_DEV_DEBUG", "0")
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "scripts/cross.sh failed:\n{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        out
+    });
+    let out = built.join(cross.triple);
     for file in ["handrail", "handrail-native-worker"] {
         let elf = fs::read(out.join(file)).unwrap();
         assert_eq!(&elf[..4], b"\x7fELF", "{file}");
@@ -222,23 +228,7 @@ fn deploys_under_emulation(cross: &Cross, other: &Cross) {
     );
 
     // A handler precompiled for another architecture is refused by name.
-    let foreign = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("cross-{}", other.triple))
-        .join("handlers/microsoft-script-1.cwasm");
-    let foreign = if foreign.exists() {
-        foreign
-    } else {
-        let dir = device.tmp.path().join("foreign");
-        let run = device.run(&[
-            "precompile",
-            "--builtins",
-            dir.to_str().unwrap(),
-            "--target",
-            other.triple,
-        ]);
-        assert_eq!(run.code(), Some(0), "{}", run.stderr());
-        dir.join("microsoft-script-1.cwasm")
-    };
+    let foreign = cross_build(other).join("handlers/microsoft-script-1.cwasm");
     let handlers = device.state.join("handlers");
     fs::copy(&foreign, handlers.join("microsoft-script-1.cwasm")).unwrap();
     let registration = handlers.join("microsoft-script-1.toml");
