@@ -454,29 +454,11 @@ async fn run(cli: &Cli, out: &output::Output) -> Result<u8, Failure> {
         }
         Command::Resume => {
             let runtime = open(cli)?;
-            match runtime.resume()? {
-                Some(deployment) => {
-                    let report = out.follow(deployment).await?;
-                    Ok(exit_for(&report))
-                }
-                None => {
-                    out.message("nothing to resume");
-                    Ok(exit::SUCCESS)
-                }
-            }
+            follow_left(runtime.resume()?, "nothing to resume", out).await
         }
         Command::Abandon => {
             let runtime = open(cli)?;
-            match runtime.abandon()? {
-                Some(deployment) => {
-                    let report = out.follow(deployment).await?;
-                    Ok(exit_for(&report))
-                }
-                None => {
-                    out.message("nothing to abandon");
-                    Ok(exit::SUCCESS)
-                }
-            }
+            follow_left(runtime.abandon()?, "nothing to abandon", out).await
         }
         Command::Validate { manifest, payloads } => {
             let bytes = read_input(manifest)?;
@@ -643,6 +625,22 @@ fn registry_of_busy(cli: &Cli) -> Result<Registry, Failure> {
 fn read_input(path: &Path) -> Result<Vec<u8>, Failure> {
     handrail::limits::read(path, handrail::manifest::MAX_DOCUMENT_BYTES as u64)
         .map_err(|e| Failure::bad_input(anyhow::anyhow!("cannot read {}: {e}", path.display())))
+}
+
+/// Follows the deployment an earlier run left (resumed or abandoned) to its end, or says
+/// `nothing` when there is none.
+async fn follow_left(
+    left: Option<handrail::Deployment>,
+    nothing: &str,
+    out: &output::Output,
+) -> Result<u8, Failure> {
+    match left {
+        Some(deployment) => Ok(exit_for(&out.follow(deployment).await?)),
+        None => {
+            out.message(nothing);
+            Ok(exit::SUCCESS)
+        }
+    }
 }
 
 fn exit_for(report: &Report) -> u8 {
