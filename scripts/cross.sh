@@ -4,6 +4,7 @@
 #   scripts/cross.sh aarch64-unknown-linux-gnu        # 64-bit ARM (ARMv8-A)
 #   scripts/cross.sh armv7-unknown-linux-gnueabihf    # 32-bit ARM (ARMv7-A, hard float)
 #   scripts/cross.sh aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf   # both
+#   scripts/cross.sh x86_64-unknown-linux-gnu         # the lean build for this host too
 #
 # It installs what it needs, idempotently (through setup.sh: the Rust targets, Debian's
 # cross linkers and C libraries), then writes into target/cross/<triple>/:
@@ -24,7 +25,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-usage() { sed -n '2,23p' "$0" >&2; exit 2; }
+usage() { sed -n '2,24p' "$0" >&2; exit 2; }
 triples=()
 profile=release
 out=target/cross
@@ -48,7 +49,8 @@ gnu_of() {
     case $1 in
         aarch64-unknown-linux-gnu) echo aarch64-linux-gnu ;;
         armv7-unknown-linux-gnueabihf) echo arm-linux-gnueabihf ;;
-        *) echo "cross.sh: $1 is not a target this script builds (aarch64-unknown-linux-gnu, armv7-unknown-linux-gnueabihf)" >&2; exit 2 ;;
+        x86_64-unknown-linux-gnu) echo x86_64-linux-gnu ;;
+        *) echo "cross.sh: $1 is not a target this script builds (aarch64-unknown-linux-gnu, armv7-unknown-linux-gnueabihf, x86_64-unknown-linux-gnu)" >&2; exit 2 ;;
     esac
 }
 target_args=()

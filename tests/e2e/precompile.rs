@@ -1,13 +1,11 @@
 //! `handrail precompile` through the real binary: the built-in handlers precompiled into
 //! a state directory take over from the bundled ones and deploy; one component into a
-//! `.cwasm`; bad inputs refused with exit 2, naming the file; and the lean build for
-//! devices (no compiler), built here, deploying with what the full build precompiled.
+//! `.cwasm`; bad inputs refused with exit 2, naming the file. (The lean build deploying
+//! with what the full build precompiled is in `cross.rs`, built with the ARM ones.)
 
 mod common;
 
 use std::fs;
-use std::path::PathBuf;
-use std::process::Command;
 
 use common::{Device, script_manifest};
 
@@ -154,92 +152,4 @@ fn one_component_is_precompiled_and_bad_inputs_are_named() {
     );
     let usage = device.run(&["precompile", "-o", "x.cwasm"]);
     assert_eq!(usage.code(), Some(2), "{}", usage.stderr());
-}
-
-/// Builds the lean `handrail` (`--no-default-features`) into its own target folder, so
-/// the full build's features stay as they are; incremental after the first time.
-fn lean_binary() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("lean");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let out = Command::new(cargo)
-        .current_dir(&root)
-        .args([
-            "build",
-            "--locked",
-            "-p",
-            "handrail-cli",
-            "--no-default-features",
-        ])
-        .arg("--target-dir")
-        .arg(&target)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "the lean build failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    target.join("debug").join("handrail")
-}
-
-#[test]
-fn the_lean_build_deploys_precompiled_handlers_and_refuses_a_component() {
-    let lean = lean_binary();
-    let device = Device::new();
-    let handlers = device.state.join("handlers");
-    // Until the built-ins are precompiled, no handler is registered to grant anything to.
-    let config = device.state.join("config.toml");
-    fs::remove_file(&config).unwrap();
-
-    // No compiler: nothing to precompile with, and no built-in handler to deploy with.
-    let run = device.run_bin(&lean, &["precompile", "x.wasm"]);
-    assert_eq!(run.code(), Some(2), "{}", run.stderr());
-    let list = device
-        .run_bin(&lean, &["--json", "handlers", "list"])
-        .last_json();
-    let wasm_handlers: Vec<_> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["kind"] == "wasm")
-        .collect();
-    assert!(wasm_handlers.is_empty(), "{list}");
-
-    // The full build precompiles the built-ins into the device's state directory...
-    let run = device.run(&["precompile", "--builtins", handlers.to_str().unwrap()]);
-    assert_eq!(run.code(), Some(0), "{}", run.stderr());
-    device.write_config(&config, "");
-    // ...and the lean one deploys with them.
-    let manifest = device.manifest("update.json", &script_manifest(&device, &["one"], &[]));
-    let payloads = device.payloads.to_str().unwrap();
-    let run = device.run_bin(
-        &lean,
-        &["deploy", manifest.to_str().unwrap(), "--payloads", payloads],
-    );
-    assert_eq!(run.code(), Some(0), "{}\n{}", run.stdout(), run.stderr());
-    assert!(device.device.join("one").exists());
-    let health = device.run_bin(&lean, &["health"]);
-    assert_eq!(health.code(), Some(0), "{}", health.stderr());
-
-    // A `.wasm` component registered on the device is refused by name, and health says
-    // this binary cannot serve the device.
-    let wasm = handlers.join("camera.wasm");
-    fs::write(&wasm, handrail_example_handlers::VIRTUAL_CAMERA).unwrap();
-    fs::write(
-        handlers.join("camera.toml"),
-        format!(
-            "id = \"contoso/virtual-camera:1\"\nkind = \"wasm\"\nartifact = \"camera.wasm\"\nsha256 = \"{}\"\n",
-            handrail::registry::sha256_file(&wasm).unwrap()
-        ),
-    )
-    .unwrap();
-    let health = device.run_bin(&lean, &["health"]);
-    assert_ne!(health.code(), Some(0), "{}", health.stdout());
-    let said = format!("{}{}", health.stdout(), health.stderr());
-    assert!(
-        said.contains("contoso/virtual-camera:1")
-            && said.contains("runs only precompiled handlers"),
-        "{said}"
-    );
 }
