@@ -21,7 +21,16 @@ install_debs() {
     local sudo_cmd=""
     [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
     $sudo_cmd apt-get update -qq
+    # Servers the tests start themselves (nginx, tinyproxy) must not be started by
+    # their packages: a policy-rc.d that refuses every start, for the install only.
+    local policy=/usr/sbin/policy-rc.d made_policy=""
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' | $sudo_cmd tee "$policy" >/dev/null
+        $sudo_cmd chmod 755 "$policy"
+        made_policy=1
+    fi
     DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}"
+    [ -z "$made_policy" ] || $sudo_cmd rm -f "$policy"
 }
 
 # Installs the pinned toolchain's Rust targets named that are not installed yet.
@@ -38,5 +47,6 @@ install_targets() {
 # C libraries.
 arm_targets=(aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf)
 arm_debs=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-arm-linux-gnueabihf libc6-dev-armhf-cross)
-install_debs swupdate openssl cpio qemu-user "${arm_debs[@]}"
+# nginx and tinyproxy: the real HTTP(S) server and proxy the download tests fetch from.
+install_debs swupdate openssl cpio qemu-user nginx-light tinyproxy "${arm_debs[@]}"
 install_targets wasm32-wasip2 "${arm_targets[@]}"

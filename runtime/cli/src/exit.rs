@@ -58,6 +58,14 @@ impl Failure {
         }
     }
 
+    /// Cancelled (by Ctrl-C or SIGTERM) before it finished.
+    pub fn cancelled(error: impl Into<anyhow::Error>) -> Failure {
+        Failure {
+            code: CANCELLED,
+            error: error.into(),
+        }
+    }
+
     /// An internal fault.
     pub fn internal(error: impl Into<anyhow::Error>) -> Failure {
         Failure {

@@ -343,7 +343,14 @@ fn open(cli: &Cli) -> Result<Runtime, Failure> {
     if let Some(binary) = &config.self_update.binary {
         builder = builder.protect("the runtime's executable", binary);
     }
+    let transport = handrail_http::HttpTransport::new(&config.download)
+        .with_context(|| match &config_path {
+            Some(path) => format!("configuration {}", path.display()),
+            None => "the default configuration".to_owned(),
+        })
+        .map_err(Failure::bad_input)?;
     let mut builder = builder
+        .transport(std::sync::Arc::new(transport))
         .config(config)
         .in_process(InProcessHost::new().with(self_update))
         .bundled(bundled)
@@ -406,12 +413,23 @@ async fn run(cli: &Cli, out: &output::Output) -> Result<u8, Failure> {
         } => {
             let bytes = read_input(manifest)?;
             let runtime = open(cli)?;
+            // Ctrl-C or SIGTERM while payloads download stops admission; once the
+            // deployment runs, `follow` passes them to its cancel.
+            let cancel = handrail::CancelToken::new();
+            let watcher = tokio::spawn(output::cancel_on_signal(cancel.clone()));
             let options = AdmitOptions {
                 deployment_id: id.clone(),
                 require_file_hashes: *require_hashes,
                 failure_policy: *failure_policy,
+                on_download: Some(out.downloads()),
+                cancel: Some(cancel.clone()),
             };
-            let deployment = runtime.deploy(&bytes, payloads, options).await?;
+            let deployment = runtime.deploy(&bytes, payloads, options).await;
+            watcher.abort();
+            let deployment = match deployment {
+                Err(e) if cancel.is_cancelled() => return Err(Failure::cancelled(e)),
+                other => other?,
+            };
             let report = out.follow(deployment).await?;
             Ok(exit_for(&report))
         }

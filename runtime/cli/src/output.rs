@@ -5,7 +5,12 @@
 //! to stderr as text, or as `{"error": "…"}` on stdout with `--json`.
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use handrail::CancelToken;
+use handrail::admit::DownloadProgress;
+use handrail::download;
 
 use handrail::contract::Action;
 use handrail::manifest::UpdateManifest;
@@ -13,7 +18,7 @@ use handrail::registry::Registry;
 use handrail::report::StepOutcome;
 use handrail::state::{HistoryEntry, InstalledCriteria};
 use handrail::{Deployment, Event, Phase, Report};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 
 use crate::exit::Failure;
@@ -56,21 +61,7 @@ impl Output {
                 deployment.id()
             ));
         }
-        let cancel = deployment.cancel_token();
-        tokio::spawn(async move {
-            use tokio::signal::unix::{SignalKind, signal};
-            let (Ok(mut int), Ok(mut term)) = (
-                signal(SignalKind::interrupt()),
-                signal(SignalKind::terminate()),
-            ) else {
-                return;
-            };
-            tokio::select! {
-                _ = int.recv() => {},
-                _ = term.recv() => {},
-            }
-            cancel.cancel();
-        });
+        tokio::spawn(cancel_on_signal(deployment.cancel_token()));
         let bar = if self.json {
             ProgressBar::hidden()
         } else {
@@ -168,6 +159,61 @@ impl Output {
         let report = deployment.finish().await.map_err(Failure::internal)?;
         self.report(&report);
         Ok(report)
+    }
+
+    /// Shows each payload file's download while a deployment is admitted: a bar on a
+    /// terminal, else a line per tenth (JSON: an event per whole percent).
+    pub fn downloads(&self) -> DownloadProgress {
+        let json = self.json;
+        let bar = if json {
+            ProgressBar::hidden()
+        } else {
+            let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{msg} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec}, {eta} left",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar
+        };
+        let last = Mutex::new(None::<(String, u64)>);
+        DownloadProgress(Arc::new(move |p: &download::Progress| {
+            if !bar.is_hidden() {
+                bar.set_length(p.total);
+                bar.set_position(p.done);
+                bar.set_message(format!("downloading {}", p.file));
+                if p.done == p.total {
+                    bar.println(format!("  downloaded {} ({})", p.file, HumanBytes(p.total)));
+                    bar.set_position(0);
+                }
+                return;
+            }
+            let every = if json { 1 } else { 10 };
+            let percent = (u128::from(p.done) * 100 / u128::from(p.total.max(1))).min(100) as u64;
+            let bucket = percent / every * every;
+            let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+            if last
+                .as_ref()
+                .is_some_and(|(f, b)| *f == p.file && *b == bucket)
+            {
+                return;
+            }
+            *last = Some((p.file.clone(), bucket));
+            if json {
+                println!(
+                    "{}",
+                    json!({"event": "download", "file": p.file, "done": p.done, "total": p.total})
+                );
+            } else {
+                println!(
+                    "  downloading {}: {bucket}% ({} of {})",
+                    p.file,
+                    HumanBytes(p.done),
+                    HumanBytes(p.total)
+                );
+            }
+        }))
     }
 
     pub fn report(&self, report: &Report) {
@@ -382,6 +428,22 @@ impl ShownProgress {
         }
         show
     }
+}
+
+/// Cancels `cancel` at the first SIGINT or SIGTERM.
+pub async fn cancel_on_signal(cancel: CancelToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return;
+    };
+    tokio::select! {
+        _ = int.recv() => {},
+        _ = term.recv() => {},
+    }
+    cancel.cancel();
 }
 
 fn say(bar: &ProgressBar, line: String) {

@@ -18,8 +18,10 @@ use base64::Engine as _;
 use handrail_contract::{PayloadFile, UpdateId};
 use sha2::{Digest, Sha256};
 
+use crate::cancel::CancelToken;
 use crate::components::{ComponentEnumerator, EnumeratorError};
 use crate::config::{Config, FailurePolicy};
+use crate::download::{Downloader, Progress, Wanted};
 use crate::durable;
 use crate::manifest::{
     self, FileEntry, ManifestError, ManifestErrors, ReferenceTarget, Step, UpdateManifest,
@@ -142,6 +144,20 @@ pub struct AdmitOptions {
     pub require_file_hashes: bool,
     /// Overrides the configured failure policy for this deployment.
     pub failure_policy: Option<FailurePolicy>,
+    /// Hears how far each payload file's download is.
+    pub on_download: Option<DownloadProgress>,
+    /// Stops admission (a download in progress) when cancelled.
+    pub cancel: Option<CancelToken>,
+}
+
+/// A callback for download progress ([`AdmitOptions::on_download`]).
+#[derive(Clone)]
+pub struct DownloadProgress(pub std::sync::Arc<dyn Fn(&Progress) + Send + Sync>);
+
+impl std::fmt::Debug for DownloadProgress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DownloadProgress")
+    }
 }
 
 /// Parses a manifest (or envelope), checks its signature against `trust`, and validates
@@ -241,6 +257,8 @@ pub(crate) struct Admission<'a> {
     /// The parent is signed, or signing is required: every child manifest and payload
     /// file must then be vouched for by a hash in a trusted manifest.
     pub signed: bool,
+    /// Fetches files the payload folder lacks from the envelope's `fileUrls`.
+    pub downloader: Option<&'a Downloader>,
 }
 
 /// True when `id` can name a deployment (and its folder).
@@ -315,8 +333,14 @@ impl Admission<'_> {
             path: self.deployments_dir.to_owned(),
             source,
         })?;
+        let no_urls = BTreeMap::new();
+        let cancel = self.options.cancel.clone().unwrap_or_default();
         let mut stager = Stager {
             payload_dir,
+            urls: document.envelope().map_or(&no_urls, |e| &e.file_urls),
+            downloader: self.downloader,
+            on_download: self.options.on_download.as_ref(),
+            cancel: &cancel,
             staged_dir: deployment_dir.join("payload"),
             staged: BTreeMap::new(),
             quarantine_dir: self
@@ -334,7 +358,7 @@ impl Admission<'_> {
                 needed: 0,
             },
         };
-        let planned = self.plan_steps(top, payload_dir, &mut stager);
+        let planned = self.plan_steps(top, &mut stager);
         let steps = match planned {
             Ok(steps) => steps,
             Err(e) => {
@@ -376,7 +400,6 @@ impl Admission<'_> {
     fn plan_steps(
         &self,
         top: &UpdateManifest,
-        payload_dir: &Path,
         stager: &mut Stager<'_>,
     ) -> Result<Vec<PlannedStep>, AdmitError> {
         let mut steps = Vec::new();
@@ -400,7 +423,7 @@ impl Admission<'_> {
                     });
                 }
                 Step::Reference(reference) => {
-                    let child = self.load_child(index, &reference.target, top, payload_dir)?;
+                    let child = self.load_child(index, &reference.target, top, stager)?;
                     self.validate(
                         &child,
                         1,
@@ -458,15 +481,24 @@ impl Admission<'_> {
         index: usize,
         target: &ReferenceTarget,
         parent: &UpdateManifest,
-        payload_dir: &Path,
+        stager: &mut Stager<'_>,
     ) -> Result<UpdateManifest, AdmitError> {
+        let payload_dir = stager.payload_dir;
         let child_err = |message: String| AdmitError::Child {
             step: index,
             message,
         };
         let bytes = match target {
             ReferenceTarget::DetachedManifest { file_id, file_name } => {
-                let path = payload_dir.join(file_name);
+                let mut path = payload_dir.join(file_name);
+                if !path.exists()
+                    && let Some(entry) = parent.files.get(file_id)
+                    && stager.urls.contains_key(file_id)
+                {
+                    // Not in the payload folder: downloaded (verified against the
+                    // parent's entry) into the deployment folder, like a payload file.
+                    path = stager.download(index, file_name, entry)?;
+                }
                 let bytes = crate::limits::read(&path, manifest::MAX_MANIFEST_BYTES as u64).map_err(|e| {
                     child_err(format!(
                         "detached manifest `{file_name}` (file {file_id}) cannot be read from {}: {e}",
@@ -599,6 +631,11 @@ fn find_child_by_id(payload_dir: &Path, id: &UpdateId) -> Result<Vec<u8>, String
 /// Copies (or hard-links) payload files into the deployment folder, verifying each.
 struct Stager<'a> {
     payload_dir: &'a Path,
+    /// The envelope's `fileUrls`: where files the payload folder lacks come from.
+    urls: &'a BTreeMap<String, String>,
+    downloader: Option<&'a Downloader>,
+    on_download: Option<&'a DownloadProgress>,
+    cancel: &'a CancelToken,
     staged_dir: PathBuf,
     staged: BTreeMap<String, (Option<[u8; 32]>, PayloadFile)>,
     /// `<state>/quarantine`: where mismatching files are kept aside.
@@ -675,8 +712,25 @@ impl Stager<'_> {
             ));
         }
         let src = self.payload_dir.join(name);
-        let meta = fs::symlink_metadata(&src)
-            .map_err(|e| err(format!("cannot read {}: {e}", src.display())))?;
+        let meta = match fs::symlink_metadata(&src) {
+            Ok(meta) => meta,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    && let Some(entry) = entry
+                    && self.urls.contains_key(&entry.file_id) =>
+            {
+                let dst = self.download(step, name, entry)?;
+                let file = PayloadFile {
+                    name: name.to_owned(),
+                    path: dst.display().to_string(),
+                    size: entry.size_in_bytes,
+                };
+                self.staged
+                    .insert(name.to_owned(), (expected, file.clone()));
+                return Ok(file);
+            }
+            Err(e) => return Err(err(format!("cannot read {}: {e}", src.display()))),
+        };
         if !meta.is_file() {
             return Err(err(format!("{} is not a regular file", src.display())));
         }
@@ -713,6 +767,64 @@ impl Stager<'_> {
 }
 
 impl Stager<'_> {
+    /// Downloads `entry` from its `fileUrls` URL into the deployment folder (charged to
+    /// the disk budget first, verified against its size and sha256) and returns where it
+    /// is.
+    fn download(
+        &mut self,
+        step: usize,
+        name: &str,
+        entry: &FileEntry,
+    ) -> Result<PathBuf, AdmitError> {
+        let err = |message: String| AdmitError::Payload {
+            step,
+            file: name.to_owned(),
+            message,
+        };
+        let url = &self.urls[&entry.file_id];
+        let Some(downloader) = self.downloader else {
+            return Err(err(format!(
+                "not in {}, and this runtime has no transport to download it from fileUrls.{}",
+                self.payload_dir.display(),
+                entry.file_id
+            )));
+        };
+        self.budget.charge(entry.size_in_bytes)?;
+        durable::create_dir_all(&self.staged_dir).map_err(|source| AdmitError::Io {
+            path: self.staged_dir.clone(),
+            source,
+        })?;
+        let dst = self.staged_dir.join(name);
+        let wanted = Wanted {
+            url,
+            name,
+            size: entry.size_in_bytes,
+            sha256: entry.sha256,
+            headers: &[],
+        };
+        let on_download = self.on_download;
+        let mut progress = |p: &Progress| {
+            if let Some(sink) = on_download {
+                (sink.0)(p);
+            }
+        };
+        tracing::info!("{name}: not in the payload folder; downloading it from {url}");
+        let fetched = downloader
+            .fetch(&wanted, &dst, &mut progress, self.cancel)
+            .map_err(|e| err(format!("downloading it (fileUrls.{}): {e}", entry.file_id)))?;
+        tracing::info!(
+            "{name}: downloaded, {} bytes received in {} requests{}",
+            fetched.received,
+            fetched.requests,
+            if fetched.resumed_from > 0 {
+                format!(", resumed at byte {}", fetched.resumed_from)
+            } else {
+                String::new()
+            }
+        );
+        Ok(dst)
+    }
+
     /// Moves a mismatching staged file to `<quarantine>/<deployment>/<name>` and says
     /// where it is (or why it could not be kept); only the newest [`MAX_QUARANTINED`]
     /// deployments' files are kept.

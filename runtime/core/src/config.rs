@@ -33,6 +33,20 @@
 //! root_key_package = "/etc/handrail/keys/rootkeys.json"  # ADU's root key package
 //! root_key_package_allow_test = false           # true: accept one that says isTest
 //!
+//! [download]                    # payload files fetched from the envelope's fileUrls
+//! retries = 8                   # attempts in a row that bring no byte, after the first
+//! backoff_initial_ms = 1000     # doubles per retry, with jitter, up to backoff_max_secs
+//! backoff_max_secs = 60
+//! deadline_secs = 21600         # one file's overall limit; 0 = none
+//! connect_timeout_secs = 30
+//! read_timeout_secs = 60        # a connection silent this long has failed
+//! rate_limit_kib = 0            # bandwidth cap in KiB/s; 0 = none
+//! proxy = "http://proxy.lan:3128"   # else HTTPS_PROXY / HTTP_PROXY / ALL_PROXY
+//! no_proxy = "localhost,.lan"       # else NO_PROXY
+//! ca_file = "/etc/handrail/ca.pem"  # else the bundled Mozilla roots
+//! client_cert = "/etc/handrail/device.pem"  # mutual TLS, with client_key
+//! client_key = "/etc/handrail/device.key"
+//!
 //! [handler_config."microsoft/apt:1"]   # merged over that handler's registration [config]
 //! apt_options = ["-o", "Acquire::Retries=3"]
 //!
@@ -153,6 +167,62 @@ impl Default for HooksConfig {
     }
 }
 
+/// The `[download]` section: how payload files the payload folder lacks are fetched
+/// from the envelope's `fileUrls` (see [`crate::download`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DownloadConfig {
+    /// Attempts in a row that bring no byte, after the first, before a download fails.
+    pub retries: u32,
+    /// The wait before the first retry, in milliseconds; it doubles with each further
+    /// one, with jitter.
+    pub backoff_initial_ms: u64,
+    /// The longest wait between attempts, in seconds (also caps a server's
+    /// `Retry-After`).
+    pub backoff_max_secs: u64,
+    /// One file's overall deadline in seconds, retries included (0 = none).
+    pub deadline_secs: u64,
+    /// Seconds to connect (name lookup, TCP, TLS).
+    pub connect_timeout_secs: u64,
+    /// Seconds without a byte before a connection counts as failed.
+    pub read_timeout_secs: u64,
+    /// Bandwidth cap in KiB/s (0 = none).
+    pub rate_limit_kib: u64,
+    /// The proxy for every URL (`http://host:port`), instead of `HTTPS_PROXY`,
+    /// `HTTP_PROXY` and `ALL_PROXY`.
+    pub proxy: Option<String>,
+    /// Hosts reached directly, as `NO_PROXY` lists them (comma-separated names, `.suffix`
+    /// domains, IP addresses, `*`); instead of `NO_PROXY`.
+    pub no_proxy: Option<String>,
+    /// PEM file of the certificate authorities HTTPS servers are checked against, instead
+    /// of the bundled Mozilla roots; an absolute path.
+    pub ca_file: Option<PathBuf>,
+    /// PEM file of the device's client certificate (chain), for servers that ask for
+    /// one (mutual TLS); an absolute path, with `client_key`.
+    pub client_cert: Option<PathBuf>,
+    /// PEM file of the client certificate's private key; an absolute path.
+    pub client_key: Option<PathBuf>,
+}
+
+impl Default for DownloadConfig {
+    fn default() -> Self {
+        DownloadConfig {
+            retries: 8,
+            backoff_initial_ms: 1000,
+            backoff_max_secs: 60,
+            deadline_secs: 6 * 3600,
+            connect_timeout_secs: 30,
+            read_timeout_secs: 60,
+            rate_limit_kib: 0,
+            proxy: None,
+            no_proxy: None,
+            ca_file: None,
+            client_cert: None,
+            client_key: None,
+        }
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -167,6 +237,8 @@ pub struct Config {
     pub self_update: SelfUpdateConfig,
     /// Manifest signatures.
     pub signing: SigningConfig,
+    /// Fetching payload files from the envelope's URLs.
+    pub download: DownloadConfig,
     /// Device-local settings per handler id, merged over the registration's `[config]`
     /// (so a bundled handler can be configured without registering it again).
     pub handler_config: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
@@ -373,6 +445,9 @@ impl Config {
             ("self_update.pre_hook", &config.self_update.pre_hook),
             ("self_update.post_hook", &config.self_update.post_hook),
             ("signing.root_key_package", &config.signing.root_key_package),
+            ("download.ca_file", &config.download.ca_file),
+            ("download.client_cert", &config.download.client_cert),
+            ("download.client_key", &config.download.client_key),
         ]
         .map(|(key, path)| (key.to_owned(), path));
         for (key, hook) in fixed.into_iter().chain(key_files) {
@@ -384,6 +459,11 @@ impl Config {
                     p.display()
                 )));
             }
+        }
+        if config.download.client_cert.is_some() != config.download.client_key.is_some() {
+            return Err(err(
+                "download.client_cert and download.client_key: give both or neither".into(),
+            ));
         }
         for (id, grants) in &config.handler_grants {
             if !is_valid_handler_id(id) {

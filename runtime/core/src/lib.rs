@@ -14,6 +14,7 @@ pub mod clock;
 pub mod components;
 pub mod config;
 pub mod confinement;
+pub mod download;
 pub mod durable;
 pub mod engine;
 pub mod hooks;

@@ -138,6 +138,7 @@ pub struct RuntimeBuilder {
     allow_unsigned: bool,
     linked: Vec<crate::registry::Registration>,
     protected: Vec<(&'static str, PathBuf)>,
+    transport: Option<Arc<dyn crate::download::Transport>>,
 }
 
 /// Builds a host once the state directory is locked.
@@ -214,6 +215,15 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Downloads payload files the payload folder lacks from the envelope's `fileUrls`
+    /// through `transport` (`handrail-http` gives HTTP and HTTPS), resumably, into
+    /// `<state>/downloads/`, as `[download]` in the configuration says. Without one, such
+    /// a file refuses the deployment.
+    pub fn transport(mut self, transport: Arc<dyn crate::download::Transport>) -> Self {
+        self.transport = Some(transport);
+        self
+    }
+
     /// Sets the component enumerator used for child updates.
     pub fn enumerator(mut self, enumerator: impl ComponentEnumerator + 'static) -> Self {
         self.enumerator = Some(Arc::new(enumerator));
@@ -282,6 +292,13 @@ impl RuntimeBuilder {
         Ok(Runtime {
             inner: Arc::new(Inner {
                 handlers: Arc::new(HandlerSet::new(registry, hosts)),
+                downloader: self.transport.map(|t| {
+                    crate::download::Downloader::new(
+                        t,
+                        state.root().join("downloads"),
+                        config.download.clone(),
+                    )
+                }),
                 enumerator: self.enumerator,
                 config,
                 trust,
@@ -367,6 +384,7 @@ fn check_grants(
 struct Inner {
     state: StateDir,
     handlers: Arc<HandlerSet>,
+    downloader: Option<crate::download::Downloader>,
     enumerator: Option<Arc<dyn ComponentEnumerator>>,
     config: Config,
     trust: Trust,
@@ -519,6 +537,7 @@ impl Runtime {
             allow_unsigned: false,
             linked: Vec::new(),
             protected: Vec::new(),
+            transport: None,
         }
     }
 
@@ -647,6 +666,7 @@ impl Runtime {
                 options: &options,
                 config: &inner.config,
                 signed,
+                downloader: inner.downloader.as_ref(),
             }
             .admit(&document, &deployment, &payload_dir)
         })
@@ -691,6 +711,10 @@ impl Runtime {
             at: now_rfc3339(),
         };
         journal.append(&admitted)?;
+        // The deployment's files are in its folder now.
+        if let Some(downloader) = &self.inner.downloader {
+            downloader.forget_complete();
+        }
         // Marks the deployment admitted, beside the journal: a journal lost later is
         // noticed, not taken for "nothing to resume".
         let mark = plan.deployment_dir.join(ADMITTED);
