@@ -1,8 +1,9 @@
-//! The lean builds, made by the documented command (`scripts/cross.sh <triple>…`) in one
-//! cargo run: for ARM devices, run under qemu-user, the lean build deploys with the
-//! built-in handlers this host precompiled for the device's architecture, and refuses
-//! handlers precompiled for another; for this host, it deploys with the built-ins the
-//! full build precompiled and refuses a `.wasm` component by name.
+//! Handrail for ARM devices, built on this x86_64 host by the documented command
+//! (`scripts/cross.sh <triple>…`, both targets in one cargo run) and run under qemu-user:
+//! the lean build has no compiler, deploys with the built-in handlers this host
+//! precompiled for the device's architecture, and refuses by name a `.wasm` component
+//! and handlers precompiled for another architecture. (The lean build is the same code
+//! on every architecture; it is built for the two the devices have.)
 //!
 //! What qemu-user cannot show: it answers `seccomp` and Landlock's system calls itself
 //! (`ENOSYS`) instead of passing them to the kernel, so under emulation a confined
@@ -42,14 +43,6 @@ const AARCH64: Cross = Cross {
     gnu: "aarch64-linux-gnu",
 };
 
-/// This host: the lean build without emulation.
-const X86_64: Cross = Cross {
-    triple: "x86_64-unknown-linux-gnu",
-    qemu: "",
-    sysroot: "",
-    gnu: "x86_64-linux-gnu",
-};
-
 const ARMV7: Cross = Cross {
     triple: "armv7-unknown-linux-gnueabihf",
     qemu: "qemu-arm",
@@ -58,8 +51,8 @@ const ARMV7: Cross = Cross {
 };
 
 /// What `scripts/cross.sh` wrote for `cross`: the folder with `handrail`,
-/// `handrail-native-worker` and `handlers/`. The three targets are built by one run of
-/// the script, once per test run (debug profile without debug information, not
+/// `handrail-native-worker` and `handlers/`. Both targets are built by one run of the
+/// script, once per test run (debug profile without debug information, not
 /// incremental, its own target folder, the binary under test precompiling), whichever
 /// test asks first.
 fn cross_build(cross: &Cross) -> PathBuf {
@@ -69,7 +62,7 @@ fn cross_build(cross: &Cross) -> PathBuf {
         let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
         let out = tmp.join("cross");
         let run = Command::new(root.join("scripts/cross.sh"))
-            .args([AARCH64.triple, ARMV7.triple, X86_64.triple])
+            .args([AARCH64.triple, ARMV7.triple])
             .arg("--debug")
             .arg("--out")
             .arg(&out)
@@ -239,9 +232,34 @@ fn deploys_under_emulation(cross: &Cross, other: &Cross) {
         again.stderr()
     );
 
+    // No compiler: nothing to precompile with, and a `.wasm` component registered on
+    // the device is refused by name, health saying this binary cannot serve it.
+    let run = device.run_bin(&handrail, &["precompile", "x.wasm"]);
+    assert_eq!(run.code(), Some(2), "{}", run.stderr());
+    let handlers = device.state.join("handlers");
+    let wasm = handlers.join("camera.wasm");
+    fs::write(&wasm, handrail_example_handlers::VIRTUAL_CAMERA).unwrap();
+    let camera = handlers.join("camera.toml");
+    fs::write(
+        &camera,
+        format!(
+            "id = \"contoso/virtual-camera:1\"\nkind = \"wasm\"\nartifact = \"camera.wasm\"\nsha256 = \"{}\"\n",
+            handrail::registry::sha256_file(&wasm).unwrap()
+        ),
+    )
+    .unwrap();
+    let health = device.run_bin(&handrail, &["health"]);
+    let said = format!("{}{}", health.stdout(), health.stderr());
+    assert_ne!(health.code(), Some(0), "{said}");
+    assert!(
+        said.contains("contoso/virtual-camera:1")
+            && said.contains("runs only precompiled handlers"),
+        "{said}"
+    );
+    fs::remove_file(&camera).unwrap();
+
     // A handler precompiled for another architecture is refused by name.
     let foreign = cross_build(other).join("handlers/microsoft-script-1.cwasm");
-    let handlers = device.state.join("handlers");
     fs::copy(&foreign, handlers.join("microsoft-script-1.cwasm")).unwrap();
     let registration = handlers.join("microsoft-script-1.toml");
     let text = fs::read_to_string(&registration).unwrap();
@@ -274,68 +292,4 @@ fn the_aarch64_lean_build_deploys_the_builtins_precompiled_here() {
 #[test]
 fn the_armv7_lean_build_deploys_the_builtins_precompiled_here() {
     deploys_under_emulation(&ARMV7, &AARCH64);
-}
-
-/// The lean build for this host: precompiled handlers only, so until the full build
-/// precompiles the built-ins it has none to deploy with, and a `.wasm` component is
-/// refused by name.
-#[test]
-fn the_lean_build_deploys_precompiled_handlers_and_refuses_a_component() {
-    let lean = cross_build(&X86_64).join("handrail");
-    let device = Device::new();
-    let handlers = device.state.join("handlers");
-    // Until the built-ins are precompiled, no handler is registered to grant anything to.
-    let config = device.state.join("config.toml");
-    fs::remove_file(&config).unwrap();
-
-    // No compiler: nothing to precompile with, and no built-in handler to deploy with.
-    let run = device.run_bin(&lean, &["precompile", "x.wasm"]);
-    assert_eq!(run.code(), Some(2), "{}", run.stderr());
-    let list = device
-        .run_bin(&lean, &["--json", "handlers", "list"])
-        .last_json();
-    let wasm_handlers: Vec<_> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["kind"] == "wasm")
-        .collect();
-    assert!(wasm_handlers.is_empty(), "{list}");
-
-    // The full build precompiles the built-ins into the device's state directory...
-    let run = device.run(&["precompile", "--builtins", handlers.to_str().unwrap()]);
-    assert_eq!(run.code(), Some(0), "{}", run.stderr());
-    device.write_config(&config, "");
-    // ...and the lean one deploys with them.
-    let manifest = device.manifest("update.json", &script_manifest(&device, &["one"], &[]));
-    let payloads = device.payloads.to_str().unwrap();
-    let run = device.run_bin(
-        &lean,
-        &["deploy", manifest.to_str().unwrap(), "--payloads", payloads],
-    );
-    assert_eq!(run.code(), Some(0), "{}\n{}", run.stdout(), run.stderr());
-    assert!(device.device.join("one").exists());
-    let health = device.run_bin(&lean, &["health"]);
-    assert_eq!(health.code(), Some(0), "{}", health.stderr());
-
-    // A `.wasm` component registered on the device is refused by name, and health says
-    // this binary cannot serve the device.
-    let wasm = handlers.join("camera.wasm");
-    fs::write(&wasm, handrail_example_handlers::VIRTUAL_CAMERA).unwrap();
-    fs::write(
-        handlers.join("camera.toml"),
-        format!(
-            "id = \"contoso/virtual-camera:1\"\nkind = \"wasm\"\nartifact = \"camera.wasm\"\nsha256 = \"{}\"\n",
-            handrail::registry::sha256_file(&wasm).unwrap()
-        ),
-    )
-    .unwrap();
-    let health = device.run_bin(&lean, &["health"]);
-    assert_ne!(health.code(), Some(0), "{}", health.stdout());
-    let said = format!("{}{}", health.stdout(), health.stderr());
-    assert!(
-        said.contains("contoso/virtual-camera:1")
-            && said.contains("runs only precompiled handlers"),
-        "{said}"
-    );
 }
