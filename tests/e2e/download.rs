@@ -7,38 +7,14 @@ mod common;
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use common::{Device, sha256_base64};
 use handrail_test_support::manifest::{Update, inline_step};
+use handrail_test_support::nginx::{Nginx, free_port, wait_listening};
 use serde_json::{Value, json};
-
-/// A free loopback port (bound, then released for the server to take).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Waits until `port` accepts connections, or `child` ends (false), within 20 s.
-fn wait_listening(child: &mut Child, port: u16) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return true;
-        }
-        if child.try_wait().unwrap().is_some() {
-            return false;
-        }
-        assert!(Instant::now() < deadline, "nothing listens on {port}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
 
 fn run(cmd: &mut Command) {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
@@ -126,61 +102,30 @@ impl Pki {
     }
 }
 
-/// One request as nginx logged it.
-#[derive(Debug, Clone)]
-struct Logged {
-    uri: String,
-    range: String,
-    if_range: String,
-    status: u16,
-    sent: u64,
-    port: u16,
-}
-
 /// nginx serving `www` over HTTP (on 127.0.0.1 and 127.0.0.2), HTTPS and HTTPS that
-/// wants a client certificate.
-struct Nginx {
-    child: Child,
-    dir: tempfile::TempDir,
-    www: PathBuf,
+/// wants a client certificate, with the test's own CA.
+struct Servers {
+    nginx: Nginx,
     pki: Pki,
     http: u16,
     https: u16,
     mtls: u16,
+    /// The key material, kept as long as the server.
+    _pki_dir: tempfile::TempDir,
 }
 
-impl Nginx {
-    fn start() -> Nginx {
-        let dir = tempfile::tempdir().unwrap();
-        let www = dir.path().join("www");
-        fs::create_dir_all(www.join("files")).unwrap();
-        let pki = Pki::make(dir.path());
-        for _ in 0..5 {
-            let (http, https, mtls) = (free_port(), free_port(), free_port());
-            let d = dir.path().display();
-            let conf = format!(
+impl Servers {
+    fn start() -> Servers {
+        let pki_dir = tempfile::tempdir().unwrap();
+        let pki = Pki::make(pki_dir.path());
+        let (cert, key, ca) = (
+            pki.server_cert.display().to_string(),
+            pki.server_key.display().to_string(),
+            pki.ca.display().to_string(),
+        );
+        let nginx = Nginx::start(3, &|_, ports| {
+            format!(
                 r#"
-daemon off;
-master_process off;
-user root;
-pid {d}/nginx.pid;
-error_log {d}/error.log info;
-events {{ worker_connections 64; }}
-http {{
-    client_body_temp_path {d}/tmp-body;
-    proxy_temp_path {d}/tmp-proxy;
-    fastcgi_temp_path {d}/tmp-fastcgi;
-    uwsgi_temp_path {d}/tmp-uwsgi;
-    scgi_temp_path {d}/tmp-scgi;
-    log_format dl '$uri|$http_range|$http_if_range|$status|$body_bytes_sent|$server_port';
-    access_log {d}/access.log dl;
-    default_type application/octet-stream;
-    root {www};
-    server {{
-        listen 127.0.0.1:{http};
-        listen 127.0.0.2:{http};
-        location /moved/ {{ return 302 http://127.0.0.2:{http}/files/$arg_name; }}
-    }}
     server {{
         listen 127.0.0.1:{https} ssl;
         ssl_certificate {cert};
@@ -193,105 +138,27 @@ http {{
         ssl_client_certificate {ca};
         ssl_verify_client on;
     }}
-}}
 "#,
-                www = www.display(),
-                cert = pki.server_cert.display(),
-                key = pki.server_key.display(),
-                ca = pki.ca.display(),
-            );
-            let conf_path = dir.path().join("nginx.conf");
-            fs::write(&conf_path, conf).unwrap();
-            let mut child = Command::new("nginx")
-                .arg("-p")
-                .arg(dir.path())
-                .arg("-c")
-                .arg(&conf_path)
-                .arg("-e")
-                .arg(dir.path().join("error.log"))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("nginx (scripts/setup.sh installs nginx-light)");
-            if [http, https, mtls]
-                .iter()
-                .all(|p| wait_listening(&mut child, *p))
-            {
-                return Nginx {
-                    child,
-                    dir,
-                    www,
-                    pki,
-                    http,
-                    https,
-                    mtls,
-                };
-            }
-            // A port was taken meanwhile: again, with others.
-            let _ = child.kill();
-            let _ = child.wait();
+                https = ports[1],
+                mtls = ports[2],
+            )
+        });
+        Servers {
+            http: nginx.ports[0],
+            https: nginx.ports[1],
+            mtls: nginx.ports[2],
+            nginx,
+            pki,
+            _pki_dir: pki_dir,
         }
-        panic!(
-            "nginx did not start: {}",
-            fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
-        );
-    }
-
-    /// Publishes `bytes` as `/files/<name>`.
-    fn publish(&self, name: &str, bytes: &[u8]) {
-        fs::write(self.www.join("files").join(name), bytes).unwrap();
-    }
-
-    /// Publishes a new version of `/files/<name>`, dated a minute on: nginx's `ETag` is
-    /// its date and size, so it names another version however soon this comes.
-    fn republish(&self, name: &str, bytes: &[u8]) {
-        let path = self.www.join("files").join(name);
-        let before = fs::metadata(&path).unwrap().modified().unwrap();
-        fs::write(&path, bytes).unwrap();
-        fs::File::options()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_modified(before + Duration::from_secs(60))
-            .unwrap();
-    }
-
-    fn url(&self, name: &str) -> String {
-        format!("http://127.0.0.1:{}/files/{name}", self.http)
-    }
-
-    /// Every request logged so far for `/files/<name>`.
-    fn requests(&self, name: &str) -> Vec<Logged> {
-        let log = fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default();
-        log.lines()
-            .filter_map(|line| {
-                let f: Vec<&str> = line.split('|').collect();
-                let dash = |s: &str| {
-                    if s == "-" {
-                        String::new()
-                    } else {
-                        s.to_owned()
-                    }
-                };
-                Some(Logged {
-                    uri: f.first()?.to_string(),
-                    range: dash(f.get(1)?),
-                    if_range: dash(f.get(2)?),
-                    status: f.get(3)?.parse().ok()?,
-                    sent: f.get(4)?.parse().ok()?,
-                    port: f.get(5)?.parse().ok()?,
-                })
-            })
-            .filter(|l| l.uri == format!("/files/{name}"))
-            .collect()
     }
 }
 
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl std::ops::Deref for Servers {
+    type Target = Nginx;
+
+    fn deref(&self) -> &Nginx {
+        &self.nginx
     }
 }
 
@@ -388,7 +255,7 @@ fn assert_deployed(device: &Device, run: &common::Run, id: &str) {
 
 #[test]
 fn an_envelopes_files_are_downloaded_from_its_urls_and_deployed() {
-    let nginx = Nginx::start();
+    let nginx = Servers::start();
     let device = Device::new();
     let (script, blob) = (script(), blob(3 << 20, 1));
     nginx.publish("device-step.sh", &script);
@@ -453,7 +320,7 @@ fn an_envelopes_files_are_downloaded_from_its_urls_and_deployed() {
 
 #[test]
 fn https_is_checked_against_the_configured_ca_and_presents_the_client_certificate() {
-    let nginx = Nginx::start();
+    let nginx = Servers::start();
     let device = Device::new();
     let (script, blob) = (script(), blob(100_000, 2));
     nginx.publish("device-step.sh", &script);
@@ -514,7 +381,7 @@ fn https_is_checked_against_the_configured_ca_and_presents_the_client_certificat
 
 #[test]
 fn a_missing_file_fails_at_once_with_the_servers_answer_and_the_id_can_run_once_it_is_there() {
-    let nginx = Nginx::start();
+    let nginx = Servers::start();
     let device = Device::new();
     let (script, blob) = (script(), blob(5000, 3));
     nginx.publish("device-step.sh", &script);
@@ -540,7 +407,7 @@ fn a_missing_file_fails_at_once_with_the_servers_answer_and_the_id_can_run_once_
 
 #[test]
 fn https_and_http_go_through_the_proxy_the_environment_names_unless_no_proxy_lists_the_host() {
-    let nginx = Nginx::start();
+    let nginx = Servers::start();
     let device = Device::new();
     let (script, blob) = (script(), blob(200_000, 4));
     nginx.publish("device-step.sh", &script);
@@ -657,7 +524,7 @@ fn kept_bytes(device: &Device) -> Option<u64> {
 /// version it had.
 #[test]
 fn a_crash_at_every_point_of_a_download_resumes_with_what_was_kept_and_ends_deployed() {
-    let nginx = Nginx::start();
+    let nginx = Servers::start();
     let (script, blob) = (script(), blob(10 << 20, 5));
     nginx.publish("device-step.sh", &script);
     nginx.publish("blob.bin", &blob);
@@ -723,7 +590,7 @@ fn a_crash_at_every_point_of_a_download_resumes_with_what_was_kept_and_ends_depl
 
 #[test]
 fn a_file_that_changed_on_the_server_during_a_crash_is_fetched_whole_and_refused_never_spliced() {
-    let nginx = Nginx::start();
+    let nginx = Servers::start();
     let (script, blob) = (script(), blob(9 << 20, 6));
     nginx.publish("device-step.sh", &script);
     nginx.publish("blob.bin", &blob);
@@ -840,7 +707,7 @@ impl Cutter {
 
 #[test]
 fn a_connection_cut_in_the_middle_of_a_file_is_resumed_with_range_and_if_range() {
-    let nginx = Nginx::start();
+    let nginx = Servers::start();
     let device = Device::new();
     let (script, blob) = (script(), blob(2 << 20, 7));
     nginx.publish("device-step.sh", &script);

@@ -219,6 +219,50 @@ impl RuntimeBuilder {
     /// through `transport` (`handrail-http` gives HTTP and HTTPS), resumably, into
     /// `<state>/downloads/`, as `[download]` in the configuration says. Without one, such
     /// a file refuses the deployment.
+    ///
+    /// An agent that brings its own transport (a vendor's CDN client, a peer-to-peer
+    /// cache) answers GETs; resuming, hashing, retrying and verifying stay the runtime's:
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use handrail::download::{ContentRange, Request, Response, Transport, TransportError};
+    ///
+    /// /// Serves files of a local mirror for `mirror://<name>` URLs, resuming as asked.
+    /// struct Mirror(std::path::PathBuf);
+    ///
+    /// impl Transport for Mirror {
+    ///     fn get(&self, request: &Request<'_>) -> Result<Response, TransportError> {
+    ///         let name = request.url.strip_prefix("mirror://").ok_or_else(|| {
+    ///             TransportError::Fatal(format!("{}: not a mirror URL", request.url))
+    ///         })?;
+    ///         let bytes = std::fs::read(self.0.join(name))
+    ///             .map_err(|e| TransportError::Transient(e.to_string()))?;
+    ///         let total = bytes.len() as u64;
+    ///         let from = request.from.min(total);
+    ///         Ok(Response {
+    ///             status: if from > 0 { 206 } else { 200 },
+    ///             url: request.url.to_owned(),
+    ///             content_length: Some(total - from),
+    ///             content_range: (from > 0).then(|| ContentRange {
+    ///                 start: from,
+    ///                 end: total - 1,
+    ///                 total: Some(total),
+    ///             }),
+    ///             validator: Some(format!("\"{total}\"")),
+    ///             retry_after: None,
+    ///             body: Box::new(std::io::Cursor::new(bytes[from as usize..].to_vec())),
+    ///         })
+    ///     }
+    /// }
+    ///
+    /// # let state = tempfile::tempdir().unwrap();
+    /// let runtime = handrail::Runtime::builder(state.path())
+    ///     .transport(Arc::new(Mirror("/srv/mirror".into())))
+    ///     .allow_unsigned()
+    ///     .open()
+    ///     .unwrap();
+    /// # drop(runtime);
+    /// ```
     pub fn transport(mut self, transport: Arc<dyn crate::download::Transport>) -> Self {
         self.transport = Some(transport);
         self

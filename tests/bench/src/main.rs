@@ -18,7 +18,11 @@
 //! 6. **memory**: peak RSS of `handrail deploy` (the real binary) for 10 and 1,000 steps;
 //! 7. **confinement**: starting `/bin/true` bare against starting it as every handler
 //!    process starts (capabilities, `no_new_privs`, Landlock, seccomp, a cgroup of its
-//!    own), and a no-op native call with its worker started bare against confined.
+//!    own), and a no-op native call with its worker started bare against confined;
+//! 8. **download**: a 1 GiB payload from nginx on loopback, Handrail's downloader
+//!    (streamed, hashed, made durable every 4 MiB, verified) against curl writing it to
+//!    a file, and `handrail deploy` of an envelope whose step's file is downloaded: its
+//!    peak RSS and the bytes it wrote per payload byte.
 //!
 //! Every figure is a median; ratios compare medians. Run it with `scripts/bench.sh`
 //! (which builds the `handrail` binary and the native worker beside this one); naming
@@ -51,6 +55,10 @@ const LONG_STEPS: usize = 1000;
 const SLOW_INODE: Duration = Duration::from_micros(100);
 /// Size of the hashed payload.
 const HASHED_BYTES: u64 = 1 << 30;
+/// Size of the downloaded payload.
+const DOWNLOADED_BYTES: u64 = 1 << 30;
+/// Downloads of it by curl and by Handrail, each.
+const DOWNLOADS: usize = 3;
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -285,6 +293,39 @@ async fn main() -> Result<()> {
             );
         }
     }
+    if sections.contains(&Section::Download) {
+        let download = bench.download(DOWNLOADED_BYTES, DOWNLOADS).await?;
+        println!();
+        println!(
+            "{:<40} {:>14} {:>12} {:>12}",
+            "8. a 1 GiB download, nginx on loopback", "time", "GB/s", "vs curl"
+        );
+        for (what, time) in [
+            ("curl -o (baseline)", download.curl),
+            ("Handrail (resumable, hashed, durable)", download.handrail),
+        ] {
+            println!(
+                "{:<40} {:>14} {:>12} {:>12}",
+                what,
+                show(time),
+                format!("{:.2}", DOWNLOADED_BYTES as f64 / time.as_secs_f64() / 1e9),
+                format!("{:.2}x", ratio(download.curl, time))
+            );
+        }
+        println!(
+            "{:<40} {:>14}",
+            "`handrail deploy` of it: peak RSS",
+            format!("{:.1} MiB", download.deploy_rss_kib as f64 / 1024.0)
+        );
+        println!(
+            "{:<40} {:>14}",
+            "bytes written per payload byte",
+            format!(
+                "{:.3}",
+                download.deploy_written as f64 / DOWNLOADED_BYTES as f64
+            )
+        );
+    }
     Ok(())
 }
 
@@ -299,10 +340,11 @@ enum Section {
     Hashing,
     Memory,
     Confinement,
+    Download,
 }
 
 impl Section {
-    const ALL: [(&'static str, Section); 7] = [
+    const ALL: [(&'static str, Section); 8] = [
         ("load", Section::Load),
         ("call", Section::Call),
         ("step", Section::Step),
@@ -310,6 +352,7 @@ impl Section {
         ("hashing", Section::Hashing),
         ("memory", Section::Memory),
         ("confinement", Section::Confinement),
+        ("download", Section::Download),
     ];
 
     fn chosen(args: impl Iterator<Item = String>) -> Result<Vec<Section>> {

@@ -574,6 +574,139 @@ impl Bench {
     }
 }
 
+/// Downloading one payload file over loopback from nginx, side by side with curl.
+pub struct Download {
+    /// curl writing it to a file (median).
+    pub curl: Duration,
+    /// Handrail's downloader bringing it into a deployment folder: streamed, hashed,
+    /// made durable every 4 MiB, verified (median).
+    pub handrail: Duration,
+    /// Peak RSS (KiB) of `handrail deploy` of an envelope whose step's file is
+    /// downloaded.
+    pub deploy_rss_kib: u64,
+    /// Bytes that deployment wrote to storage (its rusage's output blocks).
+    pub deploy_written: u64,
+}
+
+impl Bench {
+    /// Serves `bytes` of pseudo-random data from nginx and downloads it `runs` times
+    /// with curl and with Handrail's downloader, alternately; then deploys it once with
+    /// the real binary.
+    pub async fn download(&self, bytes: u64, runs: usize) -> Result<Download> {
+        use handrail::config::DownloadConfig;
+        use handrail::download::{Downloader, Wanted};
+        let nginx = handrail_test_support::nginx::Nginx::start(1, &|_, _| String::new());
+        let served = nginx.path("payload.bin");
+        write_pseudo_random(&served, bytes)?;
+        let sha256: [u8; 32] = {
+            use sha2::Digest as _;
+            let mut hasher = sha2::Sha256::new();
+            std::io::copy(&mut fs::File::open(&served)?, &mut hasher)?;
+            hasher.finalize().into()
+        };
+        let url = nginx.url("payload.bin");
+        let out = self.dir.join("downloaded.bin");
+        let config = DownloadConfig::default();
+        let transport = Arc::new(handrail_http::HttpTransport::new(&config)?);
+        let downloader = Downloader::new(transport, self.dir.join("downloads"), config);
+        let wanted = Wanted {
+            url: &url,
+            name: "payload.bin",
+            size: bytes,
+            sha256,
+            headers: &[],
+        };
+        let (mut curl, mut ours) = (Vec::new(), Vec::new());
+        for _ in 0..runs {
+            let _ = fs::remove_file(&out);
+            let start = Instant::now();
+            let status = Command::new("curl")
+                .args(["-sS", "--fail", "-o"])
+                .arg(&out)
+                .arg(&url)
+                .status()?;
+            curl.push(start.elapsed());
+            if !status.success() {
+                return Err(format!("curl {url} failed: {status}").into());
+            }
+            fs::remove_file(&out)?;
+            let start = Instant::now();
+            let fetched = downloader.fetch(&wanted, &out, &mut |_| {}, &CancelToken::new())?;
+            ours.push(start.elapsed());
+            if fetched.received != bytes {
+                return Err(format!("the downloader received {} bytes", fetched.received).into());
+            }
+            downloader.forget_complete();
+            fs::remove_file(&out)?;
+        }
+        // The real binary: one no-op step whose file the envelope's URL gives.
+        self.warm_cache().await?;
+        let state = self.dir.join("state-download");
+        fs::create_dir_all(state.join("handlers"))?;
+        fs::write(
+            state.join("handlers").join("noop.toml"),
+            handrail::bundled::registration_text("Written by the benchmark.", &self.noop_wasm)?,
+        )?;
+        fs::write(state.join("config.toml"), fixtures::CONFIG_TOML)?;
+        fs::create_dir_all(state.join("cache"))?;
+        for entry in fs::read_dir(&self.cache)? {
+            let entry = entry?;
+            fs::copy(entry.path(), state.join("cache").join(entry.file_name()))?;
+        }
+        let mut manifest: serde_json::Value =
+            serde_json::from_slice(&fixtures::manifest(NOOP_ID, 1)?)?;
+        manifest["instructions"]["steps"][0]["files"] = serde_json::json!(["payload.bin"]);
+        let sha256_b64 = {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.encode(sha256)
+        };
+        manifest["files"] = serde_json::json!({"f1": {
+            "fileName": "payload.bin",
+            "sizeInBytes": bytes,
+            "hashes": {"sha256": sha256_b64},
+        }});
+        let envelope = state.join("envelope.json");
+        fs::write(
+            &envelope,
+            serde_json::to_vec(&serde_json::json!({
+                "workflow": {"action": 3, "id": "bench-download"},
+                "updateManifest": manifest.to_string(),
+                "updateManifestSignature": "",
+                "fileUrls": {"f1": url},
+            }))?,
+        )?;
+        let empty = self.dir.join("no-payloads");
+        fs::create_dir_all(&empty)?;
+        let child = Command::new(&self.handrail)
+            .arg("--state-dir")
+            .arg(&state)
+            .arg("deploy")
+            .arg(&envelope)
+            .arg("--payloads")
+            .arg(&empty)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let usage = wait_with_usage(child)?;
+        if usage.code != 0 {
+            return Err(format!(
+                "`handrail deploy` of a downloaded file exited with {} (state in {})",
+                usage.code,
+                state.display()
+            )
+            .into());
+        }
+        fs::remove_dir_all(&state)?;
+        Ok(Download {
+            curl: median(curl),
+            handrail: median(ours),
+            deploy_rss_kib: usage.max_rss_kib,
+            deploy_written: usage.written,
+        })
+    }
+}
+
 /// One kind of no-op `install` call, timed call by call in its own folder.
 ///
 /// Every call gets a new work folder, made untimed, and writes a new result file in it,
@@ -752,8 +885,24 @@ fn write_pseudo_random(path: &Path, bytes: u64) -> Result<()> {
     Ok(())
 }
 
+/// How a child ended and what it used.
+struct Usage {
+    /// Its exit code (-1 for a signal).
+    code: i32,
+    /// Its peak RSS in KiB.
+    max_rss_kib: u64,
+    /// Bytes it wrote to storage (output blocks of 512 bytes).
+    written: u64,
+}
+
 /// Waits for `child` and returns its exit code (-1 for a signal) and its peak RSS in KiB.
-fn wait_with_rusage(mut child: std::process::Child) -> Result<(i32, u64)> {
+fn wait_with_rusage(child: std::process::Child) -> Result<(i32, u64)> {
+    let usage = wait_with_usage(child)?;
+    Ok((usage.code, usage.max_rss_kib))
+}
+
+/// Waits for `child` and returns how it ended and what it used.
+fn wait_with_usage(mut child: std::process::Child) -> Result<Usage> {
     let mut stderr = String::new();
     if let Some(mut pipe) = child.stderr.take() {
         use std::io::Read;
@@ -777,7 +926,11 @@ fn wait_with_rusage(mut child: std::process::Child) -> Result<(i32, u64)> {
     if code != 0 && !stderr.is_empty() {
         eprintln!("{}", stderr.trim_end());
     }
-    Ok((code, u64::try_from(usage.ru_maxrss)?))
+    Ok(Usage {
+        code,
+        max_rss_kib: u64::try_from(usage.ru_maxrss)?,
+        written: u64::try_from(usage.ru_oublock)? * 512,
+    })
 }
 
 fn median(mut times: Vec<Duration>) -> Duration {

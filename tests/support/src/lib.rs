@@ -8,6 +8,7 @@
 //!   programs that misbehave (swupdate) or fail (apt, dpkg) when two runs overlap.
 
 pub mod manifest;
+pub mod nginx;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
