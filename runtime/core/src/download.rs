@@ -382,6 +382,10 @@ impl Downloader {
             requests: 0,
         };
         let mut failures = 0u32;
+        // The furthest the file has been: an attempt counts as progress only past it, so
+        // a server that cuts every connection of a file it cannot resume (no validator:
+        // each attempt starts again from byte 0) still runs out of retries.
+        let mut furthest = partial.done;
         let mut restarted = false;
         loop {
             if cancel.is_cancelled() {
@@ -416,7 +420,6 @@ impl Downloader {
                     ),
                 });
             }
-            let before = partial.done;
             fetched.requests += 1;
             let outcome = self.attempt(
                 wanted,
@@ -439,8 +442,9 @@ impl Downloader {
                 Err(Attempt::Retry(message, wait)) => (message, wait),
             };
             let last = message;
-            // Attempts that brought bytes do not count against the retries.
-            if partial.done > before {
+            // Attempts that brought the file further do not count against the retries.
+            if partial.done > furthest {
+                furthest = partial.done;
                 failures = 0;
             }
             failures += 1;

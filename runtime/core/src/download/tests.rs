@@ -528,3 +528,45 @@ fn a_server_that_does_not_resume_sends_the_whole_file_and_it_starts_over() {
     assert_eq!(fetched.received, (MIB + bytes.len()) as u64);
     assert_eq!(server.seen()[1], (MIB as u64, Some("\"v1\"".into())));
 }
+
+/// A server that gives no validator cannot be resumed: each attempt starts again from
+/// byte 0, and one that cuts every connection runs out of retries rather than looping.
+struct NoValidator(Arc<Server>);
+
+impl Transport for NoValidator {
+    fn get(&self, request: &Request<'_>) -> Result<Response, TransportError> {
+        let mut response = Shared(self.0.clone()).get(request)?;
+        response.validator = None;
+        Ok(response)
+    }
+}
+
+#[test]
+fn without_a_validator_every_attempt_starts_over_and_cuts_run_out_of_retries() {
+    let s = setup();
+    let bytes = content(2 * MIB);
+    let server = Server::new(bytes.clone(), &[Act::CutAfter(MIB); 10]);
+    let config = DownloadConfig {
+        retries: 3,
+        ..DownloadConfig::default()
+    };
+    let d = Downloader::new(
+        Arc::new(NoValidator(server.clone())),
+        s.downloads.clone(),
+        config,
+    )
+    .with_clock(s.clock.clone());
+    let (w, _) = wanted(&bytes, "http://server/payload.bin");
+    let err = fetch(&d, &w, &s.dest).unwrap_err();
+    assert!(
+        matches!(err, DownloadError::GaveUp { attempts: 4, .. }),
+        "{err}"
+    );
+    // Never a Range without something to check it against.
+    assert!(
+        server.seen().iter().all(|(from, _)| *from == 0),
+        "{:?}",
+        server.seen()
+    );
+    assert_eq!(server.seen().len(), 4);
+}
