@@ -6,14 +6,14 @@
 mod common;
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use common::{Device, sha256_base64};
 use handrail_test_support::manifest::{Update, inline_step};
-use handrail_test_support::nginx::{Nginx, free_port, wait_listening};
+use handrail_test_support::nginx::{Nginx, free_port, read_request_head, wait_listening};
 use serde_json::{Value, json};
 
 fn run(cmd: &mut Command) {
@@ -656,14 +656,7 @@ impl Cutter {
             for (i, stream) in listener.incoming().enumerate() {
                 let Ok(mut stream) = stream else { return };
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut head = String::new();
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                        break;
-                    }
-                    head.push_str(&line);
-                }
+                let head = read_request_head(&mut reader);
                 seen.lock().unwrap().push(head.clone());
                 let header = |name: &str| {
                     head.lines().find_map(|l| {

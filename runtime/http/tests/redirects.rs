@@ -2,13 +2,14 @@
 //! addresses: a request's own headers (a server's credentials) follow a redirect on the
 //! same host and never one to another host.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
 use handrail::config::DownloadConfig;
 use handrail::download::{Request, Transport};
 use handrail_http::HttpTransport;
+use handrail_test_support::nginx::read_request_head;
 
 /// A server on `addr` that answers each request with `answer(path)` and keeps every
 /// request's head.
@@ -24,14 +25,7 @@ fn serve(
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { return };
             let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut head = String::new();
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                head.push_str(&line);
-            }
+            let head = read_request_head(&mut reader);
             let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
             kept.lock().unwrap().push(head);
             let _ = stream.write_all(answer(&path, port).as_bytes());

@@ -529,26 +529,33 @@ impl Bench {
         })
     }
 
+    /// A state directory `name` for the real binary: the no-op registered, the
+    /// benchmark's configuration, and the compiled handler cached first, as on a device
+    /// that ran it before.
+    fn noop_state(&self, name: &str) -> Result<PathBuf> {
+        let state = self.dir.join(name);
+        fs::create_dir_all(state.join("handlers"))?;
+        fs::write(
+            state.join("handlers").join("noop.toml"),
+            handrail::bundled::registration_text("Written by the benchmark.", &self.noop_wasm)?,
+        )?;
+        fs::write(state.join("config.toml"), fixtures::CONFIG_TOML)?;
+        fs::create_dir_all(state.join("cache"))?;
+        for entry in fs::read_dir(&self.cache)? {
+            let entry = entry?;
+            fs::copy(entry.path(), state.join("cache").join(entry.file_name()))?;
+        }
+        Ok(state)
+    }
+
     /// Peak RSS (KiB) of `handrail deploy` of the WebAssembly no-op, per step count.
     pub async fn peak_rss(&self, step_counts: &[usize]) -> Result<Vec<(usize, u64)>> {
         self.warm_cache().await?;
         let mut rows = Vec::new();
         for &steps in step_counts {
-            let state = self.dir.join(format!("state-rss-{steps}"));
-            fs::create_dir_all(state.join("handlers"))?;
-            fs::write(
-                state.join("handlers").join("noop.toml"),
-                handrail::bundled::registration_text("Written by the benchmark.", &self.noop_wasm)?,
-            )?;
-            fs::write(state.join("config.toml"), fixtures::CONFIG_TOML)?;
+            let state = self.noop_state(&format!("state-rss-{steps}"))?;
             let manifest = state.join("update.json");
             fs::write(&manifest, fixtures::manifest(NOOP_ID, steps)?)?;
-            // The compiled handler is cached first, as on a device that ran it before.
-            fs::create_dir_all(state.join("cache"))?;
-            for entry in fs::read_dir(&self.cache)? {
-                let entry = entry?;
-                fs::copy(entry.path(), state.join("cache").join(entry.file_name()))?;
-            }
             let child = Command::new(&self.handrail)
                 .arg("--state-dir")
                 .arg(&state)
@@ -641,18 +648,7 @@ impl Bench {
         }
         // The real binary: one no-op step whose file the envelope's URL gives.
         self.warm_cache().await?;
-        let state = self.dir.join("state-download");
-        fs::create_dir_all(state.join("handlers"))?;
-        fs::write(
-            state.join("handlers").join("noop.toml"),
-            handrail::bundled::registration_text("Written by the benchmark.", &self.noop_wasm)?,
-        )?;
-        fs::write(state.join("config.toml"), fixtures::CONFIG_TOML)?;
-        fs::create_dir_all(state.join("cache"))?;
-        for entry in fs::read_dir(&self.cache)? {
-            let entry = entry?;
-            fs::copy(entry.path(), state.join("cache").join(entry.file_name()))?;
-        }
+        let state = self.noop_state("state-download")?;
         let mut manifest: serde_json::Value =
             serde_json::from_slice(&fixtures::manifest(NOOP_ID, 1)?)?;
         manifest["instructions"]["steps"][0]["files"] = serde_json::json!(["payload.bin"]);

@@ -33,6 +33,19 @@ pub fn wait_listening(child: &mut Child, port: u16) -> bool {
     }
 }
 
+/// Reads an HTTP request's head (up to its empty line) from `reader`, as a server
+/// written in a test receives it.
+pub fn read_request_head(reader: &mut impl std::io::BufRead) -> String {
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+            return head;
+        }
+        head.push_str(&line);
+    }
+}
+
 /// One request as nginx logged it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Logged {
