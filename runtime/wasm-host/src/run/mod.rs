@@ -124,6 +124,11 @@ impl RunScope {
             )));
         }
         environment::check(&request.env).map_err(RunError::NotGranted)?;
+        // Once the deployment is cancelled nothing new starts: a program that would exit
+        // at once (a shell that backgrounds its work) must not race the cancel and win.
+        if self.cancel.is_cancelled() {
+            return Err(RunError::Cancelled);
+        }
         let args = request
             .args
             .into_iter()
