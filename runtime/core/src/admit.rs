@@ -583,7 +583,8 @@ impl From<ManifestError> for AdmitError {
     }
 }
 
-fn b64(bytes: &[u8]) -> String {
+/// A sha256 as a manifest writes it (standard base64), for messages and records.
+pub(crate) fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
@@ -712,24 +713,44 @@ impl Stager<'_> {
             ));
         }
         let src = self.payload_dir.join(name);
-        let meta = match fs::symlink_metadata(&src) {
-            Ok(meta) => meta,
+        let (dst, size) = match fs::symlink_metadata(&src) {
             Err(e)
                 if e.kind() == std::io::ErrorKind::NotFound
                     && let Some(entry) = entry
                     && self.urls.contains_key(&entry.file_id) =>
             {
-                let dst = self.download(step, name, entry)?;
-                let file = PayloadFile {
-                    name: name.to_owned(),
-                    path: dst.display().to_string(),
-                    size: entry.size_in_bytes,
-                };
-                self.staged
-                    .insert(name.to_owned(), (expected, file.clone()));
-                return Ok(file);
+                (self.download(step, name, entry)?, entry.size_in_bytes)
             }
-            Err(e) => return Err(err(format!("cannot read {}: {e}", src.display()))),
+            found => {
+                let meta = found.map_err(|e| err(format!("cannot read {}: {e}", src.display())))?;
+                self.copy_in(step, name, entry, &src, &meta)?
+            }
+        };
+        let file = PayloadFile {
+            name: name.to_owned(),
+            path: dst.display().to_string(),
+            size,
+        };
+        self.staged
+            .insert(name.to_owned(), (expected, file.clone()));
+        Ok(file)
+    }
+
+    /// Copies the payload folder's `src` into the deployment folder (charged to the disk
+    /// budget first) while hashing it, and checks it against `entry`; returns where it is
+    /// and its size.
+    fn copy_in(
+        &mut self,
+        step: usize,
+        name: &str,
+        entry: Option<&FileEntry>,
+        src: &Path,
+        meta: &fs::Metadata,
+    ) -> Result<(PathBuf, u64), AdmitError> {
+        let err = |message: String| AdmitError::Payload {
+            step,
+            file: name.to_owned(),
+            message,
         };
         if !meta.is_file() {
             return Err(err(format!("{} is not a regular file", src.display())));
@@ -742,7 +763,7 @@ impl Stager<'_> {
             source,
         })?;
         let dst = self.staged_dir.join(name);
-        let (size, actual) = copy_hashing(&src, &dst, meta.len())
+        let (size, actual) = copy_hashing(src, &dst, meta.len())
             .map_err(|e| err(format!("cannot stage it into {}: {e}", dst.display())))?;
         if let Some(e) = entry
             && (actual != e.sha256 || size != e.size_in_bytes)
@@ -755,14 +776,7 @@ impl Stager<'_> {
                 b64(&e.sha256)
             )));
         }
-        let file = PayloadFile {
-            name: name.to_owned(),
-            path: dst.display().to_string(),
-            size,
-        };
-        self.staged
-            .insert(name.to_owned(), (expected, file.clone()));
-        Ok(file)
+        Ok((dst, size))
     }
 }
 
@@ -790,10 +804,7 @@ impl Stager<'_> {
             )));
         };
         self.budget.charge(entry.size_in_bytes)?;
-        durable::create_dir_all(&self.staged_dir).map_err(|source| AdmitError::Io {
-            path: self.staged_dir.clone(),
-            source,
-        })?;
+        // The downloader makes the deployment folder as it links the file in.
         let dst = self.staged_dir.join(name);
         let wanted = Wanted {
             url,

@@ -22,13 +22,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::admit::b64;
 use crate::cancel::CancelToken;
 use crate::config::DownloadConfig;
 use crate::durable;
+use crate::registry::hex;
 
 /// How often a download in progress is made durable (data fsync'ed, its length
 /// recorded): at most this much is fetched again after a power cut.
@@ -326,11 +327,6 @@ impl Downloader {
         self
     }
 
-    /// The folder partial downloads are kept in.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// Brings `wanted` to `dest` (durably, verified), resuming what an earlier call left.
     /// `progress` hears of every chunk; a cancel stops between chunks and waits.
     pub fn fetch(
@@ -346,6 +342,11 @@ impl Downloader {
         let io = |path: &Path, e: std::io::Error| DownloadError::Io {
             path: path.to_owned(),
             message: describe_io(&e),
+        };
+        // What is not the manifest's file is not kept.
+        let discard = || {
+            let _ = fs::remove_file(&part_path);
+            let _ = fs::remove_file(&record_path);
         };
         durable::create_dir_all(&self.dir).map_err(|e| io(&self.dir, e))?;
         // Complete and verified by an earlier call whose deployment was never admitted
@@ -409,8 +410,7 @@ impl Downloader {
                     partial.restart().map_err(|e| io(&part_path, e))?;
                     continue;
                 }
-                let _ = fs::remove_file(&part_path);
-                let _ = fs::remove_file(&record_path);
+                discard();
                 return Err(DownloadError::Mismatch {
                     url: wanted.url.to_owned(),
                     message: format!(
@@ -430,18 +430,16 @@ impl Downloader {
                 cancel,
                 started,
             );
-            let (message, wait) = match outcome {
+            let (last, wait) = match outcome {
                 Ok(()) => continue,
                 Err(Attempt::Fail(e)) => {
                     if matches!(e, DownloadError::Mismatch { .. }) {
-                        let _ = fs::remove_file(&part_path);
-                        let _ = fs::remove_file(&record_path);
+                        discard();
                     }
                     return Err(e);
                 }
                 Err(Attempt::Retry(message, wait)) => (message, wait),
             };
-            let last = message;
             // Attempts that brought the file further do not count against the retries.
             if partial.done > furthest {
                 furthest = partial.done;
@@ -473,12 +471,6 @@ impl Downloader {
                 self.config.retries + 1
             );
             self.clock.sleep(backoff, cancel);
-        }
-        if let Some(deadline) = deadline
-            && self.clock.now() > deadline
-        {
-            // Finished, however late: the bytes are good.
-            tracing::debug!("{}: finished past its deadline", wanted.name);
         }
         durable::sync_file(&partial.file).map_err(|e| io(&part_path, e))?;
         drop(partial);
@@ -826,22 +818,8 @@ impl Partial {
 
 /// True when `path` holds `size` bytes whose sha256 is `sha256` (read, not written).
 fn matches_file(path: &Path, size: u64, sha256: &[u8; 32]) -> bool {
-    let Ok(mut file) = File::open(path) else {
-        return false;
-    };
-    if file.metadata().map(|m| m.len()).ok() != Some(size) {
-        return false;
-    }
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => hasher.update(&buf[..n]),
-            Err(_) => return false,
-        }
-    }
-    <[u8; 32]>::from(hasher.finalize()) == *sha256
+    fs::metadata(path).is_ok_and(|m| m.len() == size)
+        && crate::registry::sha256_file(path).is_ok_and(|actual| actual == hex(sha256))
 }
 
 /// Makes `dest` name the same file as `src` (a hard link; a rename where the file
@@ -889,14 +867,6 @@ fn describe_io(e: &std::io::Error) -> String {
     } else {
         e.to_string()
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn b64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 #[cfg(test)]

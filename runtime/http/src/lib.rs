@@ -134,20 +134,13 @@ impl HttpTransport {
 
     /// The agent (direct or through a proxy) for `uri`.
     fn agent_for(&self, uri: &Uri) -> &Agent {
-        let host = uri.host().unwrap_or_default();
-        let port = uri
-            .port_u16()
-            .unwrap_or(if uri.scheme_str() == Some("https") {
-                443
-            } else {
-                80
-            });
+        let (_, host, port) = authority(uri);
         let proxy = match uri.scheme_str() {
             Some("https") => &self.https_proxy,
             _ => &self.http_proxy,
         };
         match proxy {
-            Some((_, agent)) if !self.no_proxy.matches(host, port) => agent,
+            Some((_, agent)) if !self.no_proxy.matches(host.unwrap_or_default(), port) => agent,
             _ => &self.direct,
         }
     }
