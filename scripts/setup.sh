@@ -50,3 +50,27 @@ arm_debs=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-arm-linux-gnueabihf li
 # nginx and tinyproxy: the real HTTP(S) server and proxy the download tests fetch from.
 install_debs swupdate openssl cpio qemu-user nginx-light tinyproxy "${arm_debs[@]}"
 install_targets wasm32-wasip2 "${arm_targets[@]}"
+
+# goosebit, the real hawkBit DDI server the DDI client's tests talk to: a Python server
+# from PyPI, so in a virtual environment of its own, kept in the target folder (a build
+# product, outside the system's Python) and found by the tests through
+# HANDRAIL_GOOSEBIT_VENV. Absolute, since tests run from their crate's folder; a relative
+# CARGO_TARGET_DIR is the repository's, where the scripts run cargo. The stamp names the
+# version and is written last: a venv of another version, or one whose install broke off,
+# is made again from scratch. aerich, which makes goosebit's database schema, comes with
+# it as a dependency.
+goosebit_version=0.2.12
+goosebit_repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+goosebit_target=${CARGO_TARGET_DIR:-target}
+[[ $goosebit_target = /* ]] || goosebit_target="$goosebit_repo/$goosebit_target"
+export HANDRAIL_GOOSEBIT_VENV="$goosebit_target/goosebit-venv"
+if [ ! -x "$HANDRAIL_GOOSEBIT_VENV/bin/uvicorn" ] ||
+    [ ! -e "$HANDRAIL_GOOSEBIT_VENV/goosebit-$goosebit_version.stamp" ]; then
+    # Debian's python3 makes a venv only with python3-venv (ensurepip) installed.
+    python3 -c 'import ensurepip, venv' 2>/dev/null || install_debs python3-venv
+    rm -rf "$HANDRAIL_GOOSEBIT_VENV"
+    mkdir -p "$goosebit_target"
+    python3 -m venv "$HANDRAIL_GOOSEBIT_VENV"
+    "$HANDRAIL_GOOSEBIT_VENV/bin/pip" install --disable-pip-version-check -q "goosebit==$goosebit_version"
+    touch "$HANDRAIL_GOOSEBIT_VENV/goosebit-$goosebit_version.stamp"
+fi

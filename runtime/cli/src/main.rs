@@ -192,6 +192,33 @@ enum Command {
         #[arg(long, value_name = "LIST", value_delimiter = ',', requires = "target")]
         cpu_features: Vec<String>,
     },
+    /// Take updates from the hawkBit DDI server `[ddi]` in the configuration names:
+    /// poll it, run what it assigns, report each result once (a long-running service;
+    /// SIGINT or SIGTERM cancels a running deployment, reports it and stops).
+    Ddi {
+        /// Poll once, run what that poll offers to its end, report it, and exit.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Pack an update manifest (signed, as delivered) and its payload folder into one
+    /// Handrail bundle: an SWUpdate-compatible `.swu` (cpio, `sw-description` first) for
+    /// servers that take one file per update.
+    Bundle {
+        /// The update manifest or envelope.
+        manifest: PathBuf,
+        /// The folder of its payload files: every regular file in it goes in.
+        #[arg(long)]
+        payloads: PathBuf,
+        /// Where to write the bundle (`.swu`).
+        #[arg(short, long)]
+        output: PathBuf,
+        /// `software.version` of its `sw-description` (default: the update's version).
+        #[arg(long)]
+        version: Option<String>,
+        /// `hardware-compatibility` entries of its `sw-description` (board revisions).
+        #[arg(long, value_delimiter = ',')]
+        hardware: Vec<String>,
+    },
     /// Create a handler crate from the vendor template.
     NewHandler {
         /// The folder to create (must not exist, or be empty).
@@ -423,6 +450,7 @@ async fn run(cli: &Cli, out: &output::Output) -> Result<u8, Failure> {
                 failure_policy: *failure_policy,
                 on_download: Some(out.downloads()),
                 cancel: Some(cancel.clone()),
+                ..AdmitOptions::default()
             };
             let deployment = runtime.deploy(&bytes, payloads, options).await;
             watcher.abort();
@@ -470,6 +498,40 @@ async fn run(cli: &Cli, out: &output::Output) -> Result<u8, Failure> {
             ));
             Ok(exit::SUCCESS)
         }
+        Command::Ddi { once } => {
+            let (_, config) = load_config(cli)?;
+            let Some(ddi) = &config.ddi else {
+                return Err(Failure::bad_input(anyhow::anyhow!(
+                    "handrail ddi needs a [ddi] section (server, tenant, controller_id) in the configuration"
+                )));
+            };
+            let http = handrail_http::HttpTransport::new(&ddi.transport_config(&config.download))
+                .map_err(|e| Failure::bad_input(anyhow::anyhow!("{e}")))?;
+            let runtime = open(cli)?;
+            let client = handrail_ddi::DdiClient::new(runtime, &config, http)
+                .map_err(|e| Failure::bad_input(anyhow::anyhow!("{e}")))?;
+            tracing::info!("taking updates from {}", client.controller_url());
+            let stop = handrail::CancelToken::new();
+            let watcher = tokio::spawn(output::cancel_on_signal(stop.clone()));
+            let result = client.run(stop, *once).await;
+            watcher.abort();
+            result.map_err(|e| Failure::internal(anyhow::anyhow!("{e}")))?;
+            Ok(0)
+        }
+        Command::Bundle {
+            manifest,
+            payloads,
+            output,
+            version,
+            hardware,
+        } => bundle(
+            manifest,
+            payloads,
+            output,
+            version.as_deref(),
+            hardware,
+            out,
+        ),
         Command::Resume => {
             let runtime = open(cli)?;
             follow_left(runtime.resume()?, "nothing to resume", out).await
@@ -621,6 +683,75 @@ fn precompile(
 
 /// The registry, with the built-in handlers installed when the state directory is free;
 /// read as it is while another process owns it.
+/// `handrail bundle`: the manifest is parsed (not verified: the device does that) for
+/// its version and checked to name only files the folder has.
+fn bundle(
+    manifest: &Path,
+    payloads: &Path,
+    output_path: &Path,
+    version: Option<&str>,
+    hardware: &[String],
+    out: &output::Output,
+) -> Result<u8, Failure> {
+    let bytes = read_input(manifest)?;
+    let document = handrail::manifest::parse_document_with(&bytes, &mut |entry| {
+        let path = payloads.join(&entry.file_name);
+        std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))
+    })
+    .map_err(|e| Failure::bad_input(anyhow::anyhow!("{}: {e}", manifest.display())))?;
+    let update = document.manifest().update_id.clone();
+    let entries = std::fs::read_dir(payloads)
+        .with_context(|| format!("cannot read the payload folder {}", payloads.display()))
+        .map_err(Failure::bad_input)?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry
+            .with_context(|| format!("cannot read the payload folder {}", payloads.display()))
+            .map_err(Failure::bad_input)?;
+        let path = entry.path();
+        let meta = std::fs::metadata(&path)
+            .with_context(|| format!("cannot read {}", path.display()))
+            .map_err(Failure::bad_input)?;
+        if !meta.is_file() {
+            return Err(Failure::bad_input(anyhow::anyhow!(
+                "{}: not a regular file; a bundle carries a flat folder of files",
+                path.display()
+            )));
+        }
+        files.push((entry.file_name().to_string_lossy().into_owned(), path));
+    }
+    for entry in document.manifest().files.values() {
+        if !files.iter().any(|(name, _)| *name == entry.file_name) {
+            return Err(Failure::bad_input(anyhow::anyhow!(
+                "{}: files.{} names `{}`, which is not in {}",
+                manifest.display(),
+                entry.file_id,
+                entry.file_name,
+                payloads.display()
+            )));
+        }
+    }
+    let version = version.map_or_else(|| update.version.to_string(), str::to_owned);
+    let description = format!("{update}");
+    let written = handrail::bundle::Bundle::write(
+        output_path,
+        &handrail::bundle::BundleSpec {
+            version: &version,
+            description: &description,
+            hardware_compatibility: hardware,
+            manifest: &bytes,
+            files: &files,
+        },
+    )
+    .map_err(|e| Failure::bad_input(anyhow::anyhow!("{e}")))?;
+    out.message(&format!(
+        "{}: bundle of {update} (version {version}), {} payload files, {written} bytes",
+        output_path.display(),
+        files.len()
+    ));
+    Ok(0)
+}
+
 fn registry_for_reading(cli: &Cli) -> Result<Registry, Failure> {
     match open(cli) {
         Ok(runtime) => Ok(runtime.registry().clone()),

@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use crate::cancel::CancelToken;
 use crate::components::{ComponentEnumerator, EnumeratorError};
 use crate::config::{Config, FailurePolicy};
-use crate::download::{Downloader, Progress, Wanted};
+use crate::download::{Downloader, FileHash, Progress, Wanted};
 use crate::durable;
 use crate::manifest::{
     self, FileEntry, ManifestError, ManifestErrors, ReferenceTarget, Step, UpdateManifest,
@@ -148,6 +148,17 @@ pub struct AdmitOptions {
     pub on_download: Option<DownloadProgress>,
     /// Stops admission (a download in progress) when cancelled.
     pub cancel: Option<CancelToken>,
+    /// Where payload files the payload folder lacks come from, by file name; over the
+    /// envelope's `fileUrls` (an update server that serves each file as an artifact of
+    /// its own).
+    pub file_urls: BTreeMap<String, String>,
+    /// Headers every download sends (a server's credentials), to the URL's host only.
+    pub download_headers: Vec<(String, String)>,
+    /// Admits an unsigned manifest even where signatures are required, for this
+    /// reason (logged): a manifest the agent itself made around content
+    /// that carries its own signature, such as a plain SWUpdate image. Never for a
+    /// manifest that came from elsewhere.
+    pub unsigned_because: Option<String>,
 }
 
 /// A callback for download progress ([`AdmitOptions::on_download`]).
@@ -338,6 +349,8 @@ impl Admission<'_> {
         let mut stager = Stager {
             payload_dir,
             urls: document.envelope().map_or(&no_urls, |e| &e.file_urls),
+            named_urls: &self.options.file_urls,
+            headers: &self.options.download_headers,
             downloader: self.downloader,
             on_download: self.options.on_download.as_ref(),
             cancel: &cancel,
@@ -493,7 +506,7 @@ impl Admission<'_> {
                 let mut path = payload_dir.join(file_name);
                 if !path.exists()
                     && let Some(entry) = parent.files.get(file_id)
-                    && stager.urls.contains_key(file_id)
+                    && stager.url_for(entry).is_some()
                 {
                     // Not in the payload folder: downloaded (verified against the
                     // parent's entry) into the deployment folder, like a payload file.
@@ -584,7 +597,7 @@ impl From<ManifestError> for AdmitError {
 }
 
 /// A sha256 as a manifest writes it (standard base64), for messages and records.
-pub(crate) fn b64(bytes: &[u8]) -> String {
+pub fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
@@ -634,6 +647,10 @@ struct Stager<'a> {
     payload_dir: &'a Path,
     /// The envelope's `fileUrls`: where files the payload folder lacks come from.
     urls: &'a BTreeMap<String, String>,
+    /// [`AdmitOptions::file_urls`], by file name, before `urls`.
+    named_urls: &'a BTreeMap<String, String>,
+    /// [`AdmitOptions::download_headers`].
+    headers: &'a [(String, String)],
     downloader: Option<&'a Downloader>,
     on_download: Option<&'a DownloadProgress>,
     cancel: &'a CancelToken,
@@ -717,7 +734,7 @@ impl Stager<'_> {
             Err(e)
                 if e.kind() == std::io::ErrorKind::NotFound
                     && let Some(entry) = entry
-                    && self.urls.contains_key(&entry.file_id) =>
+                    && self.url_for(entry).is_some() =>
             {
                 (self.download(step, name, entry)?, entry.size_in_bytes)
             }
@@ -781,6 +798,14 @@ impl Stager<'_> {
 }
 
 impl Stager<'_> {
+    /// Where `entry` is downloaded from, when the payload folder lacks it.
+    fn url_for(&self, entry: &FileEntry) -> Option<&str> {
+        self.named_urls
+            .get(&entry.file_name)
+            .or_else(|| self.urls.get(&entry.file_id))
+            .map(String::as_str)
+    }
+
     /// Downloads `entry` from its `fileUrls` URL into the deployment folder (charged to
     /// the disk budget first, verified against its size and sha256) and returns where it
     /// is.
@@ -795,7 +820,10 @@ impl Stager<'_> {
             file: name.to_owned(),
             message,
         };
-        let url = &self.urls[&entry.file_id];
+        let Some(url) = self.url_for(entry).map(str::to_owned) else {
+            return Err(err("no URL to download it from".into()));
+        };
+        let url = url.as_str();
         let Some(downloader) = self.downloader else {
             return Err(err(format!(
                 "not in {}, and this runtime has no transport to download it from fileUrls.{}",
@@ -810,8 +838,8 @@ impl Stager<'_> {
             url,
             name,
             size: entry.size_in_bytes,
-            sha256: entry.sha256,
-            headers: &[],
+            hash: FileHash::Sha256(entry.sha256),
+            headers: self.headers,
         };
         let on_download = self.on_download;
         let mut progress = |p: &Progress| {

@@ -47,6 +47,16 @@
 //! client_cert = "/etc/handrail/device.pem"  # mutual TLS, with client_key
 //! client_key = "/etc/handrail/device.key"
 //!
+//! [ddi]                         # `handrail ddi`: take updates from a hawkBit DDI server
+//! server = "https://hawkbit.example.com"   # the server's base URL
+//! tenant = "DEFAULT"
+//! controller_id = "device-0042"  # default: [device] serial, else the machine id
+//! auth = "target-token"          # target-token | gateway-token | none
+//! token_file = "/etc/handrail/ddi-token"   # or token = "…"
+//! ca_file = "/etc/handrail/ddi-ca.pem"     # else [download] ca_file; client_cert/client_key likewise
+//! retry_max_secs = 300           # longest wait between polls while the server is down
+//! bare_swu = true                # run a lone .swu artifact as one microsoft/swupdate:2 step
+//!
 //! [handler_config."microsoft/apt:1"]   # merged over that handler's registration [config]
 //! apt_options = ["-o", "Acquire::Retries=3"]
 //!
@@ -223,6 +233,70 @@ impl Default for DownloadConfig {
     }
 }
 
+/// How the DDI client authenticates to the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DdiAuth {
+    /// `Authorization: TargetToken <token>`: the device's own token.
+    TargetToken,
+    /// `Authorization: GatewayToken <token>`: the tenant's token.
+    GatewayToken,
+    /// No header (a server that lets devices in by their certificate, or a test server).
+    #[default]
+    None,
+}
+
+/// The `[ddi]` section: the hawkBit DDI server `handrail ddi` takes updates from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DdiConfig {
+    /// The server's base URL (`https://host[:port][/prefix]`).
+    pub server: String,
+    /// The tenant (hawkBit's default is `DEFAULT`).
+    #[serde(default = "default_tenant")]
+    pub tenant: String,
+    /// This device's controller id; default: `[device] serial`, else the machine id.
+    #[serde(default)]
+    pub controller_id: Option<String>,
+    /// How requests authenticate.
+    #[serde(default)]
+    pub auth: DdiAuth,
+    /// The token, inline.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// A root-readable file holding the token (an absolute path); instead of `token`.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// PEM certificate authorities for the server, instead of `[download] ca_file`.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// The device's client certificate for the server, instead of `[download]`'s.
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    /// Its private key.
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
+    /// The longest wait between polls while the server cannot be reached, in seconds.
+    #[serde(default = "default_retry_max_secs")]
+    pub retry_max_secs: u64,
+    /// Runs a deployment whose one artifact is a plain SWUpdate image (`.swu`) as one
+    /// `microsoft/swupdate:2` step; SWUpdate checks the image's own signature.
+    #[serde(default = "default_true")]
+    pub bare_swu: bool,
+}
+
+fn default_tenant() -> String {
+    "DEFAULT".into()
+}
+
+fn default_retry_max_secs() -> u64 {
+    300
+}
+
+fn default_true() -> bool {
+    true
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -239,6 +313,8 @@ pub struct Config {
     pub signing: SigningConfig,
     /// Fetching payload files from the envelope's URLs.
     pub download: DownloadConfig,
+    /// Taking updates from a hawkBit DDI server (`handrail ddi`).
+    pub ddi: Option<DdiConfig>,
     /// Device-local settings per handler id, merged over the registration's `[config]`
     /// (so a bundled handler can be configured without registering it again).
     pub handler_config: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
@@ -448,6 +524,10 @@ impl Config {
             ("download.ca_file", &config.download.ca_file),
             ("download.client_cert", &config.download.client_cert),
             ("download.client_key", &config.download.client_key),
+            ("ddi.token_file", ddi_path(&config, |d| &d.token_file)),
+            ("ddi.ca_file", ddi_path(&config, |d| &d.ca_file)),
+            ("ddi.client_cert", ddi_path(&config, |d| &d.client_cert)),
+            ("ddi.client_key", ddi_path(&config, |d| &d.client_key)),
         ]
         .map(|(key, path)| (key.to_owned(), path));
         for (key, hook) in fixed.into_iter().chain(key_files) {
@@ -464,6 +544,9 @@ impl Config {
             return Err(err(
                 "download.client_cert and download.client_key: give both or neither".into(),
             ));
+        }
+        if let Some(ddi) = &config.ddi {
+            ddi.check().map_err(err)?;
         }
         for (id, grants) in &config.handler_grants {
             if !is_valid_handler_id(id) {
@@ -531,6 +614,82 @@ impl Config {
 }
 
 /// The OS id from `/etc/os-release` (e.g. `debian`), else the platform (`linux`).
+/// `[ddi]`'s path at `field`, when there is a `[ddi]`.
+fn ddi_path(config: &Config, field: fn(&DdiConfig) -> &Option<PathBuf>) -> &Option<PathBuf> {
+    static NONE: Option<PathBuf> = None;
+    config.ddi.as_ref().map_or(&NONE, field)
+}
+
+impl DdiConfig {
+    /// What is wrong with the section, naming the key.
+    fn check(&self) -> Result<(), String> {
+        let server = self.server.trim_end_matches('/');
+        if !(server.starts_with("https://") || server.starts_with("http://"))
+            || server
+                .split_once("://")
+                .is_none_or(|(_, rest)| rest.is_empty())
+        {
+            return Err(format!(
+                "ddi.server: `{}` is not an http:// or https:// URL",
+                self.server
+            ));
+        }
+        let plain = |key: &str, value: &str| {
+            if value.is_empty()
+                || !value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+            {
+                Err(format!(
+                    "ddi.{key}: `{value}` must be letters, digits and - _ . : only"
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        plain("tenant", &self.tenant)?;
+        if let Some(id) = &self.controller_id {
+            plain("controller_id", id)?;
+        }
+        if self.token.is_some() && self.token_file.is_some() {
+            return Err("ddi.token and ddi.token_file: give one, not both".into());
+        }
+        let has_token = self.token.is_some() || self.token_file.is_some();
+        match (self.auth, has_token) {
+            (DdiAuth::None, true) => Err(
+                "ddi.token: given, but ddi.auth is \"none\" (say target-token or gateway-token)"
+                    .into(),
+            ),
+            (DdiAuth::TargetToken | DdiAuth::GatewayToken, false) => Err(format!(
+                "ddi.auth: {} needs ddi.token or ddi.token_file",
+                if self.auth == DdiAuth::TargetToken {
+                    "target-token"
+                } else {
+                    "gateway-token"
+                }
+            )),
+            _ if self.client_cert.is_some() != self.client_key.is_some() => {
+                Err("ddi.client_cert and ddi.client_key: give both or neither".into())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The `[download]` settings with this section's TLS files over them: how the
+    /// server's resources and artifacts are reached.
+    pub fn transport_config(&self, download: &DownloadConfig) -> DownloadConfig {
+        let mut config = download.clone();
+        if self.ca_file.is_some() {
+            config.ca_file = self.ca_file.clone();
+        }
+        if self.client_cert.is_some() {
+            config.client_cert = self.client_cert.clone();
+            config.client_key = self.client_key.clone();
+        }
+        config
+    }
+}
+
 fn detect_os() -> String {
     std::fs::read_to_string("/etc/os-release")
         .ok()

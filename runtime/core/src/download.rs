@@ -170,10 +170,110 @@ pub struct Wanted<'a> {
     pub name: &'a str,
     /// Its size in bytes.
     pub size: u64,
-    /// Its sha256.
-    pub sha256: [u8; 32],
+    /// Its hash.
+    pub hash: FileHash,
     /// Further request headers (a server's credentials).
     pub headers: &'a [(String, String)],
+}
+
+/// The hash a downloaded file must have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileHash {
+    /// SHA-256 (what manifests give).
+    Sha256([u8; 32]),
+    /// SHA-1, for servers that give nothing better (goosebit); with the size.
+    Sha1([u8; 20]),
+}
+
+impl FileHash {
+    /// The algorithm's name.
+    pub fn algorithm(&self) -> &'static str {
+        match self {
+            FileHash::Sha256(_) => "sha256",
+            FileHash::Sha1(_) => "sha1",
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            FileHash::Sha256(b) => b,
+            FileHash::Sha1(b) => b,
+        }
+    }
+
+    /// What the downloads folder calls this content: the sha256's hex, or `sha1-` and
+    /// the sha1's.
+    fn key(&self) -> String {
+        match self {
+            FileHash::Sha256(b) => hex(b),
+            FileHash::Sha1(b) => format!("sha1-{}", hex(b)),
+        }
+    }
+
+    /// The hash as a partial download's record keeps it: a sha256 in base64 (as the
+    /// records of format 1 always did), a sha1 as `sha1:<hex>`.
+    fn record_value(&self) -> String {
+        match self {
+            FileHash::Sha256(b) => b64(b),
+            FileHash::Sha1(b) => format!("sha1:{}", hex(b)),
+        }
+    }
+
+    fn hasher(&self) -> Hasher {
+        match self {
+            FileHash::Sha256(_) => Hasher::Sha256(Sha256::new()),
+            FileHash::Sha1(_) => Hasher::Sha1(ring::digest::Context::new(
+                &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for FileHash {
+    /// `sha256 <base64>` (as manifests write it) or `sha1 <hex>` (as servers do).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FileHash::Sha256(b) => write!(f, "sha256 {}", b64(b)),
+            FileHash::Sha1(b) => write!(f, "sha1 {}", hex(b)),
+        }
+    }
+}
+
+/// A running hash of either kind.
+#[derive(Clone)]
+enum Hasher {
+    Sha256(Sha256),
+    Sha1(ring::digest::Context),
+}
+
+impl Hasher {
+    fn update(&mut self, bytes: &[u8]) {
+        match self {
+            Hasher::Sha256(h) => h.update(bytes),
+            Hasher::Sha1(h) => h.update(bytes),
+        }
+    }
+
+    fn finish(self) -> Vec<u8> {
+        match self {
+            Hasher::Sha256(h) => h.finalize().to_vec(),
+            Hasher::Sha1(h) => h.finish().as_ref().to_vec(),
+        }
+    }
+
+    /// The hash of `path`'s bytes, of `hash`'s kind.
+    fn of_file(hash: &FileHash, path: &Path) -> std::io::Result<Vec<u8>> {
+        let mut hasher = hash.hasher();
+        let mut file = File::open(path)?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                return Ok(hasher.finish());
+            }
+            hasher.update(&buf[..n]);
+        }
+    }
 }
 
 /// How far a download is.
@@ -303,7 +403,7 @@ enum Attempt {
 /// The partial file and its hash so far.
 struct Partial {
     file: File,
-    hasher: Sha256,
+    hasher: Hasher,
     done: u64,
     validator: Option<String>,
     /// Its bytes came in more than one piece (resumed), so a splice is possible.
@@ -336,7 +436,7 @@ impl Downloader {
         progress: &mut dyn FnMut(&Progress),
         cancel: &CancelToken,
     ) -> Result<Fetched, DownloadError> {
-        let key = hex(&wanted.sha256);
+        let key = wanted.hash.key();
         let part_path = self.dir.join(format!("{key}.part"));
         let record_path = self.dir.join(format!("{key}.json"));
         let io = |path: &Path, e: std::io::Error| DownloadError::Io {
@@ -353,7 +453,7 @@ impl Downloader {
         // (a crash in between): used again, not fetched again.
         let complete = self.dir.join(&key);
         if complete.exists() {
-            if matches_file(&complete, wanted.size, &wanted.sha256) {
+            if matches_file(&complete, wanted.size, &wanted.hash) {
                 link_into(&complete, dest).map_err(|e| io(dest, e))?;
                 return Ok(Fetched {
                     resumed_from: wanted.size,
@@ -395,16 +495,17 @@ impl Downloader {
                 });
             }
             if partial.done == wanted.size {
-                let actual: [u8; 32] = partial.hasher.clone().finalize().into();
-                if actual == wanted.sha256 {
+                let actual = partial.hasher.clone().finish();
+                if actual == wanted.hash.bytes() {
                     break;
                 }
                 // A resumed file may have been spliced (a server that ignored If-Range,
                 // a partial file damaged by a power cut): once, fetch it all again.
                 if partial.resumed && !restarted {
                     tracing::warn!(
-                        "{}: the resumed download does not match its sha256; fetching it again from its first byte",
-                        wanted.name
+                        "{}: the resumed download does not match its {}; fetching it again from its first byte",
+                        wanted.name,
+                        wanted.hash.algorithm()
                     );
                     restarted = true;
                     partial.restart().map_err(|e| io(&part_path, e))?;
@@ -414,9 +515,13 @@ impl Downloader {
                 return Err(DownloadError::Mismatch {
                     url: wanted.url.to_owned(),
                     message: format!(
-                        "the downloaded file's sha256 is {}, the manifest's {}",
-                        b64(&actual),
-                        b64(&wanted.sha256)
+                        "the downloaded file's {} is {}, the expected {}",
+                        wanted.hash.algorithm(),
+                        match wanted.hash {
+                            FileHash::Sha256(_) => b64(&actual),
+                            FileHash::Sha1(_) => hex(&actual),
+                        },
+                        wanted.hash
                     ),
                 });
             }
@@ -493,7 +598,8 @@ impl Downloader {
         for entry in entries.flatten() {
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let hexes = |n: &str, len| n.len() == len && n.bytes().all(|b| b.is_ascii_hexdigit());
+            if hexes(&name, 64) || name.strip_prefix("sha1-").is_some_and(|n| hexes(n, 40)) {
                 let _ = fs::remove_file(entry.path());
             }
         }
@@ -515,7 +621,7 @@ impl Downloader {
             .open(part_path)?;
         let mut partial = Partial {
             file,
-            hasher: Sha256::new(),
+            hasher: wanted.hash.hasher(),
             done: 0,
             validator: None,
             resumed: false,
@@ -526,7 +632,7 @@ impl Downloader {
         let usable = record.filter(|r| {
             r.format == RECORD_FORMAT
                 && r.size == wanted.size
-                && r.sha256 == b64(&wanted.sha256)
+                && r.sha256 == wanted.hash.record_value()
                 && r.validator.is_some()
                 && r.durable <= wanted.size
         });
@@ -767,7 +873,7 @@ impl Downloader {
             format: RECORD_FORMAT,
             url: wanted.url.to_owned(),
             size: wanted.size,
-            sha256: b64(&wanted.sha256),
+            sha256: wanted.hash.record_value(),
             validator: partial.validator.clone(),
             durable: partial.done,
         };
@@ -808,7 +914,12 @@ impl Partial {
     fn restart(&mut self) -> std::io::Result<()> {
         self.file.set_len(0)?;
         self.file.seek(SeekFrom::Start(0))?;
-        self.hasher = Sha256::new();
+        self.hasher = match self.hasher {
+            Hasher::Sha256(_) => Hasher::Sha256(Sha256::new()),
+            Hasher::Sha1(_) => Hasher::Sha1(ring::digest::Context::new(
+                &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
+            )),
+        };
         self.done = 0;
         self.validator = None;
         self.resumed = false;
@@ -816,10 +927,10 @@ impl Partial {
     }
 }
 
-/// True when `path` holds `size` bytes whose sha256 is `sha256` (read, not written).
-fn matches_file(path: &Path, size: u64, sha256: &[u8; 32]) -> bool {
+/// True when `path` holds `size` bytes whose hash is `hash` (read, not written).
+fn matches_file(path: &Path, size: u64, hash: &FileHash) -> bool {
     fs::metadata(path).is_ok_and(|m| m.len() == size)
-        && crate::registry::sha256_file(path).is_ok_and(|actual| actual == hex(sha256))
+        && Hasher::of_file(hash, path).is_ok_and(|actual| actual == hash.bytes())
 }
 
 /// Makes `dest` name the same file as `src` (a hard link; a rename where the file

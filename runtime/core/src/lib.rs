@@ -8,6 +8,7 @@
 //! records and history. [`Runtime`] is the embedding API over all of it.
 
 pub mod admit;
+pub mod bundle;
 pub mod bundled;
 pub mod cancel;
 pub mod clock;

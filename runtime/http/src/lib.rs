@@ -219,6 +219,85 @@ impl Transport for HttpTransport {
     }
 }
 
+/// A request to a server's API (JSON in, JSON out), for clients of update servers.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiRequest<'a> {
+    /// `GET`, `POST`, `PUT`.
+    pub method: &'a str,
+    /// The URL.
+    pub url: &'a str,
+    /// Headers (credentials among them).
+    pub headers: &'a [(String, String)],
+    /// A JSON body.
+    pub json: Option<&'a [u8]>,
+}
+
+/// A server's answer to an [`ApiRequest`].
+#[derive(Debug, Clone)]
+pub struct ApiResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// The body (at most [`MAX_API_BODY`] bytes).
+    pub body: Vec<u8>,
+    /// `Retry-After` in seconds, when given.
+    pub retry_after: Option<Duration>,
+}
+
+/// The largest API answer read.
+pub const MAX_API_BODY: u64 = 4 << 20;
+
+impl HttpTransport {
+    /// Sends an API request. Redirects are not followed: an API that moves is told by
+    /// its status, and a body is never re-sent elsewhere.
+    pub fn api(&self, request: &ApiRequest<'_>) -> Result<ApiResponse, TransportError> {
+        use std::io::Read;
+        let uri = parse_uri(request.url)?;
+        let agent = self.agent_for(&uri);
+        let mut http = ureq::http::Request::builder()
+            .method(request.method)
+            .uri(uri.clone())
+            .header("Accept", "application/hal+json, application/json");
+        for (name, value) in request.headers {
+            http = http.header(name.as_str(), value.as_str());
+        }
+        let result = match request.json {
+            Some(body) => {
+                let req = http
+                    .header("Content-Type", "application/json")
+                    .body(body.to_vec())
+                    .map_err(|e| TransportError::Fatal(format!("{uri}: {e}")))?;
+                agent.run(req)
+            }
+            None => {
+                let req = http
+                    .body(())
+                    .map_err(|e| TransportError::Fatal(format!("{uri}: {e}")))?;
+                agent.run(req)
+            }
+        };
+        let response = result.map_err(|e| classify(&uri, e))?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let mut body = Vec::new();
+        response
+            .into_body()
+            .into_reader()
+            .take(MAX_API_BODY)
+            .read_to_end(&mut body)
+            .map_err(|e| TransportError::Transient(format!("{uri}: reading the answer: {e}")))?;
+        Ok(ApiResponse {
+            status,
+            body,
+            retry_after,
+        })
+    }
+}
+
 fn parse_uri(url: &str) -> Result<Uri, TransportError> {
     let uri: Uri = url
         .parse()

@@ -620,7 +620,7 @@ impl Bench {
             url: &url,
             name: "payload.bin",
             size: bytes,
-            sha256,
+            hash: handrail::download::FileHash::Sha256(sha256),
             headers: &[],
         };
         let (mut curl, mut ours) = (Vec::new(), Vec::new());

@@ -7,6 +7,8 @@
 //! - [`MachineLock`]: one holder at a time across every test process on the machine, for
 //!   programs that misbehave (swupdate) or fail (apt, dpkg) when two runs overlap.
 
+pub mod ddi;
+pub mod goosebit;
 pub mod manifest;
 pub mod nginx;
 

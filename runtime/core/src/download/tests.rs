@@ -169,7 +169,7 @@ fn wanted<'a>(bytes: &[u8], url: &'a str) -> (Wanted<'a>, [u8; 32]) {
             url,
             name: "payload.bin",
             size: bytes.len() as u64,
-            sha256: sha,
+            hash: FileHash::Sha256(sha),
             headers: &[],
         },
         sha,
@@ -255,7 +255,7 @@ fn a_download_interrupted_in_an_earlier_process_resumes_from_its_last_checkpoint
     );
     // A power cut could lose what the page cache held past the checkpoint: only what
     // was recorded durable is trusted.
-    let part = s.downloads.join(format!("{}.part", hex(&w.sha256)));
+    let part = s.downloads.join(format!("{}.part", w.hash.key()));
     let mut tail = OpenOptions::new().append(true).open(&part).unwrap();
     tail.write_all(&[0xAA; 4096]).unwrap();
     let fetched = fetch(&downloader(&s, &server, config), &w, &s.dest).unwrap();
