@@ -275,7 +275,9 @@ fn init_logging(verbose: u8) {
 
 fn main() -> ExitCode {
     let mut cli = Cli::parse();
-    init_logging(cli.verbose);
+    // A service's log says what it does (polls, actions, results) unless told less.
+    let service = matches!(cli.command, Command::Ddi { .. });
+    init_logging(cli.verbose.max(u8::from(service)));
     // Handlers run in folders of their own: a relative path would name another place
     // there (a native worker's library, a work folder).
     for path in [Some(&mut cli.state_dir), cli.cache_dir.as_mut()]
