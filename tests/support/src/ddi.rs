@@ -389,10 +389,10 @@ fn serve(
         }
         ("POST", ["cancelAction", id, "feedback"]) => {
             let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            if value["status"]["execution"] == "closed" {
-                if let Some((_, stop)) = state.cancel.take() {
-                    state.closed.push(stop);
-                }
+            if value["status"]["execution"] == "closed"
+                && let Some((_, stop)) = state.cancel.take()
+            {
+                state.closed.push(stop);
             }
             state.cancel_feedback.push((id.to_string(), value));
             cond.notify_all();
