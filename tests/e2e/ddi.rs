@@ -75,6 +75,21 @@ fn two_steps(device: &Device, codes: &[&str]) -> (Vec<u8>, Vec<u8>) {
     (serde_json::to_vec(&manifest).unwrap(), script)
 }
 
+/// Makes `server` offer action `id` (chunk version 1.0) with `artifacts`.
+fn offer(server: &DdiServer, id: &str, artifacts: Vec<OfferedArtifact>) {
+    server.with(|s| s.action = Some((id.into(), "1.0".into(), artifacts)));
+}
+
+/// A `.swu` artifact offered with its sha1 only, as goosebit offers one.
+fn swu(bytes: Vec<u8>) -> OfferedArtifact {
+    OfferedArtifact {
+        filename: "update.swu".into(),
+        bytes,
+        sha256: false,
+        sha1: true,
+    }
+}
+
 fn artifact(name: &str, bytes: &[u8]) -> OfferedArtifact {
     OfferedArtifact {
         filename: name.into(),
@@ -97,15 +112,15 @@ fn an_adu_manifest_with_its_payload_artifacts_deploys_and_the_server_hears_succe
     let (manifest, script) = two_steps(&device, &[]);
     server.with(|s| {
         s.authorization = Some("TargetToken t0k".into());
-        s.action = Some((
-            "7".into(),
-            "1.0".into(),
-            vec![
-                artifact("update.importmanifest.json", &manifest),
-                artifact("device-step.sh", &script),
-            ],
-        ));
     });
+    offer(
+        &server,
+        "7",
+        vec![
+            artifact("update.importmanifest.json", &manifest),
+            artifact("device-step.sh", &script),
+        ],
+    );
     let run = once(&device, &[]);
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
     assert!(device.device.join("a-1").exists() && device.device.join("b-1").exists());
@@ -162,15 +177,15 @@ fn a_failed_step_is_reported_as_failure_with_its_result_codes_through_a_gateway_
     let (manifest, script) = two_steps(&device, &["", "install=0"]);
     server.with(|s| {
         s.authorization = Some("GatewayToken gw".into());
-        s.action = Some((
-            "9".into(),
-            "1.0".into(),
-            vec![
-                artifact("update.importmanifest.json", &manifest),
-                artifact("device-step.sh", &script),
-            ],
-        ));
     });
+    offer(
+        &server,
+        "9",
+        vec![
+            artifact("update.importmanifest.json", &manifest),
+            artifact("device-step.sh", &script),
+        ],
+    );
     let run = once(&device, &[]);
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
     assert_eq!(server.closed_results("9"), ["failure"]);
@@ -214,16 +229,14 @@ fn a_cancel_from_the_server_stops_the_running_step_and_is_acknowledged_as_hawkbi
     let device = Device::new();
     configure(&device, &server.url(), "dev-3", "");
     let (manifest, script) = blocking_step(&device);
-    server.with(|s| {
-        s.action = Some((
-            "11".into(),
-            "1.0".into(),
-            vec![
-                artifact("update.importmanifest.json", &manifest),
-                artifact("block.sh", &script),
-            ],
-        ));
-    });
+    offer(
+        &server,
+        "11",
+        vec![
+            artifact("update.importmanifest.json", &manifest),
+            artifact("block.sh", &script),
+        ],
+    );
     let agent = spawn(&device);
     let started = device.device.join("started");
     server.wait("the step to start", BOUND, |_| started.exists());
@@ -264,15 +277,15 @@ fn a_closed_maintenance_window_installs_nothing_until_the_server_allows_the_upda
     server.with(|s| {
         s.update = "skip".into();
         s.window = Some("unavailable".into());
-        s.action = Some((
-            "21".into(),
-            "1.0".into(),
-            vec![
-                artifact("update.importmanifest.json", &manifest),
-                artifact("device-step.sh", &script),
-            ],
-        ));
     });
+    offer(
+        &server,
+        "21",
+        vec![
+            artifact("update.importmanifest.json", &manifest),
+            artifact("device-step.sh", &script),
+        ],
+    );
     let run = once(&device, &[]);
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
     assert!(device.log().is_empty(), "nothing ran: {:?}", device.log());
@@ -297,15 +310,15 @@ fn a_server_that_is_down_is_polled_again_with_backoff_until_it_is_back() {
     server.wait("three polls while down", BOUND, |s| s.polls >= 3);
     server.with(|s| {
         s.down = false;
-        s.action = Some((
-            "31".into(),
-            "1.0".into(),
-            vec![
-                artifact("update.importmanifest.json", &manifest),
-                artifact("device-step.sh", &script),
-            ],
-        ));
     });
+    offer(
+        &server,
+        "31",
+        vec![
+            artifact("update.importmanifest.json", &manifest),
+            artifact("device-step.sh", &script),
+        ],
+    );
     server.wait("the result", BOUND, |s| s.closed.contains(&"31".to_owned()));
     stop(agent);
     assert_eq!(server.closed_results("31"), ["success"]);
@@ -370,18 +383,7 @@ fn a_bundle_is_verified_before_anything_runs_and_a_tampered_one_is_reported_fail
             .sum()
     };
     tampered[header + 102..header + 110].copy_from_slice(format!("{sum:08x}").as_bytes());
-    server.with(|s| {
-        s.action = Some((
-            "41".into(),
-            "1.0".into(),
-            vec![OfferedArtifact {
-                filename: "update.swu".into(),
-                bytes: tampered,
-                sha256: false,
-                sha1: true,
-            }],
-        ))
-    });
+    offer(&server, "41", vec![swu(tampered)]);
     let run = once(&device, &[]);
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
     assert_eq!(server.closed_results("41"), ["failure"]);
@@ -389,18 +391,7 @@ fn a_bundle_is_verified_before_anything_runs_and_a_tampered_one_is_reported_fail
     let details = server.with(|s| s.feedback.last().unwrap().1["status"]["details"].to_string());
     assert!(details.contains("device-step.sh"), "{details}");
     // The genuine bundle, as a new action, deploys.
-    server.with(|s| {
-        s.action = Some((
-            "42".into(),
-            "1.0".into(),
-            vec![OfferedArtifact {
-                filename: "update.swu".into(),
-                bytes: bundle,
-                sha256: false,
-                sha1: true,
-            }],
-        ))
-    });
+    offer(&server, "42", vec![swu(bundle)]);
     let run = once(&device, &[]);
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
     assert_eq!(server.closed_results("42"), ["success"]);
@@ -433,17 +424,15 @@ fn a_crash_at_every_write_of_an_action_ends_deployed_and_reported_once() {
         let manifest = serde_json::to_vec(&manifest).unwrap();
         // Served, not local: the payload folder is empty.
         fs::remove_file(device.payloads.join("device-step.sh")).unwrap();
-        server.with(|s| {
-            s.action = Some((
-                "51".into(),
-                "1.0".into(),
-                vec![
-                    artifact("update.importmanifest.json", &manifest),
-                    artifact("device-step.sh", &script),
-                    artifact("blob.bin", &blob),
-                ],
-            ))
-        });
+        offer(
+            &server,
+            "51",
+            vec![
+                artifact("update.importmanifest.json", &manifest),
+                artifact("device-step.sh", &script),
+                artifact("blob.bin", &blob),
+            ],
+        );
         let crash = n.to_string();
         let first = once(&device, &[("HANDRAIL_CRASH_AFTER_WRITE", crash.as_str())]);
         if !first.killed() {

@@ -28,6 +28,20 @@ fn write(dir: &Path, files: &[(&str, &[u8])]) -> PathBuf {
     out
 }
 
+/// Archives the files `names` lists (one per line) in `dir` with the system's cpio, in
+/// `format`, to `out`.
+fn cpio_out(format: &str, dir: &Path, names: &[u8], out: &Path) {
+    let mut child = std::process::Command::new("cpio")
+        .args(["-o", "-H", format, "--quiet"])
+        .current_dir(dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(File::create(out).unwrap())
+        .spawn()
+        .expect("cpio runs (scripts/setup.sh installs it)");
+    child.stdin.take().unwrap().write_all(names).unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
 #[test]
 fn round_trip_keeps_every_member_and_its_bytes() {
     let dir = tempfile::tempdir().unwrap();
@@ -95,20 +109,7 @@ fn a_plain_swupdate_image_is_no_bundle() {
     .unwrap();
     std::fs::write(dir.path().join("rootfs.ext4"), vec![7u8; 5000]).unwrap();
     let out = dir.path().join("image.swu");
-    let mut child = std::process::Command::new("cpio")
-        .args(["-o", "-H", "crc", "--quiet"])
-        .current_dir(dir.path())
-        .stdin(std::process::Stdio::piped())
-        .stdout(File::create(&out).unwrap())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"sw-description\nrootfs.ext4\n")
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    cpio_out("crc", dir.path(), b"sw-description\nrootfs.ext4\n", &out);
     let bundle = Bundle::open(&out).unwrap();
     assert!(!bundle.is_handrail_bundle());
     assert_eq!(bundle.members()[1].size, 5000);
@@ -169,20 +170,7 @@ fn names_that_leave_the_folder_are_refused() {
     .unwrap();
     std::fs::write(src.join("sub/f"), b"f").unwrap();
     let out = dir.path().join("climb.swu");
-    let mut child = std::process::Command::new("cpio")
-        .args(["-o", "-H", "newc", "--quiet"])
-        .current_dir(&src)
-        .stdin(std::process::Stdio::piped())
-        .stdout(File::create(&out).unwrap())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"sw-description\nsub/f\n")
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    cpio_out("newc", &src, b"sw-description\nsub/f\n", &out);
     let e = Bundle::open(&out).unwrap_err().to_string();
     assert!(e.contains("member `sub/f`: not a plain file name"), "{e}");
 }
