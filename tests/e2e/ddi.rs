@@ -21,10 +21,22 @@ const BOUND: Duration = Duration::from_secs(120);
 
 /// The configuration of a device that takes updates from `server` as `controller`.
 fn configure(device: &Device, server: &str, controller: &str, auth: &str) {
+    configure_with(device, server, controller, auth, "", "");
+}
+
+/// [`configure`], with more `[device]` properties and further sections.
+fn configure_with(
+    device: &Device,
+    server: &str,
+    controller: &str,
+    auth: &str,
+    properties: &str,
+    sections: &str,
+) {
     device.write_config(
         &device.state.join("config.toml"),
         &format!(
-            "[device]\nmanufacturer = \"contoso\"\nmodel = \"e2e\"\n\n[ddi]\nserver = \"{server}\"\ncontroller_id = \"{controller}\"\n{auth}\n\n[download]\nbackoff_initial_ms = 50\nbackoff_max_secs = 1\n"
+            "[device]\nmanufacturer = \"contoso\"\nmodel = \"e2e\"\n{properties}\n[ddi]\nserver = \"{server}\"\ncontroller_id = \"{controller}\"\n{auth}\n\n[download]\nbackoff_initial_ms = 50\nbackoff_max_secs = 1\n\n{sections}"
         ),
     );
 }
@@ -585,4 +597,89 @@ fn goosebit_a_download_killed_midway_resumes_without_fetching_again_what_it_had(
         d["last_state"] == "Finished" && d["sw_version"] == "4.0.0"
     });
     assert!(device.device.join("a-1").exists());
+}
+
+const DEMO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/demo");
+
+/// Runs one of the demo's A/B device scripts.
+fn demo_script(name: &str, args: &[&Path]) {
+    let status = Command::new(Path::new(DEMO).join(name))
+        .args(args)
+        .status()
+        .unwrap();
+    assert!(status.success(), "{name} {args:?}: {status}");
+}
+
+/// A plain SWUpdate image, signed for the demo's A/B device, assigned in goosebit: the
+/// device installs it with the real swupdate as one `microsoft/swupdate:2` step, stops
+/// for the reboot it asks for (goosebit still shows it running), and only once the
+/// rebooted device runs the new version is success reported.
+#[test]
+fn goosebit_a_plain_swu_installs_with_swupdate_and_succeeds_only_once_the_reboot_verified_it() {
+    let _swupdate = handrail_test_support::MachineLock::swupdate();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Goosebit::start(dir.path());
+    let device = Device::new();
+    let ab = device.tmp.path().join("ab");
+    demo_script("ab/make-device.sh", &[&ab]);
+    let swu = device.tmp.path().join("rootfs-2.0.swu");
+    demo_script("ab/make-swu.sh", &[&ab.join("slots"), &swu]);
+    let ab_path = |p: &str| ab.join(p).display().to_string();
+    let swupdate = format!(
+        "[handler_config.\"microsoft/swupdate:2\"]\nslots = {{ a = \"{}\", b = \"{}\" }}\nboot_env = \"{}\"\nversion_file = \"{}\"\npublic_key = \"{}\"\nhwrevision = \"demo-device:1.0\"\n\n[handler_grants.\"microsoft/swupdate:2\"]\nwrite = [\"{}\", \"{}\"]\nread = [\"{}\", \"{}\"]\n",
+        ab_path("slots/slot-a.img"),
+        ab_path("slots/slot-b.img"),
+        ab_path("boot/bootenv"),
+        ab_path("running/sw-version"),
+        ab_path("keys/signer.pem"),
+        ab_path("boot"),
+        ab_path("slots"),
+        ab_path("running"),
+        ab_path("keys"),
+    );
+    // goosebit matches the image's hardware-compatibility against hw_revision.
+    configure_with(
+        &device,
+        &server.url(),
+        "gb-3",
+        "",
+        "hw_revision = \"1.0\"\n",
+        &swupdate,
+    );
+    let run = once(&device, &[]);
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    let sw = server.upload(&swu);
+    server.assign("gb-3", sw);
+    let run = once(&device, &[]);
+    assert_eq!(
+        run.code(),
+        Some(3),
+        "a reboot is asked for: {}",
+        run.stderr()
+    );
+    assert_eq!(
+        fs::read_to_string(ab.join("boot/bootenv"))
+            .unwrap()
+            .lines()
+            .find(|l| l.starts_with("boot_slot="))
+            .unwrap(),
+        "boot_slot=b"
+    );
+    let entry = server.device("gb-3").unwrap();
+    assert_ne!(
+        entry["last_state"], "Finished",
+        "not before the reboot: {entry}"
+    );
+    demo_script("ab/reboot.sh", &[&ab]);
+    let run = once(&device, &[]);
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    server.wait_device("gb-3", "Finished at 2.0", BOUND, |d| {
+        d["last_state"] == "Finished" && d["sw_version"] == "2.0"
+    });
+    let history = device.run(&["--json", "history"]);
+    assert!(
+        history.stdout().contains("microsoft/swupdate:2"),
+        "{}",
+        history.stdout()
+    );
 }

@@ -194,7 +194,9 @@ enum Command {
     },
     /// Take updates from the hawkBit DDI server `[ddi]` in the configuration names:
     /// poll it, run what it assigns, report each result once (a long-running service;
-    /// SIGINT or SIGTERM cancels a running deployment, reports it and stops).
+    /// SIGINT or SIGTERM cancels a running deployment, reports it and stops). Exits 3
+    /// (reboot) or 4 (restart) when a step asks for one; started again, it resumes the
+    /// deployment and reports its result.
     Ddi {
         /// Poll once, run what that poll offers to its end, report it, and exit.
         #[arg(long)]
@@ -517,8 +519,15 @@ async fn run(cli: &Cli, out: &output::Output) -> Result<u8, Failure> {
             let watcher = tokio::spawn(output::cancel_on_signal(stop.clone()));
             let result = client.run(stop, *once).await;
             watcher.abort();
-            result.map_err(|e| Failure::internal(anyhow::anyhow!("{e}")))?;
-            Ok(0)
+            match result.map_err(|e| Failure::internal(anyhow::anyhow!("{e}")))? {
+                // A step asked for a reboot (3) or an agent restart (4): the service
+                // manager does it, and the next start resumes and reports.
+                Some(suspended) => {
+                    out.report(&suspended);
+                    Ok(exit_for(&suspended))
+                }
+                None => Ok(0),
+            }
         }
         Command::Bundle {
             manifest,

@@ -199,7 +199,12 @@ impl DdiClient {
     ///
     /// `stop` cancels a running deployment, as a cancel from the server would (its
     /// result is reported); a deployment the runtime left interrupted is resumed first.
-    pub async fn run(&self, stop: CancelToken, once: bool) -> Result<(), DdiError> {
+    ///
+    /// Returns the report of a deployment that stopped for a reboot or an agent restart
+    /// (its step asked for one): the client stops there, its action still open on the
+    /// server, and the caller reboots or restarts; once it runs again the deployment is
+    /// resumed, verified and its result reported. `None` when it stopped otherwise.
+    pub async fn run(&self, stop: CancelToken, once: bool) -> Result<Option<Report>, DdiError> {
         let mut running = self.take_over().await?;
         let mut failures = 0u32;
         let mut repolled = false;
@@ -207,15 +212,17 @@ impl DdiClient {
             if stop.is_cancelled() {
                 if let Some(r) = running.take() {
                     r.cancel.cancel();
-                    self.finished(r).await?;
+                    return self.finished(r).await;
                 }
-                return Ok(());
+                return Ok(None);
             }
             if running.as_ref().is_some_and(|r| r.task.is_finished()) {
                 let r = running.take().expect("checked above");
-                self.finished(r).await?;
+                if let Some(suspended) = self.finished(r).await? {
+                    return Ok(Some(suspended));
+                }
                 if once {
-                    return Ok(());
+                    return Ok(None);
                 }
             }
             self.report_pending().await?;
@@ -267,7 +274,7 @@ impl DdiClient {
                 }
             };
             if once && running.is_none() {
-                return Ok(());
+                return Ok(None);
             }
             // The interval, cut short by the running deployment's end or a stop.
             let end = tokio::time::Instant::now() + wait;
@@ -305,6 +312,14 @@ impl DdiClient {
     /// Takes the action at `href`; `None` when nothing runs (it waits, was reported,
     /// or was refused and reported).
     async fn start(&self, href: &str) -> Result<Option<Running>, DdiError> {
+        if let Some(current) = self.inner.runtime.current()? {
+            tracing::info!(
+                "deployment {} is {}; no action is taken before it ends",
+                current.deployment,
+                current.status
+            );
+            return Ok(None);
+        }
         let inner = self.inner.clone();
         let href = href.to_owned();
         let prepared = tokio::task::spawn_blocking(move || inner.prepare(&href))
@@ -369,23 +384,40 @@ impl DdiClient {
         }
     }
 
-    /// `r` ended: its result is recorded, then sent.
-    async fn finished(&self, r: Running) -> Result<(), DdiError> {
+    /// `r` ended: its result is recorded, then sent. The report when it suspended.
+    async fn finished(&self, r: Running) -> Result<Option<Report>, DdiError> {
         let result = r
             .task
             .await
             .map_err(|e| DdiError::Config(format!("deployment task failed: {e}")))?;
-        let Some(record) = self.inner.load()?.filter(|rec| rec.action == r.action) else {
-            return Ok(());
+        let record = self.inner.load()?.filter(|rec| rec.action == r.action);
+        if let Ok(report) = &result
+            && report.status == DeploymentStatus::Suspended
+        {
+            // A reboot or restart: the result comes after the resume.
+            tracing::info!(
+                "deployment {}: suspended for a reboot or restart; its result follows the resume",
+                report.deployment
+            );
+            if let Some(record) = record {
+                let inner = self.inner.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    inner.send_feedback(
+                        &record.feedback,
+                        api::Execution::Proceeding,
+                        None,
+                        None,
+                        &["installed; waiting for the device to restart".into()],
+                    )
+                })
+                .await;
+            }
+            return Ok(Some(report.clone()));
+        }
+        let Some(record) = record else {
+            return Ok(None);
         };
         match result {
-            Ok(report) if report.status == DeploymentStatus::Suspended => {
-                // A reboot or restart: the result comes after the resume.
-                tracing::info!(
-                    "action {}: suspended; the result follows its resume",
-                    r.action
-                );
-            }
             Ok(report) => {
                 let (ok, details) = summary(&report);
                 self.inner.conclude(record, ok, details)?;
@@ -398,7 +430,8 @@ impl DdiClient {
                 )?;
             }
         }
-        self.report_pending().await
+        self.report_pending().await?;
+        Ok(None)
     }
 
     /// Sends the recorded result that the server does not have yet.
