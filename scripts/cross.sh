@@ -18,6 +18,8 @@
 #   --out DIR          write into DIR/<triple>/ instead of target/cross/<triple>/
 #   --handrail PATH    precompile with this full build of the same version rather than
 #                      building one for this machine
+#   --handrail-ready F with --handrail: the build of PATH is still under way; wait for
+#                      the file F to appear (at most an hour) before precompiling
 #   --cpu-features L   CPU features every aarch64 device has beyond the architecture's
 #                      baseline (Cranelift's names, e.g. lse,fp16)
 # 64-bit ARM handlers run as machine code; 32-bit ARM has no code generator in
@@ -30,12 +32,14 @@ triples=()
 profile=release
 out=target/cross
 host_handrail=""
+host_ready=""
 features=""
 while [ $# -gt 0 ]; do
     case $1 in
         --debug) profile=debug ;;
         --out) out=$2; shift ;;
         --handrail) host_handrail=$2; shift ;;
+        --handrail-ready) host_ready=$2; shift ;;
         --cpu-features) features=$2; shift ;;
         -*) usage ;;
         *) triples+=("$1") ;;
@@ -72,6 +76,14 @@ target_dir=${CARGO_TARGET_DIR:-target}
 cargo build --locked "${profile_args[@]}" "${target_args[@]}" \
     -p handrail-cli --no-default-features --bin handrail \
     -p handrail-native-host --bin handrail-native-worker
+if [ -n "$host_ready" ]; then
+    # The host build runs beside this one (the test script's own build).
+    for _ in $(seq 3600); do
+        [ -e "$host_ready" ] && break
+        sleep 1
+    done
+    [ -e "$host_ready" ] || { echo "cross.sh: $host_ready never appeared" >&2; exit 1; }
+fi
 if [ -z "$host_handrail" ]; then
     cargo build --locked "${profile_args[@]}" -p handrail-cli --bin handrail
     host_handrail="$target_dir/$profile/handrail"

@@ -171,8 +171,7 @@ impl DdiClient {
             runtime.state().root().join("downloads"),
             config.download.clone(),
         );
-        let mut attributes = config.device.clone();
-        attributes.retain(|k, _| k != "serial");
+        let attributes = config.device.clone();
         Ok(DdiClient {
             inner: Arc::new(Inner {
                 runtime,
