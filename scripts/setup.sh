@@ -48,7 +48,9 @@ install_targets() {
 arm_targets=(aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf)
 arm_debs=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-arm-linux-gnueabihf libc6-dev-armhf-cross)
 # nginx and tinyproxy: the real HTTP(S) server and proxy the download tests fetch from.
-install_debs swupdate openssl cpio qemu-user nginx-light tinyproxy "${arm_debs[@]}"
+# systemd-analyze and man check the Debian package's unit and man pages
+# (scripts/package.sh, tests/e2e/package.rs).
+install_debs swupdate openssl cpio qemu-user nginx-light tinyproxy systemd man-db "${arm_debs[@]}"
 install_targets wasm32-wasip2 "${arm_targets[@]}"
 
 # goosebit, the real hawkBit DDI server the DDI client's tests talk to: a Python server

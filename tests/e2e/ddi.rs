@@ -683,3 +683,34 @@ fn goosebit_a_plain_swu_installs_with_swupdate_and_succeeds_only_once_the_reboot
         history.stdout()
     );
 }
+
+/// Waits (at most `bound`) until `handrail ddi`'s log holds `text` `times` times.
+fn wait_log(device: &Device, text: &str, times: usize, bound: Duration) {
+    let end = std::time::Instant::now() + bound;
+    while ddi_log(device).matches(text).count() < times {
+        assert!(
+            std::time::Instant::now() < end,
+            "`{text}` not logged {times} times within {bound:?}:\n{}",
+            ddi_log(device)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn goosebit_down_then_up_the_device_backs_off_and_takes_the_rollout_once_it_is_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Goosebit::start(dir.path());
+    let device = Device::new();
+    let agent = goosebit_device(&server, &device, "gb-4");
+    server.stop();
+    wait_log(&device, "polling again in", 2, BOUND);
+    server.restart();
+    let sw = server.upload(&make_bundle(&device, &[], "5.0.0"));
+    server.assign("gb-4", sw);
+    server.wait_device("gb-4", "Finished at 5.0.0", BOUND, |d| {
+        d["last_state"] == "Finished" && d["sw_version"] == "5.0.0"
+    });
+    stop(agent);
+    assert!(device.device.join("b-1").exists());
+}

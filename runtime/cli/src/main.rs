@@ -19,6 +19,8 @@
 //! devices) it runs only handlers precompiled by a full build, registered in the state
 //! directory's `handlers/` folder.
 
+mod args;
+mod authoring;
 mod cancel;
 mod conform;
 mod exit;
@@ -31,234 +33,18 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use args::{Cli, Command, HandlersCommand, ManifestCommand};
+use clap::Parser;
 use exit::Failure;
 use handrail::bundled::BundledHandler;
 use handrail::components::FileEnumerator;
-use handrail::config::{Config, FailurePolicy};
+use handrail::config::Config;
 use handrail::contract::codes::Interruption;
 use handrail::in_process::InProcessHost;
 use handrail::registry::{HandlerKind, Limits, Registration, Registry};
 use handrail::state::StateView;
 use handrail::trust::Trust;
 use handrail::{AdmitOptions, DeploymentStatus, Report, Runtime, RuntimeError};
-
-/// Runs over-the-air update steps through sandboxed handlers.
-#[derive(Parser)]
-#[command(name = "handrail", version, about, long_about = None)]
-struct Cli {
-    /// State directory (journal, history, handler registrations, cache).
-    #[arg(long, global = true, env = "HANDRAIL_STATE_DIR", default_value_os_t = default_state_dir())]
-    state_dir: PathBuf,
-
-    /// Machine-readable output: JSON lines of events, then the JSON result.
-    #[arg(long, global = true)]
-    json: bool,
-
-    /// Configuration file (TOML: device identity, policies, hooks); default
-    /// `<state-dir>/config.toml` when present.
-    #[arg(long, global = true, env = "HANDRAIL_CONFIG")]
-    config: Option<PathBuf>,
-
-    /// Accept unsigned update manifests (for tests and demos). Without it, signing is
-    /// required unless the configuration says `[signing] required = false`; with no
-    /// configuration file there are no root keys, so every manifest is refused.
-    #[arg(long, global = true)]
-    allow_unsigned: bool,
-
-    /// Compiled-handler cache (default: `<state-dir>/cache`); may be shared by several
-    /// state directories.
-    #[arg(long, global = true, env = "HANDRAIL_CACHE_DIR")]
-    cache_dir: Option<PathBuf>,
-
-    /// Device components for component-aware child updates, as
-    /// `{"components": [...]}` (default: `<state-dir>/components.json` when present).
-    #[arg(long, global = true, env = "HANDRAIL_COMPONENTS")]
-    components: Option<PathBuf>,
-
-    /// A component-enumerator plugin (`wit/enumerator.wit`) to list the device's
-    /// components instead of a components file: its registration (`.toml`, kind `wasm`;
-    /// `capabilities.read` grants the folders it reads, `[config]` is passed to it), or
-    /// a bare `.wasm` component, which is granted nothing.
-    #[arg(
-        long,
-        global = true,
-        env = "HANDRAIL_ENUMERATOR",
-        conflicts_with = "components"
-    )]
-    enumerator: Option<PathBuf>,
-
-    /// More log output (-v info, -vv debug, -vvv trace); `HANDRAIL_LOG` overrides.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
-    verbose: u8,
-
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Admit an update manifest and run its steps.
-    Deploy {
-        /// The update manifest (or the delivered envelope).
-        manifest: PathBuf,
-        /// Folder holding the update's payload files (and child manifests).
-        #[arg(long)]
-        payloads: PathBuf,
-        /// Deployment id (default: the envelope's workflow id, else a fresh one).
-        #[arg(long)]
-        id: Option<String>,
-        /// Refuse payload files the manifest gives no size and sha256 for.
-        #[arg(long)]
-        require_hashes: bool,
-        /// What a failed step does to earlier ones: rollback or stop (default: config).
-        #[arg(long)]
-        failure_policy: Option<FailurePolicy>,
-    },
-    /// Continue the deployment left suspended (reboot, restart) or interrupted (crash).
-    Resume,
-    /// End the deployment left suspended (or interrupted) without carrying it on: the
-    /// stopped step and every earlier one are rolled back as the failure policy says,
-    /// and history records it cancelled (exit 5).
-    Abandon,
-    /// Cancel the deployment another `handrail deploy` or `resume` is running on this
-    /// state directory, as Ctrl-C there would (its action stopped, its steps rolled back
-    /// as the failure policy says), and wait for it to end.
-    Cancel {
-        /// How long to wait for the deployment to end, in seconds.
-        #[arg(long, default_value_t = 600, value_name = "SECONDS")]
-        wait: u64,
-    },
-    /// Parse and validate a manifest without running anything.
-    Validate {
-        /// The update manifest (or the delivered envelope).
-        manifest: PathBuf,
-        /// Folder holding a detached manifest's payload file (default: the manifest's
-        /// folder).
-        #[arg(long)]
-        payloads: Option<PathBuf>,
-    },
-    /// Show the deployment in progress and the installed-criteria records.
-    Status,
-    /// Show finished deployments, newest last.
-    History {
-        /// Show only the last N entries.
-        #[arg(long)]
-        limit: Option<usize>,
-    },
-    /// Check that this binary can serve the state directory (used after a self-update;
-    /// reads only, so it works while another process holds the lock).
-    Health,
-    /// Manage handler registrations.
-    Handlers {
-        #[command(subcommand)]
-        command: HandlersCommand,
-    },
-    /// Run the conformance kit's contract checks against a handler in its sandbox.
-    /// Exit 0 when every check passes or is skipped, 1 when one fails.
-    Conform {
-        /// The handler: a component (`.wasm`), a native library (`.so`) or a
-        /// registration (`.toml`); a profile beside it (`<name>.conform.toml` or
-        /// `conform.toml`) supplies the step to run it with.
-        handler: PathBuf,
-        /// The conformance profile (default: the one beside the handler, if any).
-        #[arg(long)]
-        profile: Option<PathBuf>,
-        /// Also write the report as JUnit XML to this file.
-        #[arg(long)]
-        junit: Option<PathBuf>,
-    },
-    /// Compile handlers ahead of time for the lean build (no compiler): one component, or
-    /// the built-in handlers with their registrations; for this machine, or for a device
-    /// of another architecture (`--target`). Only in a full build.
-    Precompile {
-        /// The component to precompile (`.wasm`).
-        #[arg(required_unless_present = "builtins", conflicts_with = "builtins")]
-        artifact: Option<PathBuf>,
-        /// Where to write it (default: the artifact's path with `.cwasm`).
-        #[arg(short, long, requires = "artifact")]
-        output: Option<PathBuf>,
-        /// Precompile the built-in handlers into this folder, each with a registration
-        /// naming it, to copy into the device's `<state-dir>/handlers/`.
-        #[arg(long, value_name = "DIR")]
-        builtins: Option<PathBuf>,
-        /// Precompile for a device of this Rust target triple (e.g.
-        /// `aarch64-unknown-linux-gnu`, `armv7-unknown-linux-gnueabihf`) at its
-        /// architecture's baseline CPU, rather than for this machine's CPU.
-        #[arg(long, value_name = "TRIPLE")]
-        target: Option<String>,
-        /// With `--target`: CPU features the devices all have, beyond the baseline
-        /// (Cranelift's names, e.g. `lse,fp16` for aarch64), comma-separated.
-        #[arg(long, value_name = "LIST", value_delimiter = ',', requires = "target")]
-        cpu_features: Vec<String>,
-    },
-    /// Take updates from the hawkBit DDI server `[ddi]` in the configuration names:
-    /// poll it, run what it assigns, report each result once (a long-running service;
-    /// SIGINT or SIGTERM cancels a running deployment, reports it and stops). Exits 3
-    /// (reboot) or 4 (restart) when a step asks for one; started again, it resumes the
-    /// deployment and reports its result.
-    Ddi {
-        /// Poll once, run what that poll offers to its end, report it, and exit.
-        #[arg(long)]
-        once: bool,
-    },
-    /// Pack an update manifest (signed, as delivered) and its payload folder into one
-    /// Handrail bundle: an SWUpdate-compatible `.swu` (cpio, `sw-description` first) for
-    /// servers that take one file per update.
-    Bundle {
-        /// The update manifest or envelope.
-        manifest: PathBuf,
-        /// The folder of its payload files: every regular file in it goes in.
-        #[arg(long)]
-        payloads: PathBuf,
-        /// Where to write the bundle (`.swu`).
-        #[arg(short, long)]
-        output: PathBuf,
-        /// `software.version` of its `sw-description` (default: the update's version).
-        #[arg(long)]
-        version: Option<String>,
-        /// `hardware-compatibility` entries of its `sw-description` (board revisions).
-        #[arg(long, value_delimiter = ',')]
-        hardware: Vec<String>,
-    },
-    /// Create a handler crate from the vendor template.
-    NewHandler {
-        /// The folder to create (must not exist, or be empty).
-        dir: PathBuf,
-        /// The handler id, `vendor/name:major`.
-        #[arg(long)]
-        id: String,
-        /// The handler SDK's folder (default: the one this `handrail` was built from).
-        #[arg(long)]
-        sdk: Option<PathBuf>,
-    },
-}
-
-#[derive(Subcommand)]
-enum HandlersCommand {
-    /// List registered handlers.
-    List,
-}
-
-/// `/var/lib/handrail` for root; `$XDG_STATE_HOME/handrail` or
-/// `~/.local/state/handrail` otherwise.
-fn default_state_dir() -> PathBuf {
-    if is_root() {
-        return PathBuf::from("/var/lib/handrail");
-    }
-    if let Some(dir) = std::env::var_os("XDG_STATE_HOME") {
-        return PathBuf::from(dir).join("handrail");
-    }
-    match std::env::var_os("HOME") {
-        Some(home) => PathBuf::from(home).join(".local/state/handrail"),
-        None => PathBuf::from("/var/lib/handrail"),
-    }
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
 
 fn init_logging(verbose: u8) {
     let default = match verbose {
@@ -652,6 +438,78 @@ async fn run(cli: &Cli, out: &output::Output) -> Result<u8, Failure> {
             command: HandlersCommand::List,
         } => {
             out.handlers(&registry_for_reading(cli)?);
+            Ok(exit::SUCCESS)
+        }
+        Command::Handlers {
+            command: HandlersCommand::Add(add),
+        } => {
+            let args::HandlerAdd {
+                artifact,
+                id,
+                kind,
+                run,
+                read,
+                write,
+                sockets,
+                privileges,
+                memory_mib,
+                timeout_secs,
+                replace,
+            } = &**add;
+            let kind = kind.as_deref().map(|k| match k {
+                "native" => HandlerKind::Native,
+                _ => HandlerKind::Wasm,
+            });
+            let grants = authoring::Grants {
+                run,
+                read,
+                write,
+                sockets,
+                privileges,
+                memory_mib: *memory_mib,
+                timeout_secs: *timeout_secs,
+            };
+            let said = authoring::handlers_add(
+                &StateView::new(&cli.state_dir).handlers_dir(),
+                artifact,
+                id,
+                kind,
+                &grants,
+                *replace,
+            )?;
+            out.message(&said);
+            Ok(exit::SUCCESS)
+        }
+        Command::Manifest { command } => {
+            let said = match command {
+                ManifestCommand::New {
+                    out,
+                    update,
+                    compatibility,
+                    force,
+                } => authoring::manifest_new(out, update, compatibility, *force)?,
+                ManifestCommand::AddFile {
+                    manifest,
+                    files,
+                    id,
+                } => authoring::manifest_add_files(manifest, files, id.as_deref())?,
+                ManifestCommand::AddStep {
+                    manifest,
+                    handler,
+                    files,
+                    properties,
+                    installed_criteria,
+                    description,
+                } => authoring::manifest_add_step(
+                    manifest,
+                    handler,
+                    files,
+                    properties,
+                    installed_criteria.as_deref(),
+                    description.as_deref(),
+                )?,
+            };
+            out.message(&said);
             Ok(exit::SUCCESS)
         }
     }

@@ -5,7 +5,7 @@
 //!   then the verified file is renamed into the deployment folder (the same file system).
 //! - Resumed after a cut connection, a crash or a reboot with `Range` and `If-Range`: the
 //!   partial file and what the server said of it (its `ETag` or `Last-Modified`) are kept
-//!   durably every [`CHECKPOINT_BYTES`], and a file that changed on the server meanwhile
+//!   durably every [`checkpoint_interval`], and a file that changed on the server meanwhile
 //!   is fetched again from its first byte rather than spliced from two versions.
 //! - Retried with exponential backoff and jitter while the server or the network fails
 //!   (5xx, 408, 429, a refused or cut connection), within [`DownloadConfig::retries`]
@@ -32,8 +32,15 @@ use crate::durable;
 use crate::registry::hex;
 
 /// How often a download in progress is made durable (data fsync'ed, its length
-/// recorded): at most this much is fetched again after a power cut.
+/// recorded), at the least: a file larger than 32 of these is made durable each 32nd of
+/// it ([`checkpoint_interval`]), so at most that much is fetched again after a power cut
+/// and a large file costs 32 checkpoints, not one per 4 MiB.
 pub const CHECKPOINT_BYTES: u64 = 4 << 20;
+
+/// Bytes between two checkpoints of a file of `size` bytes.
+pub fn checkpoint_interval(size: u64) -> u64 {
+    (size / 32).max(CHECKPOINT_BYTES)
+}
 
 /// The version of the record kept beside a partial download.
 const RECORD_FORMAT: u32 = 1;
@@ -823,12 +830,13 @@ impl Downloader {
                 )));
             }
             partial.file.write_all(&buf[..n]).map_err(io_fail)?;
+            start_writeback(&partial.file, partial.done, n);
             partial.hasher.update(&buf[..n]);
             partial.done += n as u64;
             fetched.received += n as u64;
             this_request += n as u64;
             since_checkpoint += n as u64;
-            if since_checkpoint >= CHECKPOINT_BYTES {
+            if since_checkpoint >= checkpoint_interval(wanted.size) {
                 self.checkpoint(wanted, partial, record_path)
                     .map_err(io_fail)?;
                 since_checkpoint = 0;
@@ -925,6 +933,27 @@ impl Partial {
         self.resumed = false;
         Ok(())
     }
+}
+
+/// Starts writing `len` bytes at `offset` of `file` to the disk without waiting for
+/// them: the disk works while the network does, the next checkpoint's fsync finds little
+/// left to write, and the page cache does not fill with a large download's dirty pages.
+fn start_writeback(file: &File, offset: u64, len: usize) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // Advice only: a failure changes nothing the checkpoint's fsync does not cover.
+        unsafe {
+            libc::sync_file_range(
+                file.as_raw_fd(),
+                offset as _,
+                len as _,
+                libc::SYNC_FILE_RANGE_WRITE,
+            );
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (file, offset, len);
 }
 
 /// True when `path` holds `size` bytes whose hash is `hash` (read, not written).

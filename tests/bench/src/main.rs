@@ -20,8 +20,8 @@
 //!    process starts (capabilities, `no_new_privs`, Landlock, seccomp, a cgroup of its
 //!    own), and a no-op native call with its worker started bare against confined;
 //! 8. **download**: a 1 GiB payload from nginx on loopback, Handrail's downloader
-//!    (streamed, hashed, made durable every 4 MiB, verified) against curl writing it to
-//!    a file, and `handrail deploy` of an envelope whose step's file is downloaded: its
+//!    (streamed, hashed, made durable as it goes, verified) against curl writing it to
+//!    a file, and against curl writing it and then fsync'ing it (the same durability), and `handrail deploy` of an envelope whose step's file is downloaded: its
 //!    peak RSS and the bytes it wrote per payload byte.
 //!
 //! Every figure is a median; ratios compare medians. Run it with `scripts/bench.sh`
@@ -302,6 +302,7 @@ async fn main() -> Result<()> {
         );
         for (what, time) in [
             ("curl -o (baseline)", download.curl),
+            ("curl -o, then fsync (durable)", download.curl_synced),
             ("Handrail (resumable, hashed, durable)", download.handrail),
         ] {
             println!(

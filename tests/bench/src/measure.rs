@@ -585,8 +585,11 @@ impl Bench {
 pub struct Download {
     /// curl writing it to a file (median).
     pub curl: Duration,
+    /// curl writing it, then the file fsync'ed: what a download that survives a power
+    /// cut costs at the least (median).
+    pub curl_synced: Duration,
     /// Handrail's downloader bringing it into a deployment folder: streamed, hashed,
-    /// made durable every 4 MiB, verified (median).
+    /// made durable as it goes, verified (median).
     pub handrail: Duration,
     /// Peak RSS (KiB) of `handrail deploy` of an envelope whose step's file is
     /// downloaded.
@@ -623,20 +626,27 @@ impl Bench {
             hash: handrail::download::FileHash::Sha256(sha256),
             headers: &[],
         };
-        let (mut curl, mut ours) = (Vec::new(), Vec::new());
+        let (mut curl, mut synced, mut ours) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..runs {
-            let _ = fs::remove_file(&out);
-            let start = Instant::now();
-            let status = Command::new("curl")
-                .args(["-sS", "--fail", "-o"])
-                .arg(&out)
-                .arg(&url)
-                .status()?;
-            curl.push(start.elapsed());
-            if !status.success() {
-                return Err(format!("curl {url} failed: {status}").into());
+            for sync in [false, true] {
+                let _ = fs::remove_file(&out);
+                let start = Instant::now();
+                let status = Command::new("curl")
+                    .args(["-sS", "--fail", "-o"])
+                    .arg(&out)
+                    .arg(&url)
+                    .status()?;
+                if sync {
+                    fs::File::open(&out)?.sync_all()?;
+                    synced.push(start.elapsed());
+                } else {
+                    curl.push(start.elapsed());
+                }
+                if !status.success() {
+                    return Err(format!("curl {url} failed: {status}").into());
+                }
+                fs::remove_file(&out)?;
             }
-            fs::remove_file(&out)?;
             let start = Instant::now();
             let fetched = downloader.fetch(&wanted, &out, &mut |_| {}, &CancelToken::new())?;
             ours.push(start.elapsed());
@@ -696,6 +706,7 @@ impl Bench {
         fs::remove_dir_all(&state)?;
         Ok(Download {
             curl: median(curl),
+            curl_synced: median(synced),
             handrail: median(ours),
             deploy_rss_kib: usage.max_rss_kib,
             deploy_written: usage.written,

@@ -127,16 +127,7 @@ impl Goosebit {
         let log = dir.join("goosebit.log");
         for _ in 0..5 {
             let port = free_port();
-            let mut child = settings(Command::new(venv.join("bin/uvicorn")), &dir)
-                .args(["goosebit:app", "--host", "127.0.0.1", "--port"])
-                .arg(port.to_string())
-                .stdin(Stdio::null())
-                .stdout(log_file(&log))
-                .stderr(log_file(&log))
-                // A group of its own, stopped as one.
-                .process_group(0)
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot run uvicorn from {}: {e}", venv.display()));
+            let mut child = uvicorn(&venv, &dir, port, &log);
             if wait_ready(&mut child, port, &log) {
                 let mut server = Goosebit {
                     child,
@@ -298,6 +289,42 @@ impl Goosebit {
     }
 
     /// `POST /setup`: the first user, and its token.
+    /// Stops the server (its whole process group), keeping its database and artifacts:
+    /// devices find it down until [`Goosebit::restart`].
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the stopped server again, on the same port with the same folder, and logs
+    /// in again (its tokens die with the process).
+    ///
+    /// # Panics
+    /// When it does not start.
+    pub fn restart(&mut self) {
+        let log = self.dir.join("goosebit.log");
+        self.child = uvicorn(&venv(), &self.dir, self.port, &log);
+        if !wait_ready(&mut self.child, self.port, &log) {
+            self.fail("goosebit did not start again on its port");
+        }
+        let form = format!("username={USER}&password={PASSWORD}");
+        let answer = self.api(
+            "POST",
+            "/login",
+            "application/x-www-form-urlencoded",
+            form.as_bytes(),
+        );
+        self.token = match answer.json()["access_token"].as_str() {
+            Some(token) if answer.status == 200 => token.to_owned(),
+            _ => self.fail(&format!("POST /login: {answer}")),
+        };
+    }
+
     fn setup(&self) -> String {
         let form = format!("username={USER}&password={PASSWORD}");
         let answer = self.api(
@@ -359,14 +386,22 @@ impl Drop for Goosebit {
     fn drop(&mut self) {
         // The whole group the server leads (uvicorn runs one process, but whatever it
         // may start goes too), then the server itself should the group be gone.
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", self.child.id())])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
+}
+
+/// uvicorn serving goosebit from `dir` on 127.0.0.1:`port`, its output to `log`, in a
+/// process group of its own (stopped as one).
+fn uvicorn(venv: &Path, dir: &Path, port: u16, log: &Path) -> Child {
+    settings(Command::new(venv.join("bin/uvicorn")), dir)
+        .args(["goosebit:app", "--host", "127.0.0.1", "--port"])
+        .arg(port.to_string())
+        .stdin(Stdio::null())
+        .stdout(log_file(log))
+        .stderr(log_file(log))
+        .process_group(0)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run uvicorn from {}: {e}", venv.display()))
 }
 
 /// The virtual environment `scripts/setup.sh` installs goosebit into.
