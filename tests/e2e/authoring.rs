@@ -11,20 +11,30 @@ use std::os::unix::fs::PermissionsExt as _;
 use common::Device;
 use serde_json::Value;
 
+/// `handrail manifest new <m> --update <update> --compatibility <compatibility>`.
+fn new_manifest(device: &Device, m: &str, update: &str, compatibility: &str) -> common::Run {
+    device.run(&[
+        "manifest",
+        "new",
+        m,
+        "--update",
+        update,
+        "--compatibility",
+        compatibility,
+    ])
+}
+
 #[test]
 fn a_manifest_written_with_the_cli_validates_and_deploys() {
     let device = Device::new();
     let manifest = device.tmp.path().join("update.json");
     let m = manifest.to_str().unwrap();
-    let run = device.run(&[
-        "manifest",
-        "new",
+    let run = new_manifest(
+        &device,
         m,
-        "--update",
         "contoso/toaster/1.0",
-        "--compatibility",
         "manufacturer=contoso,model=e2e",
-    ]);
+    );
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
     device.payload_fixture("device-step.sh");
     let script = device.payloads.join("device-step.sh");
@@ -93,15 +103,7 @@ fn manifest_mistakes_are_refused_naming_what_is_wrong_and_change_nothing() {
     let device = Device::new();
     let manifest = device.tmp.path().join("update.json");
     let m = manifest.to_str().unwrap();
-    let bad_id = device.run(&[
-        "manifest",
-        "new",
-        m,
-        "--update",
-        "contoso-toaster",
-        "--compatibility",
-        "model=x",
-    ]);
+    let bad_id = new_manifest(&device, m, "contoso-toaster", "model=x");
     assert_eq!(bad_id.code(), Some(2));
     assert!(
         bad_id.stderr().contains("provider/name/version"),
@@ -109,15 +111,7 @@ fn manifest_mistakes_are_refused_naming_what_is_wrong_and_change_nothing() {
         bad_id.stderr()
     );
     assert!(!manifest.exists());
-    let run = device.run(&[
-        "manifest",
-        "new",
-        m,
-        "--update",
-        "contoso/toaster/1.0",
-        "--compatibility",
-        "model=x",
-    ]);
+    let run = new_manifest(&device, m, "contoso/toaster/1.0", "model=x");
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
     let before = fs::read(&manifest).unwrap();
     let unknown = device.run(&[
@@ -144,15 +138,7 @@ fn manifest_mistakes_are_refused_naming_what_is_wrong_and_change_nothing() {
         "{}",
         handler.stderr()
     );
-    let again = device.run(&[
-        "manifest",
-        "new",
-        m,
-        "--update",
-        "contoso/toaster/2.0",
-        "--compatibility",
-        "model=x",
-    ]);
+    let again = new_manifest(&device, m, "contoso/toaster/2.0", "model=x");
     assert_eq!(again.code(), Some(2));
     assert!(again.stderr().contains("--force"), "{}", again.stderr());
     assert_eq!(fs::read(&manifest).unwrap(), before, "nothing changed");

@@ -92,6 +92,18 @@ fn offer(server: &DdiServer, id: &str, artifacts: Vec<OfferedArtifact>) {
     server.with(|s| s.action = Some((id.into(), "1.0".into(), artifacts)));
 }
 
+/// Makes `server` offer action `id`: `manifest` and the script it runs, as artifacts.
+fn offer_manifest(server: &DdiServer, id: &str, manifest: &[u8], script: &[u8]) {
+    offer(
+        server,
+        id,
+        vec![
+            artifact("update.importmanifest.json", manifest),
+            artifact("device-step.sh", script),
+        ],
+    );
+}
+
 /// A `.swu` artifact offered with its sha1 only, as goosebit offers one.
 fn swu(bytes: Vec<u8>) -> OfferedArtifact {
     OfferedArtifact {
@@ -125,14 +137,7 @@ fn an_adu_manifest_with_its_payload_artifacts_deploys_and_the_server_hears_succe
     server.with(|s| {
         s.authorization = Some("TargetToken t0k".into());
     });
-    offer(
-        &server,
-        "7",
-        vec![
-            artifact("update.importmanifest.json", &manifest),
-            artifact("device-step.sh", &script),
-        ],
-    );
+    offer_manifest(&server, "7", &manifest, &script);
     let run = once(&device, &[]);
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
     assert!(device.device.join("a-1").exists() && device.device.join("b-1").exists());
@@ -190,14 +195,7 @@ fn a_failed_step_is_reported_as_failure_with_its_result_codes_through_a_gateway_
     server.with(|s| {
         s.authorization = Some("GatewayToken gw".into());
     });
-    offer(
-        &server,
-        "9",
-        vec![
-            artifact("update.importmanifest.json", &manifest),
-            artifact("device-step.sh", &script),
-        ],
-    );
+    offer_manifest(&server, "9", &manifest, &script);
     let run = once(&device, &[]);
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
     assert_eq!(server.closed_results("9"), ["failure"]);
@@ -290,14 +288,7 @@ fn a_closed_maintenance_window_installs_nothing_until_the_server_allows_the_upda
         s.update = "skip".into();
         s.window = Some("unavailable".into());
     });
-    offer(
-        &server,
-        "21",
-        vec![
-            artifact("update.importmanifest.json", &manifest),
-            artifact("device-step.sh", &script),
-        ],
-    );
+    offer_manifest(&server, "21", &manifest, &script);
     let run = once(&device, &[]);
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
     assert!(device.log().is_empty(), "nothing ran: {:?}", device.log());
@@ -323,14 +314,7 @@ fn a_server_that_is_down_is_polled_again_with_backoff_until_it_is_back() {
     server.with(|s| {
         s.down = false;
     });
-    offer(
-        &server,
-        "31",
-        vec![
-            artifact("update.importmanifest.json", &manifest),
-            artifact("device-step.sh", &script),
-        ],
-    );
+    offer_manifest(&server, "31", &manifest, &script);
     server.wait("the result", BOUND, |s| s.closed.contains(&"31".to_owned()));
     stop(agent);
     assert_eq!(server.closed_results("31"), ["success"]);
