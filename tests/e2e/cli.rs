@@ -1376,3 +1376,36 @@ fn abandon_ends_a_suspended_deployment_rolled_back_and_recorded() {
         resumed.stdout()
     );
 }
+
+/// An error says each cause once; with `--json` it is an event like the others; and the
+/// log carries no colour codes into a pipe (journald, a file).
+#[test]
+fn errors_are_said_once_json_errors_are_events_and_piped_logs_have_no_colour() {
+    let device = Device::new();
+    let missing = device.tmp.path().join("missing.wasm");
+    let missing = missing.to_str().unwrap();
+    let run = device.run(&["conform", missing]);
+    assert_eq!(run.code(), Some(2), "{}", run.stderr());
+    assert_eq!(
+        run.stderr().matches("No such file or directory").count(),
+        1,
+        "{}",
+        run.stderr()
+    );
+    let json = device.run(&["--json", "conform", missing]);
+    assert_eq!(json.code(), Some(2));
+    let line = json.last_json();
+    assert_eq!(line["event"], "error", "{line}");
+    assert!(line["error"].as_str().unwrap().contains(missing), "{line}");
+    let manifest = device.manifest("m.json", &script_manifest(&device, &["piped-1"], &[]));
+    let logged = device.run(&[
+        "-v",
+        "deploy",
+        manifest.to_str().unwrap(),
+        "--payloads",
+        device.payloads.to_str().unwrap(),
+    ]);
+    assert_eq!(logged.code(), Some(0), "{}", logged.stderr());
+    assert!(logged.stderr().contains("INFO"), "{}", logged.stderr());
+    assert!(!logged.stderr().contains('\x1b'), "{}", logged.stderr());
+}

@@ -45,9 +45,9 @@ impl Output {
     }
 
     pub fn error(&self, e: &anyhow::Error) {
-        let text = format!("{e:#}");
+        let text = describe(e);
         if self.json {
-            self.print_json(&json!({ "error": text }));
+            self.print_json(&json!({ "event": "error", "error": text }));
         } else {
             eprintln!("error: {text}");
         }
@@ -463,4 +463,20 @@ fn mark(outcome: StepOutcome) -> &'static str {
         StepOutcome::RolledBack => "↺",
         StepOutcome::Pending => "·",
     }
+}
+
+/// An error and its causes, each said once: a cause whose text the message already
+/// carries (many errors name their source in their own message) is not repeated.
+pub fn describe(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if text.is_empty() {
+            text = part;
+        } else if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+    }
+    text
 }

@@ -340,20 +340,79 @@ fn end_of_failure(
             "the handler asked for {asked} bytes of memory; its limit is {limit} bytes"
         ));
     }
-    // The cause chain with the guest's backtrace; not `{:?}`, which adds the host's.
-    let mut message = truncate(&format!("{error:#}"), MAX_TRAP_MESSAGE_BYTES).into_owned();
+    // The whole of it, the guest's backtrace included (not `{:?}`, which adds the
+    // host's), goes to the log; the report gets one line, the panic message first.
+    let full = truncate(&format!("{error:#}"), MAX_TRAP_MESSAGE_BYTES).into_owned();
     let (bytes, _) = stderr.contents();
     let text = String::from_utf8_lossy(&bytes);
     let text = text.trim_end();
-    if !text.is_empty() {
-        let mut start = text.len().saturating_sub(2048);
-        while !text.is_char_boundary(start) {
-            start += 1;
-        }
-        message.push_str("\nhandler stderr: ");
-        message.push_str(&text[start..]);
+    let mut start = text.len().saturating_sub(2048);
+    while !text.is_char_boundary(start) {
+        start += 1;
     }
+    let tail = &text[start..];
+    tracing::warn!(
+        "the handler trapped: {full}{}{tail}",
+        if tail.is_empty() {
+            ""
+        } else {
+            "\nhandler stderr: "
+        }
+    );
+    let message = trap_summary(&error, tail);
     InvocationEnd::Trapped(message)
+}
+
+/// One line for a trap: `panicked at <file:line:col>: <message> (<trap>)` when the
+/// guest's stderr holds a Rust panic, else the trap's causes (their first lines, the
+/// backtrace left out) and the last line the guest wrote to stderr.
+fn trap_summary(error: &wasmtime::Error, stderr: &str) -> String {
+    let mut causes: Vec<String> = Vec::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        let first = text
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim()
+            .trim_end_matches(':');
+        if first.is_empty()
+            || first.starts_with("error while executing at wasm backtrace")
+            || causes.iter().any(|c| c.contains(first))
+        {
+            continue;
+        }
+        causes.push(first.to_owned());
+    }
+    let trap = if causes.is_empty() {
+        "a trap".to_owned()
+    } else {
+        causes.join(": ")
+    };
+    let lines: Vec<&str> = stderr.lines().collect();
+    if let Some(at) = lines.iter().rposition(|l| l.contains(" panicked at ")) {
+        let location = lines[at]
+            .split_once(" panicked at ")
+            .map_or("", |(_, l)| l)
+            .trim_end_matches(':');
+        let message: Vec<&str> = lines[at + 1..]
+            .iter()
+            .take_while(|l| !l.starts_with("note: ") && !l.starts_with("stack backtrace"))
+            .map(|l| l.trim())
+            .filter(|l| !l.is_empty())
+            .collect();
+        return truncate(
+            &format!("panicked at {location}: {} ({trap})", message.join(" ")),
+            MAX_TRAP_MESSAGE_BYTES,
+        )
+        .into_owned();
+    }
+    let mut line = trap;
+    if let Some(last) = lines.iter().rev().find(|l| !l.trim().is_empty()) {
+        line.push_str("; the handler's last line on stderr: ");
+        line.push_str(last.trim());
+    }
+    truncate(&line, MAX_TRAP_MESSAGE_BYTES).into_owned()
 }
 
 fn action_of(action: wit::Action) -> Action {

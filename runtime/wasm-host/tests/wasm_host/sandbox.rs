@@ -285,7 +285,16 @@ async fn a_memory_bomb_is_out_of_memory() {
 async fn a_panic_is_a_trap_with_the_panic_message() {
     let run = run(&PLAIN, json!({"behaviour": "panic"}), CancelToken::new()).await;
     match run.end {
-        InvocationEnd::Trapped(why) => assert!(why.contains("panics on purpose"), "{why}"),
+        InvocationEnd::Trapped(why) => {
+            // One line, the panic first; the backtrace goes to the log.
+            assert!(why.starts_with("panicked at "), "{why}");
+            assert!(why.contains("panics on purpose"), "{why}");
+            assert!(
+                !why.contains('\n') && !why.contains("wasm backtrace"),
+                "{why}"
+            );
+            assert!(why.ends_with(')'), "the trap last: {why}");
+        }
         other => panic!("expected Trapped, got {other:?}"),
     }
 }
