@@ -196,7 +196,7 @@ pub(super) async fn run_action(
         }
         return ResultFile::failure(ext::DISK_BUDGET, format!("`{action}` was stopped: {how}"));
     }
-    match end {
+    let result = match end {
         InvocationEnd::Returned => {
             let bytes = read_capped(&result_path);
             match bytes {
@@ -236,7 +236,71 @@ pub(super) async fn run_action(
             format!("the handler's worker process died during `{action}`: {m}"),
         ),
         InvocationEnd::HostFailure(m) => ResultFile::failure(ext::HOST_FAILURE, m),
+    };
+    match registration {
+        Some(r) if !result.is_success() => {
+            // The step's own files are the handler's, wherever they sit on the host.
+            let own: Vec<&Path> = std::iter::once(work)
+                .chain(
+                    step.files
+                        .iter()
+                        .filter_map(|f| Path::new(&f.path).parent()),
+                )
+                .collect();
+            with_grant_hint(result, r, &own)
+        }
+        _ => result,
     }
+}
+
+/// A failure whose details name a path that exists on the device but that the handler
+/// was not granted gets that said: inside its sandbox such a path does not exist, so the
+/// handler's own error ("No such file or directory") would send its author looking for
+/// a missing file rather than a missing grant.
+fn with_grant_hint(
+    mut result: ResultFile,
+    registration: &crate::registry::Registration,
+    own: &[&Path],
+) -> ResultFile {
+    let caps = &registration.capabilities;
+    let granted = |p: &Path| {
+        caps.read
+            .iter()
+            .chain(&caps.write)
+            .chain(&caps.run)
+            .any(|g| p.starts_with(g))
+            || own.iter().any(|o| p.starts_with(o))
+    };
+    let mut ungranted: Vec<String> = Vec::new();
+    for word in result
+        .result_details
+        .split(|c: char| c.is_whitespace() || c == '"')
+    {
+        let path = word
+            .trim_matches(|c: char| matches!(c, '`' | '\'' | ',' | ';' | ')' | '(' | ':' | '.'));
+        if !path.starts_with('/') || path.len() < 2 || ungranted.iter().any(|u| u == path) {
+            continue;
+        }
+        let p = Path::new(path);
+        // What the sandbox shows at its own paths (/payload, /work) is not the host's.
+        if p.exists() && !granted(p) && !p.starts_with("/payload") && !p.starts_with("/work") {
+            ungranted.push(path.to_owned());
+        }
+    }
+    if let Some(first) = ungranted.first() {
+        let folder = Path::new(first)
+            .parent()
+            .filter(|_| Path::new(first).is_file())
+            .unwrap_or(Path::new(first));
+        result.result_details.push_str(&format!(
+            " [`{}` exists on the device but is not granted to {}: in its sandbox it does not exist. To let it, grant it in the configuration: [handler_grants.\"{}\"] read = [\"{}\"] (or write)]",
+            ungranted.join("`, `"),
+            registration.id,
+            registration.id,
+            folder.display()
+        ));
+    }
+    result
 }
 
 /// Reads a result file, at most one byte past the limit (so size is judged, not trusted).

@@ -97,8 +97,12 @@ impl Agent {
         attempts: usize,
     ) -> Vec<String> {
         let failure = self.refused(properties, code).await;
-        let report: Value = serde_json::from_str(&failure.result_details)
-            .unwrap_or_else(|e| panic!("{e}: {}", failure.result_details));
+        // The guest's report, then what the runtime adds (a grant it lacks).
+        let report: Value = serde_json::Deserializer::from_str(&failure.result_details)
+            .into_iter()
+            .next()
+            .and_then(Result::ok)
+            .unwrap_or_else(|| panic!("no report in {}", failure.result_details));
         assert_eq!(report["seen"], json!([]), "the sandbox leaked: {report}");
         let refused: Vec<String> = serde_json::from_value(report["refused"].clone()).unwrap();
         assert_eq!(refused.len(), attempts, "{refused:#?}");
@@ -117,6 +121,26 @@ async fn reading_etc_passwd_is_contained() {
         )
         .await;
     assert!(refused[0].starts_with("read /etc/passwd: "), "{refused:?}");
+}
+
+/// A path outside the sandbox looks missing to the handler; the report says it is a
+/// grant that is missing, and which.
+#[tokio::test]
+async fn an_ungranted_path_the_handler_names_is_said_to_want_a_grant() {
+    let agent = Agent::new(&PLAIN);
+    let failure = agent
+        .refused(json!({"behaviour": "read-outside"}), READ_OUTSIDE_REFUSED)
+        .await;
+    let details = &failure.result_details;
+    assert!(details.contains("`/etc/passwd`"), "{details}");
+    assert!(
+        details.contains("exists on the device but is not granted to test/hostile:1"),
+        "{details}"
+    );
+    assert!(
+        details.contains("[handler_grants.\"test/hostile:1\"] read = [\"/etc\"]"),
+        "{details}"
+    );
 }
 
 #[tokio::test]
