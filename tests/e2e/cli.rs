@@ -1409,3 +1409,95 @@ fn errors_are_said_once_json_errors_are_events_and_piped_logs_have_no_colour() {
     assert!(logged.stderr().contains("INFO"), "{}", logged.stderr());
     assert!(!logged.stderr().contains('\x1b'), "{}", logged.stderr());
 }
+
+/// Every line `--json` prints while a deployment runs is one of the events the README
+/// lists, with the fields it lists, every key in camelCase.
+#[test]
+fn json_output_follows_the_documented_schema() {
+    let device = Device::new();
+    let manifest = device.manifest(
+        "m.json",
+        &script_manifest(&device, &["schema-1", "schema-2"], &["", "install=0"]),
+    );
+    let run = device.run(&[
+        "--json",
+        "deploy",
+        manifest.to_str().unwrap(),
+        "--payloads",
+        device.payloads.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code(), Some(1), "{}", run.stderr());
+    let fields: &[(&str, &[&str])] = &[
+        ("step-started", &["step", "total", "label", "phase"]),
+        ("action-started", &["step", "action"]),
+        ("progress", &["step", "done", "total"]),
+        ("action-finished", &["step", "action", "result"]),
+        ("step-finished", &["step", "outcome"]),
+        ("suspended", &["interruption"]),
+        ("download", &["file", "done", "total"]),
+        ("message", &["message"]),
+        ("error", &["error"]),
+        (
+            "report",
+            &["deployment", "updateId", "status", "steps", "startedAt"],
+        ),
+    ];
+    fn camel_keys(value: &serde_json::Value, at: &str) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, inner) in map {
+                    assert!(
+                        !key.contains(['_', '-'])
+                            && key.starts_with(|c: char| c.is_ascii_lowercase()),
+                        "{at}.{key} is not camelCase"
+                    );
+                    camel_keys(inner, &format!("{at}.{key}"));
+                }
+            }
+            serde_json::Value::Array(items) => {
+                items.iter().for_each(|i| camel_keys(i, &format!("{at}[]")));
+            }
+            _ => {}
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let lines: Vec<&str> = run
+        .output
+        .stdout
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| std::str::from_utf8(l).unwrap())
+        .collect();
+    for line in &lines {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        let event = value["event"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no event: {line}"));
+        let (_, wanted) = fields
+            .iter()
+            .find(|(name, _)| *name == event)
+            .unwrap_or_else(|| panic!("`{event}` is not a documented event: {line}"));
+        for field in *wanted {
+            assert!(
+                value.get(*field).is_some(),
+                "{event} without {field}: {line}"
+            );
+        }
+        camel_keys(&value, event);
+        seen.insert(event.to_owned());
+    }
+    assert_eq!(
+        lines.last().map(|l| l.contains("\"event\":\"report\"")),
+        Some(true)
+    );
+    for event in [
+        "step-started",
+        "action-started",
+        "action-finished",
+        "step-finished",
+        "report",
+    ] {
+        assert!(seen.contains(event), "{event} never printed: {seen:?}");
+    }
+}

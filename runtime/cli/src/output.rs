@@ -1,8 +1,10 @@
 //! How the CLI shows things: progress bars and plain text for people, JSON for machines.
 //!
-//! With `--json`, `deploy` and `resume` print one JSON object per event (one per line)
-//! and end with `{"event":"report", …}`; other commands print one JSON document. Errors go
-//! to stderr as text, or as `{"error": "…"}` on stdout with `--json`.
+//! With `--json`, `deploy`, `resume`, `abandon` and `ddi` print one JSON object per line,
+//! each with an `event` (the README's "JSON output" lists them and their fields, all
+//! camelCase), ending with `{"event":"report", …}`; other commands print one JSON
+//! document. Errors go to stderr as text, or as `{"event":"error","error":"…"}` on stdout
+//! with `--json`.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -38,7 +40,7 @@ impl Output {
 
     pub fn message(&self, text: &str) {
         if self.json {
-            self.print_json(&json!({ "message": text }));
+            self.print_json(&json!({ "event": "message", "message": text }));
         } else {
             println!("{text}");
         }
