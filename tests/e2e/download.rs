@@ -723,3 +723,86 @@ fn a_connection_cut_in_the_middle_of_a_file_is_resumed_with_range_and_if_range()
     assert!(second.contains("range: bytes=700000-"), "{second}");
     assert!(second.contains("if-range: \"cutter-1\""), "{second}");
 }
+
+/// Ctrl-C while a payload file downloads stops admission at once: exit 5 (cancelled),
+/// and history records the deployment cancelled, with nothing run.
+#[test]
+fn an_interrupt_during_admission_cancels_it_and_history_says_so() {
+    let (script, blob) = (script(), blob(8 << 20, 9));
+    // A server that sends the first MiB of the file, then nothing more (until the test
+    // ends): the download is under way when the interrupt comes.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (release, stalled) = std::sync::mpsc::channel::<()>();
+    let sent = blob[..1 << 20].to_vec();
+    let total = blob.len();
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        read_request_head(&mut BufReader::new(stream.try_clone().unwrap()));
+        write!(
+            stream,
+            "HTTP/1.1 200 OK\r\nContent-Length: {total}\r\nETag: \"stall\"\r\n\r\n"
+        )
+        .unwrap();
+        stream.write_all(&sent).unwrap();
+        stream.flush().unwrap();
+        let _ = stalled.recv();
+    });
+    let device = Device::new();
+    fs::write(device.payloads.join("device-step.sh"), &script).unwrap();
+    let url = format!("http://127.0.0.1:{port}/blob.bin");
+    let env = envelope(
+        &device,
+        "interrupted",
+        &script,
+        &blob,
+        json!({"f1": url, "f2": url}),
+    );
+    let key: String = {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(&blob)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let part = device.state.join("downloads").join(format!("{key}.part"));
+    let agent = device.start_until(
+        &[
+            "deploy",
+            env.to_str().unwrap(),
+            "--payloads",
+            device.payloads.to_str().unwrap(),
+        ],
+        &part,
+    );
+    unsafe {
+        libc::kill(agent.id() as i32, libc::SIGINT);
+    }
+    let out = agent.wait_with_output().unwrap();
+    let _ = release.send(());
+    server.join().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let history = device.run(&["--json", "history"]);
+    let entries = history.last_json();
+    let entry = &entries
+        .as_array()
+        .and_then(|a| a.last())
+        .unwrap_or_else(|| panic!("no history entry: {entries}"))["report"];
+    assert_eq!(entry["status"], "cancelled", "{entry}");
+    assert!(
+        entry["error"].as_str().unwrap_or("").contains("cancel"),
+        "{entry}"
+    );
+    assert!(device.log().is_empty(), "nothing ran: {:?}", device.log());
+    let status = device.run(&["status"]);
+    assert!(
+        status.stdout().contains("no deployment in progress"),
+        "{}",
+        status.stdout()
+    );
+}

@@ -670,7 +670,10 @@ impl Runtime {
         // envelope asks for a retry with a new `retryTimestamp`, as ADU's service does.
         let retry = crate::admit::retry_timestamp(&document);
         if let Some(earlier) = self.inner.state.history().find(&id)? {
-            let refused = earlier.report.status == DeploymentStatus::Rejected;
+            // Refused, or cancelled before anything ran (a cancel during admission).
+            let refused = earlier.report.status == DeploymentStatus::Rejected
+                || (earlier.report.status == DeploymentStatus::Cancelled
+                    && earlier.report.steps.is_empty());
             let retried = retry.is_some() && retry != earlier.report.retry_timestamp;
             if !refused && !retried {
                 return Ok(Deployment::earlier(earlier.report));
@@ -707,6 +710,7 @@ impl Runtime {
                 source,
             })?;
         }
+        let admission_cancel = options.cancel.clone();
         let inner = self.inner.clone();
         let payload_dir = payload_dir.to_owned();
         let update_id = document.manifest().update_id.to_string();
@@ -738,16 +742,17 @@ impl Runtime {
             },
             Err(refused) => Err(refused),
         };
+        let options_cancelled = admission_cancel.is_some_and(|c| c.is_cancelled());
         let plan = match admitted {
             Ok(plan) => plan,
             Err(refused) => {
-                // Recorded so `status`/`history` can say why the deployment never ran.
-                self.inner.state.history().append(&Report::rejected(
-                    &id,
-                    &update_id,
-                    refused.to_string(),
-                    retry,
-                ))?;
+                // Recorded so `status`/`history` can say why the deployment never ran:
+                // refused, or cancelled while it was being admitted.
+                let mut report = Report::rejected(&id, &update_id, refused.to_string(), retry);
+                if options_cancelled {
+                    report.status = DeploymentStatus::Cancelled;
+                }
+                self.inner.state.history().append(&report)?;
                 return Err(refused.into());
             }
         };
