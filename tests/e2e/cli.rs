@@ -1392,6 +1392,18 @@ fn errors_are_said_once_json_errors_are_events_and_piped_logs_have_no_colour() {
         "{}",
         run.stderr()
     );
+    // A profile that is not there is bad input too, named.
+    let wasm = device.tmp.path().join("h.wasm");
+    fs::write(&wasm, b"\0asm\x01\0\0\0").unwrap();
+    let profile = device.tmp.path().join("missing.toml");
+    let run = device.run(&[
+        "conform",
+        wasm.to_str().unwrap(),
+        "--profile",
+        profile.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code(), Some(2), "{}", run.stderr());
+    assert!(run.stderr().contains("missing.toml"), "{}", run.stderr());
     let json = device.run(&["--json", "conform", missing]);
     assert_eq!(json.code(), Some(2));
     let line = json.last_json();

@@ -41,6 +41,22 @@ pub const SWUPDATE_HANDLER_WASM: &[u8] = include_bytes!(env!("HANDRAIL_SWUPDATE_
 pub const SWUPDATE_V1_HANDLER_WASM: &[u8] =
     include_bytes!(env!("HANDRAIL_SWUPDATE_V1_HANDLER_WASM"));
 
+/// Every built-in handler as the runtime takes it, to register in one call:
+/// `Runtime::builder(state).bundled(handrail_builtin_handlers::bundled())` (run by the
+/// WebAssembly host, each granted what it needs, with the default limits).
+pub fn bundled() -> Vec<handrail::bundled::BundledHandler> {
+    builtin_handlers()
+        .into_iter()
+        .map(|h| handrail::bundled::BundledHandler {
+            id: h.id.to_owned(),
+            kind: handrail::registry::HandlerKind::Wasm,
+            artifact: h.wasm,
+            capabilities: h.capabilities,
+            limits: handrail::registry::Limits::default(),
+        })
+        .collect()
+}
+
 /// Every built-in handler.
 pub fn builtin_handlers() -> Vec<BuiltinHandler> {
     vec![

@@ -123,16 +123,7 @@ fn load_config(cli: &Cli) -> Result<(Option<PathBuf>, Config), Failure> {
 /// are precompiled registrations in the state directory (`handrail precompile --builtins`).
 fn bundled_handlers() -> Vec<BundledHandler> {
     #[cfg(feature = "compiler")]
-    return handrail_builtin_handlers::builtin_handlers()
-        .into_iter()
-        .map(|h| BundledHandler {
-            id: h.id.to_owned(),
-            kind: HandlerKind::Wasm,
-            artifact: h.wasm,
-            capabilities: h.capabilities,
-            limits: Limits::default(),
-        })
-        .collect();
+    return handrail_builtin_handlers::bundled();
     #[cfg(not(feature = "compiler"))]
     Vec::new()
 }
