@@ -1431,13 +1431,7 @@ fn json_output_follows_the_documented_schema() {
         "m.json",
         &script_manifest(&device, &["schema-1", "schema-2"], &["", "install=0"]),
     );
-    let run = device.run(&[
-        "--json",
-        "deploy",
-        manifest.to_str().unwrap(),
-        "--payloads",
-        device.payloads.to_str().unwrap(),
-    ]);
+    let run = device.deploy_json(&manifest);
     assert_eq!(run.code(), Some(1), "{}", run.stderr());
     let fields: &[(&str, &[&str])] = &[
         ("step-started", &["step", "total", "label", "phase"]),

@@ -41,6 +41,14 @@ fn configure_with(
     );
 }
 
+/// A small DDI server and a device configured to take updates from it as `controller`.
+fn ddi_device(controller: &str, auth: &str) -> (DdiServer, Device) {
+    let server = DdiServer::start();
+    let device = Device::new();
+    configure(&device, &server.url(), controller, auth);
+    (server, device)
+}
+
 /// `handrail ddi --once` (the test manifests are unsigned).
 fn once(device: &Device, env: &[(&str, &str)]) -> common::Run {
     device.run_env(&["ddi", "--once"], env)
@@ -125,14 +133,7 @@ fn artifact(name: &str, bytes: &[u8]) -> OfferedArtifact {
 
 #[test]
 fn an_adu_manifest_with_its_payload_artifacts_deploys_and_the_server_hears_success_once() {
-    let server = DdiServer::start();
-    let device = Device::new();
-    configure(
-        &device,
-        &server.url(),
-        "dev-1",
-        "auth = \"target-token\"\ntoken = \"t0k\"",
-    );
+    let (server, device) = ddi_device("dev-1", "auth = \"target-token\"\ntoken = \"t0k\"");
     let (manifest, script) = two_steps(&device, &[]);
     server.with(|s| {
         s.authorization = Some("TargetToken t0k".into());
@@ -183,14 +184,7 @@ fn an_adu_manifest_with_its_payload_artifacts_deploys_and_the_server_hears_succe
 
 #[test]
 fn a_failed_step_is_reported_as_failure_with_its_result_codes_through_a_gateway_token() {
-    let server = DdiServer::start();
-    let device = Device::new();
-    configure(
-        &device,
-        &server.url(),
-        "dev-2",
-        "auth = \"gateway-token\"\ntoken = \"gw\"",
-    );
+    let (server, device) = ddi_device("dev-2", "auth = \"gateway-token\"\ntoken = \"gw\"");
     let (manifest, script) = two_steps(&device, &["", "install=0"]);
     server.with(|s| {
         s.authorization = Some("GatewayToken gw".into());
@@ -235,9 +229,7 @@ fn blocking_step(device: &Device) -> (Vec<u8>, Vec<u8>) {
 
 #[test]
 fn a_cancel_from_the_server_stops_the_running_step_and_is_acknowledged_as_hawkbit_expects() {
-    let server = DdiServer::start();
-    let device = Device::new();
-    configure(&device, &server.url(), "dev-3", "");
+    let (server, device) = ddi_device("dev-3", "");
     let (manifest, script) = blocking_step(&device);
     offer(
         &server,
@@ -280,9 +272,7 @@ fn a_cancel_from_the_server_stops_the_running_step_and_is_acknowledged_as_hawkbi
 
 #[test]
 fn a_closed_maintenance_window_installs_nothing_until_the_server_allows_the_update() {
-    let server = DdiServer::start();
-    let device = Device::new();
-    configure(&device, &server.url(), "dev-4", "");
+    let (server, device) = ddi_device("dev-4", "");
     let (manifest, script) = two_steps(&device, &[]);
     server.with(|s| {
         s.update = "skip".into();
@@ -304,9 +294,7 @@ fn a_closed_maintenance_window_installs_nothing_until_the_server_allows_the_upda
 
 #[test]
 fn a_server_that_is_down_is_polled_again_with_backoff_until_it_is_back() {
-    let server = DdiServer::start();
-    let device = Device::new();
-    configure(&device, &server.url(), "dev-5", "");
+    let (server, device) = ddi_device("dev-5", "");
     let (manifest, script) = two_steps(&device, &[]);
     server.with(|s| s.down = true);
     let agent = spawn(&device);
@@ -345,9 +333,7 @@ fn make_bundle(device: &Device, codes: &[&str], version: &str) -> PathBuf {
 
 #[test]
 fn a_bundle_is_verified_before_anything_runs_and_a_tampered_one_is_reported_failed() {
-    let server = DdiServer::start();
-    let device = Device::new();
-    configure(&device, &server.url(), "dev-6", "");
+    let (server, device) = ddi_device("dev-6", "");
     let bundle = fs::read(make_bundle(&device, &[], "1.0")).unwrap();
     // The script inside changed after the manifest named its sha256 (the archive's own
     // checksum made to match, as an attacker would).
