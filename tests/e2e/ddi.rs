@@ -311,12 +311,18 @@ fn a_server_that_is_down_is_polled_again_with_backoff_until_it_is_back() {
     assert!(log.contains("polling again in"), "{log}");
 }
 
-/// A bundle `handrail bundle` made, served as the deployment's one `.swu` artifact.
+/// A bundle `handrail bundle` made of [`two_steps`], served as the deployment's one
+/// `.swu` artifact.
 fn make_bundle(device: &Device, codes: &[&str], version: &str) -> PathBuf {
     let (manifest, _) = two_steps(device, codes);
+    bundle_of(device, &manifest, version, &format!("update-{version}.swu"))
+}
+
+/// `handrail bundle` of `manifest` and the device's payload folder, as `name`.
+fn bundle_of(device: &Device, manifest: &[u8], version: &str, name: &str) -> PathBuf {
     let manifest_path = device.tmp.path().join("manifest.json");
-    fs::write(&manifest_path, &manifest).unwrap();
-    let out = device.tmp.path().join(format!("update-{version}.swu"));
+    fs::write(&manifest_path, manifest).unwrap();
+    let out = device.tmp.path().join(name);
     let run = device.run(&[
         "bundle",
         manifest_path.to_str().unwrap(),
@@ -513,20 +519,12 @@ fn goosebit_a_download_killed_midway_resumes_without_fetching_again_what_it_had(
         "f2": {"fileName": "blob.bin", "sizeInBytes": blob.len(),
                "hashes": {"sha256": sha256_base64(&blob)}},
     });
-    let manifest_path = device.tmp.path().join("manifest.json");
-    fs::write(&manifest_path, serde_json::to_vec(&manifest).unwrap()).unwrap();
-    let bundle = device.tmp.path().join("big.swu");
-    let run = device.run(&[
-        "bundle",
-        manifest_path.to_str().unwrap(),
-        "--payloads",
-        device.payloads.to_str().unwrap(),
-        "-o",
-        bundle.to_str().unwrap(),
-        "--version",
+    let bundle = bundle_of(
+        &device,
+        &serde_json::to_vec(&manifest).unwrap(),
         "4.0.0",
-    ]);
-    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+        "big.swu",
+    );
     configure(&device, &server.url(), "gb-2", "");
     // Registered by one round that finds nothing yet.
     let run = once(&device, &[]);

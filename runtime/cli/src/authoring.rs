@@ -139,9 +139,7 @@ pub fn manifest_add_files(
         let hex = handrail::registry::sha256_file(file)
             .with_context(|| format!("cannot read {}", file.display()))
             .map_err(bad)?;
-        let digest: Vec<u8> = (0..32)
-            .map(|i| u8::from_str_radix(&hex[i * 2..i * 2 + 2], 16).expect("hex"))
-            .collect();
+        let digest = handrail::registry::unhex::<32>(&hex).expect("sha256_file gives hex");
         let existing = entries
             .iter()
             .find(|(_, e)| e["fileName"] == name.as_str())

@@ -276,6 +276,18 @@ pub fn hex(bytes: &[u8]) -> String {
         })
 }
 
+/// The `N` bytes `text` spells in hex (either case); `None` unless it is exactly that.
+pub fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
+    if text.len() != N * 2 {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(text.get(i * 2..i * 2 + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
 /// Refuses `path` unless it is owned by root or by the user the runtime runs as, and
 /// neither group nor others may write it (a missing file is left to whoever reads it).
 ///

@@ -863,10 +863,7 @@ impl Inner {
 
     /// The manifest of a plain SWUpdate image: one `microsoft/swupdate:2` step.
     fn swu_manifest(&self, chunk: &Chunk, swu: &Artifact, sha256_hex: &str) -> Vec<u8> {
-        let sha256: Vec<u8> = (0..sha256_hex.len())
-            .step_by(2)
-            .filter_map(|i| u8::from_str_radix(&sha256_hex[i..i + 2], 16).ok())
-            .collect();
+        let sha256 = handrail::registry::unhex::<32>(sha256_hex).expect("sha256_file gives hex");
         let version = if chunk.version.is_empty() {
             "0"
         } else {
@@ -979,23 +976,13 @@ impl Inner {
 /// The hash to verify a downloaded artifact against: sha256 where the server gives it,
 /// else sha1.
 fn artifact_hash(a: &Artifact) -> Result<FileHash, String> {
-    fn bytes<const N: usize>(hex: &str) -> Option<[u8; N]> {
-        if hex.len() != N * 2 {
-            return None;
-        }
-        let mut out = [0u8; N];
-        for (i, b) in out.iter_mut().enumerate() {
-            *b = u8::from_str_radix(hex.get(i * 2..i * 2 + 2)?, 16).ok()?;
-        }
-        Some(out)
-    }
     if let Some(h) = &a.sha256 {
-        return bytes::<32>(h)
+        return handrail::registry::unhex::<32>(h)
             .map(FileHash::Sha256)
             .ok_or_else(|| format!("{}: hashes.sha256 `{h}` is not a sha256", a.filename));
     }
     if let Some(h) = &a.sha1 {
-        return bytes::<20>(h)
+        return handrail::registry::unhex::<20>(h)
             .map(FileHash::Sha1)
             .ok_or_else(|| format!("{}: hashes.sha1 `{h}` is not a sha1", a.filename));
     }
