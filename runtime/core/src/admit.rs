@@ -27,7 +27,7 @@ use crate::manifest::{
     self, FileEntry, ManifestError, ManifestErrors, ReferenceTarget, Step, UpdateManifest,
     ValidationContext,
 };
-use crate::plan::{Plan, PlannedStep};
+use crate::plan::{HandlerPin, Plan, PlannedStep};
 use crate::preflight;
 use crate::registry::Registry;
 use crate::trust::{SignatureError, Trust, Verdict};
@@ -379,6 +379,13 @@ impl Admission<'_> {
                 return Err(e);
             }
         };
+        let handlers = steps
+            .iter()
+            .filter_map(|s| {
+                let registration = self.registry.get(&s.handler)?;
+                Some((s.handler.clone(), HandlerPin::of(registration)))
+            })
+            .collect();
         Ok(Plan {
             workflow_id: document
                 .workflow_id()
@@ -393,6 +400,7 @@ impl Admission<'_> {
                 .failure_policy
                 .unwrap_or(self.config.deployment.failure_policy),
             retry_timestamp: retry_timestamp(document),
+            handlers,
         })
     }
 

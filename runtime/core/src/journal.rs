@@ -21,7 +21,7 @@ use handrail_contract::codes::Interruption;
 use handrail_contract::{Action, ResultFile};
 use serde::{Deserialize, Serialize};
 
-use crate::durable::AppendLog;
+use crate::durable::{AppendLog, LogError, LogFormat};
 use crate::hooks::HookKind;
 use crate::plan::Plan;
 use crate::report::{
@@ -181,6 +181,31 @@ pub enum JournalError {
     },
 }
 
+/// The journal's record format (the plan rides in its first record). Version 1 added
+/// the version and checksum of every record; a journal of version 0 records, as the
+/// release before wrote it, is read and appended to (a deployment suspended by the old
+/// binary resumes under the new one).
+pub const FORMAT: LogFormat = LogFormat {
+    name: "journal",
+    version: 1,
+};
+
+impl JournalError {
+    fn of_log(path: &Path, e: LogError) -> JournalError {
+        let path = path.display().to_string();
+        match e {
+            LogError::Io(source) => JournalError::Io { path, source },
+            LogError::Damaged { index, .. } | LogError::TooNew { index, .. } => {
+                JournalError::Corrupt {
+                    path,
+                    index,
+                    message: e.reason(),
+                }
+            }
+        }
+    }
+}
+
 /// An open journal.
 #[derive(Debug)]
 pub struct Journal {
@@ -190,19 +215,14 @@ pub struct Journal {
 impl Journal {
     /// Opens the journal for appending, replaying whatever it holds (`None` when empty).
     pub fn open(path: &Path) -> Result<(Journal, Option<Replay>), JournalError> {
-        let (log, lines) = AppendLog::open(path).map_err(|source| JournalError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let (log, lines) =
+            AppendLog::open(path, FORMAT).map_err(|e| JournalError::of_log(path, e))?;
         Ok((Journal { log }, replay(path, &lines)?))
     }
 
     /// Replays the journal without changing it.
     pub fn read(path: &Path) -> Result<Option<Replay>, JournalError> {
-        let lines = AppendLog::read(path).map_err(|source| JournalError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let lines = AppendLog::read(path, FORMAT).map_err(|e| JournalError::of_log(path, e))?;
         replay(path, &lines)
     }
 
@@ -483,6 +503,7 @@ mod tests {
             steps: (0..steps).map(step).collect(),
             failure_policy: Default::default(),
             retry_timestamp: None,
+            handlers: Default::default(),
         }
     }
 

@@ -6,6 +6,7 @@
 //! The plan is written to the journal before anything runs and is all that `resume`
 //! needs: it names every payload file by its staged host path.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use handrail_contract::{Component, PayloadFile, UpdateId};
@@ -88,4 +89,53 @@ pub struct Plan {
     /// with another one asks for the deployment to run again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_timestamp: Option<String>,
+    /// What admission loaded for each handler the plan runs: a registration that is not
+    /// the same when an action runs is named and not used (a plan journaled before pins
+    /// has none, and is run as before).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub handlers: BTreeMap<String, HandlerPin>,
+}
+
+/// A handler as admission loaded it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HandlerPin {
+    /// The artifact's sha256, lowercase hex (empty for a handler linked into the
+    /// program).
+    pub sha256: String,
+    /// The sha256 of the rest of the registration: kind, grants, limits and config.
+    pub registration: String,
+}
+
+impl HandlerPin {
+    /// The pin of a registration.
+    pub fn of(registration: &crate::registry::Registration) -> HandlerPin {
+        // The registration's own content, not where it was read from: a moved file
+        // with the same content is the same handler.
+        let rest = serde_json::json!({
+            "kind": registration.kind,
+            "capabilities": registration.capabilities,
+            "limits": registration.limits,
+            "config": registration.config,
+        });
+        HandlerPin {
+            sha256: registration.sha256.clone(),
+            registration: crate::registry::sha256_hex(rest.to_string().as_bytes()),
+        }
+    }
+
+    /// What changed from this pin (admission's) to `now`, for people; `None` when
+    /// nothing did.
+    pub fn changed(&self, now: &HandlerPin) -> Option<String> {
+        if self.sha256 != now.sha256 {
+            Some(format!(
+                "its artifact is not the one admission loaded (sha256 {} then, {} now)",
+                self.sha256, now.sha256
+            ))
+        } else if self.registration != now.registration {
+            Some("its grants, limits or config are not those admission loaded".to_owned())
+        } else {
+            None
+        }
+    }
 }

@@ -443,6 +443,7 @@ impl fmt::Display for ExtendedCode {
 /// | `0x34800022` | the update is not running after the reboot or restart it asked for |
 /// | `0x34800023` | the action went over its disk budget (`limits.disk_mib`, `[deployment] reserve_mib`) and was stopped |
 /// | `0x34800024` | the action was interrupted by a crash `[deployment] max_interrupted_runs` times and is not run again |
+/// | `0x34800025` | the handler's registration changed since the deployment was admitted |
 pub mod ext {
     use super::{COMPONENT_RUNTIME, ExtendedCode, FACILITY_STEP_HANDLER};
 
@@ -498,6 +499,9 @@ pub mod ext {
     /// The action was interrupted by a crash (the agent killed, the power cut) as many
     /// times in a row as `[deployment] max_interrupted_runs` allows; it is not run again.
     pub const INTERRUPTED_TOO_OFTEN: ExtendedCode = rt(0x24);
+    /// The handler's registration (its artifact, grants, limits or config) changed since
+    /// the deployment was admitted; the changed handler is not run.
+    pub const HANDLER_CHANGED: ExtendedCode = rt(0x25);
 }
 
 #[cfg(test)]

@@ -98,7 +98,10 @@ pub(super) async fn roll_back(
         if state.outcome != Some(StepOutcome::Succeeded) || !backed_up(&events) {
             continue;
         }
-        let handler = cx.handlers.get(&replay.plan.steps[i].handler).await;
+        let handler = cx
+            .handlers
+            .get_for(&replay.plan, &replay.plan.steps[i].handler)
+            .await;
         if handler
             .as_ref()
             .is_ok_and(|h| !h.description().supports(Action::Restore))

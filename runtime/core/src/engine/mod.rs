@@ -168,6 +168,41 @@ impl HandlerSet {
         outcome
     }
 
+    /// The loaded handler for a step of `plan`, checked against what admission loaded:
+    /// a registration changed since (its artifact, grants, limits or config) fails the
+    /// action with [`ext::HANDLER_CHANGED`] naming what changed — but for a handler the
+    /// program bundles, which changes with the program (a self-update in the middle of
+    /// the deployment): that one is used, and the log says so.
+    pub async fn get_for(&self, plan: &crate::plan::Plan, id: &str) -> LoadOutcome {
+        if let (Some(pinned), Some(registration)) = (plan.handlers.get(id), self.registry.get(id))
+            && let Some(change) = pinned.changed(&crate::plan::HandlerPin::of(registration))
+        {
+            let file = registration
+                .source
+                .as_deref()
+                .map_or_else(|| "linked into the program".to_owned(), |p| p.display().to_string());
+            let bundled = registration.source.as_deref().is_some_and(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("bundled-"))
+            });
+            if !bundled {
+                return Err(ResultFile::failure(
+                    ext::HANDLER_CHANGED,
+                    format!(
+                        "handler `{id}` ({file}) changed since deployment {} was admitted: {change}; it is not run. Put the registration back, or abandon the deployment and deploy again",
+                        plan.deployment
+                    ),
+                ));
+            }
+            tracing::warn!(
+                handler = id,
+                "the bundled handler `{id}` changed since deployment {} was admitted, with the program that bundles it: {change}; the program's own is used",
+                plan.deployment
+            );
+        }
+        self.get(id).await
+    }
+
     async fn load(&self, id: &str) -> LoadOutcome {
         let Some(registration) = self.registry.get(id) else {
             return Err(ResultFile::failure(
@@ -464,7 +499,7 @@ async fn run_step(
         });
         return Ok(None);
     }
-    let handler = cx.handlers.get(&step.handler).await;
+    let handler = cx.handlers.get_for(&replay.plan, &step.handler).await;
     let supports = |a: Action| match &handler {
         // A step with installed criteria whose handler cannot tell is answered from the
         // runtime's records, as ADU's apt handler answers from its own.

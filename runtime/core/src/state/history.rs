@@ -6,6 +6,10 @@
 //! An entry that cannot be read back (damaged on disk) costs only itself: reading the
 //! history passes over it with a warning naming the file ([`History::damaged`] lists
 //! them), and the next append sets it aside as `<name>.damaged`, kept for inspection.
+//!
+//! Each entry carries its format version ([`FORMAT`]). One of a newer version, written by
+//! a newer binary before a self-update was switched back, is passed over with a warning
+//! saying so, and kept: it is not damaged, and the newer binary reads it again.
 
 use std::fs;
 use std::path::PathBuf;
@@ -16,10 +20,17 @@ use super::{StateError, io_err};
 use crate::durable;
 use crate::report::Report;
 
+/// The format version of the history entries this binary writes, the newest it reads.
+/// Entries written before versions have none and read as version 0.
+pub const FORMAT: u32 = 1;
+
 /// One finished deployment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HistoryEntry {
+    /// The entry's format version ([`FORMAT`] when written by this binary).
+    #[serde(default)]
+    pub format: u32,
     /// Sequence number, increasing.
     pub sequence: u64,
     /// The report of the deployment.
@@ -70,7 +81,7 @@ impl History {
         for (_, path) in self.files()? {
             match read_entry(&path)? {
                 Ok(entry) => entries.push(entry),
-                Err(damage) => warn_damaged(&damage),
+                Err(unreadable) => unreadable.warn(),
             }
         }
         Ok(entries)
@@ -80,7 +91,7 @@ impl History {
     pub fn damaged(&self) -> Result<Vec<StateError>, StateError> {
         let mut damaged = Vec::new();
         for (_, path) in self.files()? {
-            if let Err(damage) = read_entry(&path)? {
+            if let Err(Unreadable::Damaged(damage)) = read_entry(&path)? {
                 damaged.push(damage);
             }
         }
@@ -102,8 +113,8 @@ impl History {
         };
         Ok(match read_entry(&path)? {
             Ok(entry) => Some(entry),
-            Err(damage) => {
-                warn_damaged(&damage);
+            Err(unreadable) => {
+                unreadable.warn();
                 None
             }
         })
@@ -142,6 +153,7 @@ impl History {
         let files = self.files()?;
         let sequence = files.last().map(|(s, _)| s + 1).unwrap_or(1);
         let entry = HistoryEntry {
+            format: FORMAT,
             sequence,
             report: report.clone(),
         };
@@ -161,18 +173,47 @@ impl History {
     }
 }
 
-/// One entry read back: `Err` inside when the file is damaged (not JSON, not an entry),
-/// the outer error when it cannot be read at all.
-fn read_entry(path: &std::path::Path) -> Result<Result<HistoryEntry, StateError>, StateError> {
-    let bytes = fs::read(path).map_err(io_err(path))?;
-    Ok(
-        serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt {
-            path: path.to_owned(),
-            message: format!("a damaged history entry: {e}"),
-        }),
-    )
+/// Why an entry cannot be read.
+#[derive(Debug)]
+enum Unreadable {
+    /// Not JSON, or not an entry.
+    Damaged(StateError),
+    /// Of a newer format version than this binary reads.
+    Newer(StateError),
 }
 
-fn warn_damaged(damage: &StateError) {
-    tracing::warn!("{damage}; passed over");
+impl Unreadable {
+    fn warn(&self) {
+        match self {
+            Unreadable::Damaged(e) => tracing::warn!("{e}; passed over"),
+            Unreadable::Newer(e) => tracing::warn!("{e}; passed over and kept"),
+        }
+    }
+}
+
+/// One entry read back: `Err` inside when the file is damaged (not JSON, not an entry)
+/// or newer than this binary reads, the outer error when it cannot be read at all.
+fn read_entry(path: &std::path::Path) -> Result<Result<HistoryEntry, Unreadable>, StateError> {
+    let bytes = fs::read(path).map_err(io_err(path))?;
+    let damaged = |e: serde_json::Error| {
+        Unreadable::Damaged(StateError::Corrupt {
+            path: path.to_owned(),
+            message: format!("a damaged history entry: {e}"),
+        })
+    };
+    let value: serde_json::Value = match serde_json::from_slice(&bytes) {
+        Ok(v) => v,
+        Err(e) => return Ok(Err(damaged(e))),
+    };
+    if let Some(version) = value.get("format").and_then(serde_json::Value::as_u64)
+        && version > u64::from(FORMAT)
+    {
+        return Ok(Err(Unreadable::Newer(StateError::Corrupt {
+            path: path.to_owned(),
+            message: format!(
+                "a history entry in format version {version}, written by a newer handrail; this one reads versions up to {FORMAT}"
+            ),
+        })));
+    }
+    Ok(serde_json::from_value(value).map_err(damaged))
 }

@@ -51,6 +51,12 @@ enum Change {
     },
 }
 
+/// The log's record format: version 1 added the version and checksum of every record.
+const FORMAT: durable::LogFormat = durable::LogFormat {
+    name: "installed-criteria log",
+    version: 1,
+};
+
 /// Log size past which a write compacts it (rewrites only the live records).
 const COMPACT_OVER_BYTES: u64 = 256 * 1024;
 
@@ -86,6 +92,9 @@ fn replaces(new: &InstalledCriteria, old: &InstalledCriteria) -> bool {
 #[derive(Debug, Default)]
 struct Replayed {
     live: Vec<Live>,
+    /// The deployment of the newest record added: the only one a rollback may still
+    /// forget records of.
+    newest_deployment: Option<String>,
 }
 
 #[derive(Debug)]
@@ -96,6 +105,7 @@ struct Live {
 
 impl Replayed {
     fn add(&mut self, entry: InstalledCriteria) {
+        self.newest_deployment = Some(entry.deployment.clone());
         self.live.retain(|l| {
             !same_key(
                 &l.record,
@@ -140,16 +150,23 @@ impl Replayed {
     }
 
     /// Adds that replay to this state, replaced records before their replacements.
+    ///
+    /// Only the newest deployment's records keep what they replaced: a rollback forgets
+    /// the records of the deployment it undoes, and no other, so what an earlier
+    /// deployment's records replaced can never be live again (keeping it would grow the
+    /// log by a record for every version ever installed).
     fn changes(&self) -> Vec<InstalledCriteria> {
-        fn walk(l: &Live, out: &mut Vec<InstalledCriteria>) {
-            for r in &l.replaced {
-                walk(r, out);
+        fn walk(l: &Live, newest: Option<&String>, out: &mut Vec<InstalledCriteria>) {
+            if Some(&l.record.deployment) == newest {
+                for r in &l.replaced {
+                    walk(r, newest, out);
+                }
             }
             out.push(l.record.clone());
         }
         let mut out = Vec::new();
         for l in &self.live {
-            walk(l, &mut out);
+            walk(l, self.newest_deployment.as_ref(), &mut out);
         }
         out
     }
@@ -166,10 +183,12 @@ impl InstalledRecords {
     }
 
     fn replay(&self) -> Result<Replayed, StateError> {
-        let lines = match durable::AppendLog::read(&self.path) {
+        let lines = match durable::AppendLog::read(&self.path, FORMAT) {
             Ok(lines) => lines,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Replayed::default()),
-            Err(e) => return Err(io_err(&self.path)(e)),
+            Err(durable::LogError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Replayed::default());
+            }
+            Err(e) => return Err(self.log_error(e)),
         };
         let mut state = Replayed::default();
         for (index, line) in lines.iter().enumerate() {
@@ -189,13 +208,25 @@ impl InstalledRecords {
         Ok(state)
     }
 
+    fn log_error(&self, e: durable::LogError) -> StateError {
+        match e {
+            durable::LogError::Io(e) => io_err(&self.path)(e),
+            durable::LogError::Damaged { index, .. } | durable::LogError::TooNew { index, .. } => {
+                StateError::Corrupt {
+                    path: self.path.clone(),
+                    message: format!("record {index}: {}", e.reason()),
+                }
+            }
+        }
+    }
+
     fn append(&self, change: &Change) -> Result<(), StateError> {
         let line = serde_json::to_string(change).map_err(|e| StateError::Corrupt {
             path: self.path.clone(),
             message: e.to_string(),
         })?;
-        let mut log =
-            durable::AppendLog::open_for_append(&self.path).map_err(io_err(&self.path))?;
+        let mut log = durable::AppendLog::open_for_append(&self.path, FORMAT)
+            .map_err(|e| self.log_error(e))?;
         log.append(&line).map_err(io_err(&self.path))?;
         drop(log);
         self.compact_if_large()
@@ -216,7 +247,7 @@ impl InstalledRecords {
                     path: self.path.clone(),
                     message: e.to_string(),
                 })?;
-            text.push_str(&line);
+            text.push_str(&FORMAT.frame(&line));
             text.push('\n');
         }
         durable::write_atomic(&self.path, text.as_bytes()).map_err(io_err(&self.path))
@@ -291,6 +322,63 @@ mod tests {
             records.load().unwrap(),
             [entry("x", None), entry("y", None)]
         );
+    }
+
+    #[test]
+    fn compaction_keeps_what_the_newest_deployment_replaced_and_nothing_older() {
+        let dir = tempfile::tempdir().unwrap();
+        let records = InstalledRecords::new(dir.path().join("installed.log"));
+        // 300 versions of one update, one deployment each: the live record replaces the
+        // one before it every time.
+        for v in 0..300 {
+            records
+                .record(InstalledCriteria {
+                    deployment: format!("d{v}"),
+                    ..version(&format!("fw-{v}"), &format!("c/cam/{v}"), "cam-0")
+                })
+                .unwrap();
+        }
+        // What a compaction writes: the live record and the one it replaced.
+        let kept = records.replay().unwrap().changes();
+        assert_eq!(kept.len(), 2, "compaction keeps old versions: {kept:?}");
+        let size = std::fs::metadata(dir.path().join("installed.log"))
+            .unwrap()
+            .len();
+        assert!(size <= COMPACT_OVER_BYTES + 1024, "compacted: {size}");
+        // The newest deployment can still be rolled back onto the version before it.
+        records.forget("fw-299", "a/b:1", Some("cam-0")).unwrap();
+        let live: Vec<_> = records
+            .load()
+            .unwrap()
+            .into_iter()
+            .map(|e| e.installed_criteria)
+            .collect();
+        assert_eq!(live, ["fw-298"]);
+    }
+
+    #[test]
+    fn damaged_records_are_named_and_nothing_is_appended_after_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("installed.log");
+        let records = InstalledRecords::new(path.clone());
+        records.record(entry("a", None)).unwrap();
+        records.record(entry("b", None)).unwrap();
+        records.record(entry("c", None)).unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = bytes.iter().position(|b| *b == b'a').unwrap();
+        bytes[at] = b'A';
+        std::fs::write(&path, &bytes).unwrap();
+        for err in [
+            records.load().unwrap_err(),
+            records.record(entry("d", None)).unwrap_err(),
+        ] {
+            let err = err.to_string();
+            assert!(
+                err.contains("installed.log") && err.contains("record 0") && err.contains("checksum"),
+                "{err}"
+            );
+        }
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "nothing appended");
     }
 
     fn version(criteria: &str, update_id: &str, component: &str) -> InstalledCriteria {
