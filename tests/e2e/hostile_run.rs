@@ -8,7 +8,7 @@ mod common;
 use std::fs;
 use std::net::TcpListener;
 
-use common::Device;
+use common::{Device, SmallFileSystem};
 use handrail_test_support::manifest::{Update, inline_step};
 use handrail_test_support::process_running;
 
@@ -494,35 +494,6 @@ fn a_handler_that_fills_its_work_folder_is_stopped_at_its_budget_and_the_next_up
     let next = hostile_manifest(&device, "next", serde_json::json!({"behaviour": "ok"}));
     let run = device.deploy_json(&next);
     assert_eq!(run.code(), Some(0), "{}{}", run.stdout(), run.stderr());
-}
-
-/// A file system of its own, mounted for the test and unmounted after.
-struct SmallFileSystem(std::path::PathBuf);
-
-impl SmallFileSystem {
-    fn mount(at: &std::path::Path, mib: u64) -> SmallFileSystem {
-        fs::create_dir_all(at).unwrap();
-        let status = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
-            .arg(at)
-            .status()
-            .expect("mount runs");
-        assert!(
-            status.success(),
-            "mount a {mib} MiB tmpfs at {}",
-            at.display()
-        );
-        SmallFileSystem(at.to_owned())
-    }
-}
-
-impl Drop for SmallFileSystem {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-    }
 }
 
 #[test]

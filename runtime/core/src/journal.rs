@@ -80,6 +80,12 @@ pub enum Record {
         /// When (RFC 3339).
         at: String,
     },
+    /// A pre- or post-update hook is about to run. A journal that has this record and
+    /// not the hook's [`Record::Hook`] was cut while the hook ran: it is not run again.
+    HookStarted {
+        /// Which.
+        kind: HookKind,
+    },
     /// A pre- or post-update hook ran.
     Hook {
         /// Which.
@@ -156,6 +162,8 @@ pub struct Replay {
     pub pre_hook: Option<Result<(), String>>,
     /// The post-update hook's outcome, once it ran.
     pub post_hook: Option<Result<(), String>>,
+    /// The hooks that were started (their outcome may be missing: cut while they ran).
+    pub hooks_started: Vec<HookKind>,
 }
 
 /// Errors reading or writing the journal.
@@ -287,6 +295,7 @@ fn replay(path: &Path, lines: &[String]) -> Result<Option<Replay>, JournalError>
                         finished: None,
                         pre_hook: None,
                         post_hook: None,
+                        hooks_started: Vec::new(),
                     })
                 }
                 _ => return Err(corrupt(index, "the first record is not `admitted`".into())),
@@ -379,6 +388,7 @@ impl Replay {
                     self.steps[step].events.push(StepEvent::Resumed);
                 }
             }
+            Record::HookStarted { kind } => self.hooks_started.push(kind),
             Record::Hook { kind, error } => {
                 let outcome = Some(error.map_or(Ok(()), Err));
                 match kind {

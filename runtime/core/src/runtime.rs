@@ -114,6 +114,22 @@ pub enum RuntimeError {
         /// The journal file.
         journal: PathBuf,
     },
+    /// The state directory's file system has less free space than the runtime keeps
+    /// for its records: the deployment is not resumed (nothing is changed) until there
+    /// is room.
+    #[error(
+        "no space left on the file system of {dir}: {free_mib} MiB free, under the {reserve_mib} MiB the runtime keeps for its records ([deployment] reserve_mib); deployment `{deployment}` is kept as it is: free some space and run `handrail resume` again"
+    )]
+    NoSpace {
+        /// The state directory.
+        dir: PathBuf,
+        /// Free MiB.
+        free_mib: u64,
+        /// The reserve, in MiB.
+        reserve_mib: u64,
+        /// The deployment waiting.
+        deployment: String,
+    },
     /// A deployment is already in progress or suspended.
     #[error(
         "deployment `{deployment}` is {status}; run `handrail resume` to finish it before starting another"
@@ -837,6 +853,21 @@ impl Runtime {
         if path.exists() {
             let (journal, replay) = Journal::open(&path)?;
             if let Some(replay) = replay {
+                // Carrying on needs room for the actions' records; ending (abandon)
+                // undoes, and is not held to the reserve.
+                let root = self.inner.state.root();
+                let reserve_mib = self.inner.config.deployment.reserve_mib;
+                if !cancelled
+                    && let Ok(free) = engine::disk::free_bytes(root)
+                    && free < reserve_mib.saturating_mul(1024 * 1024)
+                {
+                    return Err(RuntimeError::NoSpace {
+                        dir: root.to_owned(),
+                        free_mib: free / (1024 * 1024),
+                        reserve_mib,
+                        deployment: replay.plan.deployment.clone(),
+                    });
+                }
                 let deployment = self.spawn_with(journal, replay, cancelled);
                 return Ok(Some(deployment));
             }

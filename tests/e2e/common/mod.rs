@@ -274,3 +274,33 @@ pub fn script_manifest(device: &Device, criteria: &[&str], codes: &[&str]) -> se
         .json()
         .clone()
 }
+
+/// A file system of its own, mounted for the test and unmounted after.
+pub struct SmallFileSystem(std::path::PathBuf);
+
+impl SmallFileSystem {
+    pub fn mount(at: &std::path::Path, mib: u64) -> SmallFileSystem {
+        fs::create_dir_all(at).unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(at)
+            .status()
+            .expect("mount runs");
+        assert!(
+            status.success(),
+            "mount a {mib} MiB tmpfs at {}",
+            at.display()
+        );
+        SmallFileSystem(at.to_owned())
+    }
+}
+
+impl Drop for SmallFileSystem {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+

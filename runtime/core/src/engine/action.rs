@@ -86,7 +86,13 @@ impl WorkFolder {
     }
 }
 
-/// Runs one action in `work` and turns however it ended into a validated result.
+/// The file system of the state directory was filled by something other than the
+/// action: the action was stopped, and has no result (it runs again on resume).
+#[derive(Debug)]
+pub(super) struct NoSpace(pub String);
+
+/// Runs one action in `work` and turns however it ended into a validated result; `Err`
+/// when the host ran out of space under it ([`NoSpace`]).
 pub(super) async fn run_action(
     cx: &Context,
     handler: &dyn LoadedHandler,
@@ -94,22 +100,22 @@ pub(super) async fn run_action(
     workflow_id: &str,
     step: &PlannedStep,
     action: Action,
-) -> ResultFile {
+) -> Result<ResultFile, NoSpace> {
     let work = match work.prepare() {
         Ok(path) => path,
-        Err(e) => return ResultFile::failure(ext::HOST_FAILURE, e),
+        Err(e) => return Ok(ResultFile::failure(ext::HOST_FAILURE, e)),
     };
     let result_path = work.join(format!("result-{action}.json"));
     if let Err(e) = std::fs::remove_file(&result_path)
         && e.kind() != std::io::ErrorKind::NotFound
     {
-        return ResultFile::failure(
+        return Ok(ResultFile::failure(
             ext::HOST_FAILURE,
             format!(
                 "cannot clear stale result file {}: {e}",
                 result_path.display()
             ),
-        );
+        ));
     }
     let events = cx.events.clone();
     let number = step.number;
@@ -135,15 +141,15 @@ pub(super) async fn run_action(
     // very budget: they may add the budget to what the folder holds, and are not held to
     // the reserve, so that the rollback can still run.
     let recovering = matches!(action, Action::Restore | Action::Cancel);
-    let budget = super::disk::Budget {
-        work: work.to_owned(),
-        work_bytes: if recovering {
+    let budget = super::disk::Budget::starting(
+        work,
+        if recovering {
             limit.saturating_add(super::disk::used_bytes(work, u64::MAX))
         } else {
             limit
         },
-        reserve_bytes: if recovering { 0 } else { cx.reserve_bytes },
-    };
+        if recovering { 0 } else { cx.reserve_bytes },
+    );
     let budget_again = budget.clone();
     let exceeded = Arc::new(std::sync::Mutex::new(None));
     let watchdog = {
@@ -190,11 +196,17 @@ pub(super) async fn run_action(
         .or_else(|| super::disk::check(&budget, true));
     if let Some(how) = over {
         tracing::warn!(step = number, %action, "stopped: {how}");
+        if matches!(how, super::disk::Exceeded::Host { .. }) {
+            return Err(NoSpace(format!("step {number}: `{action}`: {how}")));
+        }
         if matches!(how, super::disk::Exceeded::Reserve { .. }) {
             // The journal must record this end: give it the space kept for it.
             let _ = std::fs::remove_file(&cx.reserve_file);
         }
-        return ResultFile::failure(ext::DISK_BUDGET, format!("`{action}` was stopped: {how}"));
+        return Ok(ResultFile::failure(
+            ext::DISK_BUDGET,
+            format!("`{action}` was stopped: {how}"),
+        ));
     }
     let result = match end {
         InvocationEnd::Returned => {
@@ -247,9 +259,9 @@ pub(super) async fn run_action(
                         .filter_map(|f| Path::new(&f.path).parent()),
                 )
                 .collect();
-            with_grant_hint(result, r, &own)
+            Ok(with_grant_hint(result, r, &own))
         }
-        _ => result,
+        _ => Ok(result),
     }
 }
 

@@ -12,34 +12,46 @@ use super::sequence::backed_up;
 use super::{Context, EngineError, Event, WorkFolder, journaled_action, record};
 use crate::hooks::{self, HookKind};
 use crate::journal::{Journal, Record, Replay, StepEvent};
-use crate::plan::Plan;
 use crate::report::{DeploymentStatus, StepOutcome};
 
-/// Runs the configured hook of `kind`; `None` when there is none to run.
+/// Runs the configured hook of `kind` once, its start journaled first; `None` when there
+/// is none to run. A hook the journal shows started and not ended was cut by a crash
+/// while it ran: it is not run a second time, and counts as failed.
 async fn run_hook(
     cx: &Context,
+    journal: &mut Journal,
+    replay: &mut Replay,
     kind: HookKind,
-    plan: &Plan,
     status: Option<DeploymentStatus>,
-) -> Option<Result<(), String>> {
+) -> Result<Option<Result<(), String>>, EngineError> {
+    if replay.hooks_started.contains(&kind) {
+        return Ok(Some(Err(format!(
+            "the {kind} hook was interrupted (the agent was killed or the power cut while it ran); it may have done part of its work, and is not run a second time"
+        ))));
+    }
     let path = match kind {
-        HookKind::PreUpdate => cx.hooks.pre_update.as_ref()?,
-        HookKind::PostUpdate => cx.hooks.post_update.as_ref()?,
+        HookKind::PreUpdate => cx.hooks.pre_update.as_ref(),
+        HookKind::PostUpdate => cx.hooks.post_update.as_ref(),
+    };
+    let Some(path) = path else {
+        return Ok(None);
     };
     match hooks::check(kind, path) {
         Ok(true) => {}
         Ok(false) if cx.hooks.required => {
-            return Some(Err(format!(
+            return Ok(Some(Err(format!(
                 "{kind} hook {} is required but does not exist",
                 path.display()
-            )));
+            ))));
         }
         Ok(false) => {
             tracing::info!(hook = %path.display(), "{kind} hook not present; skipped");
-            return None;
+            return Ok(None);
         }
-        Err(refused) => return Some(Err(refused)),
+        Err(refused) => return Ok(Some(Err(refused))),
     }
+    record(journal, replay, Record::HookStarted { kind })?;
+    let plan = &replay.plan;
     let update = plan.update_id.to_string();
     let status = status.map(|s| s.to_string());
     let mut args = vec![plan.deployment.as_str(), update.as_str()];
@@ -52,21 +64,26 @@ async fn run_hook(
         env.push(("HANDRAIL_STATUS", s));
     }
     let timeout = Duration::from_secs(cx.hooks.timeout_secs.max(1));
-    Some(hooks::run(kind, path, &args, &env, timeout).await)
+    Ok(Some(hooks::run(kind, path, &args, &env, timeout).await))
 }
 
 /// The pre-update hook, before the first step.
-pub(super) async fn pre_update_hook(cx: &Context, plan: &Plan) -> Option<Result<(), String>> {
-    run_hook(cx, HookKind::PreUpdate, plan, None).await
+pub(super) async fn pre_update_hook(
+    cx: &Context,
+    journal: &mut Journal,
+    replay: &mut Replay,
+) -> Result<Option<Result<(), String>>, EngineError> {
+    run_hook(cx, journal, replay, HookKind::PreUpdate, None).await
 }
 
 /// The post-update hook, once the deployment has its end state.
 pub(super) async fn post_update_hook(
     cx: &Context,
-    plan: &Plan,
+    journal: &mut Journal,
+    replay: &mut Replay,
     status: DeploymentStatus,
-) -> Option<Result<(), String>> {
-    run_hook(cx, HookKind::PostUpdate, plan, Some(status)).await
+) -> Result<Option<Result<(), String>>, EngineError> {
+    run_hook(cx, journal, replay, HookKind::PostUpdate, Some(status)).await
 }
 
 /// After a step failed or was cancelled, or a cancel came between two steps: restores,

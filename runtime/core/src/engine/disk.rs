@@ -14,6 +14,14 @@
 //! (the work folder with it) is removed before its history entry is written, so the
 //! space is back for the next deployment.
 //!
+//! Who took the space decides whose fault it is. When the free space falls under the
+//! reserve and the action's work folder grew by less than half of what the file system
+//! lost since the action started (or the file system was under the reserve before it
+//! started), something else filled it: that is a condition of the host, not the
+//! handler's result ([`Exceeded::Host`]). The action is stopped and nothing is recorded
+//! as its result; the run ends with an error saying there is no space left, and
+//! `handrail resume`, once there is room again, runs the action again.
+//!
 //! The watchdog samples: a handler that writes faster than the sampling interval
 //! allows goes past the limit by what it writes in one interval (some MiB at disk speed),
 //! which the reserve absorbs.
@@ -72,6 +80,24 @@ pub(super) struct Budget {
     pub work_bytes: u64,
     /// Free bytes the file system keeps (`[deployment] reserve_mib`).
     pub reserve_bytes: u64,
+    /// The file system's free bytes when the action started.
+    pub free_at_start: u64,
+    /// What the work folder held when the action started, in bytes.
+    pub work_at_start: u64,
+}
+
+impl Budget {
+    /// The budget of an action about to start in `work`, its free space and usage
+    /// measured now.
+    pub(super) fn starting(work: &Path, work_bytes: u64, reserve_bytes: u64) -> Budget {
+        Budget {
+            work: work.to_owned(),
+            work_bytes,
+            reserve_bytes,
+            free_at_start: free_bytes(work).unwrap_or(u64::MAX),
+            work_at_start: used_bytes(work, u64::MAX),
+        }
+    }
 }
 
 /// How an action went over its budget.
@@ -86,7 +112,19 @@ pub(super) enum Exceeded {
         /// Its limit, in bytes.
         limit: u64,
     },
-    /// The file system's free space fell under the reserve.
+    /// The file system's free space fell under the reserve, and something other than
+    /// the action took it: a condition of the host, after which the action runs again.
+    Host {
+        /// The folder whose file system it is.
+        folder: PathBuf,
+        /// Free bytes.
+        free: u64,
+        /// The reserve, in bytes.
+        reserve: u64,
+        /// What the action's work folder grew by, in bytes.
+        grew: u64,
+    },
+    /// The file system's free space fell under the reserve, taken by the action.
     Reserve {
         /// The folder whose file system it is.
         folder: PathBuf,
@@ -111,6 +149,19 @@ impl fmt::Display for Exceeded {
                 folder.display(),
                 mib(used),
                 mib(limit)
+            ),
+            Exceeded::Host {
+                folder,
+                free,
+                reserve,
+                grew,
+            } => write!(
+                f,
+                "no space left on the file system of {}: {} MiB free, under the {} MiB the runtime keeps for its records ([deployment] reserve_mib), and the action did not take it (its work folder grew by {} MiB); the action was stopped, nothing is recorded as its result, and `handrail resume` runs it again once there is room",
+                folder.display(),
+                mib(free),
+                mib(reserve),
+                mib(grew)
             ),
             Exceeded::Reserve {
                 folder,
@@ -183,6 +234,16 @@ pub(super) fn check(budget: &Budget, count_used: bool) -> Option<Exceeded> {
     if let Ok(free) = free_bytes(&budget.work)
         && free < budget.reserve_bytes
     {
+        let lost = budget.free_at_start.saturating_sub(free);
+        let grew = used_bytes(&budget.work, u64::MAX).saturating_sub(budget.work_at_start);
+        if lost == 0 || grew < lost / 2 {
+            return Some(Exceeded::Host {
+                folder: budget.work.clone(),
+                free,
+                reserve: budget.reserve_bytes,
+                grew,
+            });
+        }
         return Some(Exceeded::Reserve {
             folder: budget.work.clone(),
             free,
@@ -229,6 +290,10 @@ mod tests {
             work: work.clone(),
             work_bytes: work_mib * 1024 * 1024,
             reserve_bytes,
+            // As if the action had written what the folder holds, from a file system
+            // that had as much more free.
+            free_at_start: free_bytes(&work).unwrap() + 3 * 1024 * 1024,
+            work_at_start: 0,
         };
         assert_eq!(check(&budget(4, 0), true), None);
         assert!(
@@ -237,6 +302,26 @@ mod tests {
         // Not counted this time: only the free space is looked at.
         assert_eq!(check(&budget(2, 0), false), None);
         let exceeded = check(&budget(4, u64::MAX), false).unwrap();
-        assert!(exceeded.to_string().contains("reserve_mib"), "{exceeded}");
+        assert!(
+            matches!(exceeded, Exceeded::Reserve { .. }) && exceeded.to_string().contains("reserve_mib"),
+            "{exceeded}"
+        );
+        // The same free space, taken by something else than the action: the host's.
+        let host = Budget {
+            work_at_start: used_bytes(&work, u64::MAX),
+            ..budget(4, u64::MAX)
+        };
+        let exceeded = check(&host, false).unwrap();
+        assert!(
+            matches!(exceeded, Exceeded::Host { grew: 0, .. })
+                && exceeded.to_string().starts_with("no space left on the file system of"),
+            "{exceeded}"
+        );
+        // Under the reserve before the action started: the host's too.
+        let before = Budget {
+            free_at_start: 0,
+            ..budget(4, u64::MAX)
+        };
+        assert!(matches!(check(&before, false), Some(Exceeded::Host { .. })));
     }
 }

@@ -130,6 +130,11 @@ pub enum EngineError {
     /// The journal and the engine disagree (a damaged journal).
     #[error("journal is inconsistent: {0}")]
     Inconsistent(String),
+    /// The state directory's file system was filled by something other than the running
+    /// action, which was stopped without a result: `resume` runs it again once there is
+    /// room.
+    #[error("{0}")]
+    NoSpace(String),
 }
 
 /// Loads handlers on first use and keeps them for the deployment.
@@ -300,7 +305,7 @@ pub(crate) async fn execute(
             )?;
         }
         if replay.pre_hook.is_none()
-            && let Some(outcome) = around::pre_update_hook(cx, &replay.plan).await
+            && let Some(outcome) = around::pre_update_hook(cx, &mut journal, &mut replay).await?
         {
             let error = outcome.err();
             record(
@@ -342,7 +347,8 @@ pub(crate) async fn execute(
     }
     if replay.post_hook.is_none()
         && let Some(status) = replay.finished.as_ref().map(|(s, _)| *s)
-        && let Some(outcome) = around::post_update_hook(cx, &replay.plan, status).await
+        && let Some(outcome) =
+            around::post_update_hook(cx, &mut journal, &mut replay, status).await?
     {
         let error = outcome.err();
         record(
@@ -622,7 +628,9 @@ async fn journaled_action(
             Ok(h) if action == Action::IsInstalled && !h.description().supports(action) => {
                 recorded_is_installed(cx, step, verifying)?
             }
-            Ok(h) => run_action(cx, h.as_ref(), work, &replay.plan.workflow_id, step, action).await,
+            Ok(h) => run_action(cx, h.as_ref(), work, &replay.plan.workflow_id, step, action)
+                .await
+                .map_err(|action::NoSpace(why)| EngineError::NoSpace(why))?,
             Err(failure) => failure.clone(),
         }
     };

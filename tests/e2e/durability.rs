@@ -1,7 +1,8 @@
-//! State that outlives the binary that wrote it, and state the disk damaged: every
-//! journal and installed-criteria record carries its format version and a checksum, the
-//! plan pins the handlers admission loaded, and a deployment the previous release
-//! suspended resumes under this one.
+//! Lose nothing: state that outlives the binary that wrote it (every journal and
+//! installed-criteria record carries its format version; a deployment the previous
+//! release suspended resumes under this one; the plan pins the handlers admission
+//! loaded), state the disk damaged (a checksum per record), a state file system filled
+//! by something else than the action, and hooks cut by a crash.
 
 mod common;
 
@@ -279,4 +280,191 @@ fn a_registration_changed_while_its_deployment_waits_is_named_and_not_run() {
         "{}",
         run.stderr()
     );
+}
+
+/// The state file system filled by something other than the running action is a
+/// condition of the host, not the handler's result: the action is stopped with nothing
+/// recorded as its result, the run says there is no space left, `resume` changes nothing
+/// while the space is still gone, and once it is back runs the action again and finishes.
+#[test]
+fn a_state_file_system_filled_during_an_action_stops_it_and_resume_finishes_once_freed() {
+    use std::os::fd::AsRawFd as _;
+    let device = Device::new();
+    let _small = common::SmallFileSystem::mount(&device.state, 64);
+    device.write_config(&device.state.join("config.toml"), "");
+    device.payload_fixture("waits-in-install.sh");
+    let gate = device.device.join("gate");
+    let name = std::ffi::CString::new(gate.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo(3) with a valid path.
+    assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+    let manifest = handrail_test_support::manifest::Update::new("contoso", "fills", "1.0")
+        .compatible_with("contoso", "e2e")
+        .steps([handrail_test_support::manifest::inline_step(
+            "microsoft/script:1",
+            &["waits-in-install.sh"],
+            serde_json::json!({
+                "scriptFileName": "waits-in-install.sh",
+                "arguments": format!("--device {}", device.device.display()),
+                "installedCriteria": "fills-1.0",
+            }),
+        )])
+        .json()
+        .clone();
+    let manifest = device.manifest("fills.json", &manifest);
+    let payloads = device.payloads.to_str().unwrap().to_owned();
+    let deploy = ["deploy", manifest.to_str().unwrap(), "--payloads", &payloads];
+    let installing = device.device.join("installing");
+    // Should the runtime not stop the action, the gate lets the script end after two
+    // minutes, so the test fails on its assertions instead of waiting for ever.
+    let release = |done: std::sync::mpsc::Receiver<()>| {
+        let gate = gate.clone();
+        std::thread::spawn(move || {
+            if done.recv_timeout(std::time::Duration::from_secs(120)).is_err() {
+                let _ = fs::write(&gate, "timed out\n");
+            }
+        })
+    };
+
+    let agent = device.start_until(&deploy, &installing);
+    // Something else takes the space: the file system left with 8 MiB, under the 16 MiB
+    // reserve.
+    let filler = device.state.join("filler");
+    let file = fs::File::create(&filler).unwrap();
+    let free = {
+        // SAFETY: statvfs(3) fills the struct it is given.
+        let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+        let path = std::ffi::CString::new(device.state.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::statvfs(path.as_ptr(), &mut stat) }, 0);
+        stat.f_bavail * stat.f_frsize
+    };
+    let fill = free as i64 - 8 * 1024 * 1024;
+    // SAFETY: posix_fallocate(3) on a file this test owns.
+    assert_eq!(unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, fill) }, 0);
+    let (done, waiting) = std::sync::mpsc::channel();
+    let guard = release(waiting);
+    let out = agent.wait_with_output().unwrap();
+    let _ = done.send(());
+    guard.join().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(10), "{stderr}");
+    assert!(
+        stderr.contains("no space left on the file system of")
+            && stderr.contains("the action did not take it")
+            && stderr.contains("`install`"),
+        "{stderr}"
+    );
+    let journal = device.state.join("journal.log");
+    let recorded = fs::read_to_string(&journal).unwrap();
+    assert!(
+        !recorded.contains("\"action-finished\",\"step\":0,\"action\":\"install\""),
+        "the stopped install has no result: {recorded}"
+    );
+
+    // Still full: nothing is changed, nothing runs.
+    let log = device.log();
+    let run = device.run(&["resume"]);
+    assert_eq!(run.code(), Some(10), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("no space left on the file system of")
+            && run.stderr().contains("is kept as it is"),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(fs::read_to_string(&journal).unwrap(), recorded);
+    assert_eq!(device.log(), log);
+
+    // The space back: the install runs again, and the deployment finishes.
+    drop(file);
+    fs::remove_file(&filler).unwrap();
+    fs::remove_file(&installing).unwrap();
+    let agent = device.start_until(&["--json", "resume"], &installing);
+    fs::write(&gate, "go\n").unwrap();
+    let out = agent.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("\"status\":\"succeeded\""), "{stdout}");
+    assert!(device.device.join("installed").exists());
+    assert_eq!(
+        device.log().iter().filter(|l| *l == "install").count(),
+        2,
+        "{:?}",
+        device.log()
+    );
+}
+
+/// A hook runs at most once per deployment: killed while a hook runs, the agent's resume
+/// does not run it again. An interrupted pre-update hook fails the deployment before any
+/// step (what it did is not known); an interrupted post-update hook is noted on the
+/// report, whose status stays the deployment's.
+#[test]
+fn a_hook_the_agent_was_killed_in_is_not_run_a_second_time() {
+    use std::os::unix::fs::PermissionsExt as _;
+    for kind in ["pre", "post"] {
+        let device = Device::new();
+        let gate = device.device.join("gate");
+        let name = std::ffi::CString::new(gate.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo(3) with a valid path.
+        assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+        let hook = device.tmp.path().join(format!("{kind}-update"));
+        let marker = device.device.join(format!("{kind}-running"));
+        fs::write(
+            &hook,
+            format!(
+                "#!/bin/sh\necho {kind} >> {log}\n: > {marker}\nread -r _ < {gate}\n",
+                log = device.device.join("hooks.log").display(),
+                marker = marker.display(),
+                gate = gate.display()
+            ),
+        )
+        .unwrap();
+        fs::set_permissions(&hook, fs::Permissions::from_mode(0o755)).unwrap();
+        device.write_config(
+            &device.state.join("config.toml"),
+            &format!("[hooks]\n{kind}_update = \"{}\"\n", hook.display()),
+        );
+        let manifest = device.manifest(
+            "hooked.json",
+            &script_manifest(&device, &[&format!("hooked-{kind}")], &[]),
+        );
+        let payloads = device.payloads.to_str().unwrap().to_owned();
+        device.kill_when(
+            &["deploy", manifest.to_str().unwrap(), "--payloads", &payloads],
+            &marker,
+        );
+        // The killed agent's hook, if it still waits, ends.
+        {
+            use std::io::Write as _;
+            use std::os::unix::fs::OpenOptionsExt as _;
+            if let Ok(mut w) = fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&gate)
+            {
+                let _ = w.write_all(b"go\n");
+            }
+        }
+
+        let run = device.run(&["--json", "resume"]);
+        let report = run.last_json();
+        let hooks = fs::read_to_string(device.device.join("hooks.log")).unwrap();
+        assert_eq!(hooks, format!("{kind}\n"), "the hook ran once");
+        let text = report.to_string();
+        assert!(
+            text.contains(&format!("the {kind}-update hook was interrupted")),
+            "{kind}: {text}"
+        );
+        if kind == "pre" {
+            assert_eq!(run.code(), Some(1), "{}", run.stderr());
+            assert_eq!(report["status"], "failed", "{text}");
+            assert!(device.log().is_empty(), "no step ran: {:?}", device.log());
+        } else {
+            assert_eq!(run.code(), Some(0), "{}", run.stderr());
+            assert_eq!(report["status"], "succeeded", "{text}");
+        }
+    }
 }
