@@ -96,7 +96,12 @@ fn a_flipped_byte_in_any_journal_record_is_named_by_every_command_and_nothing_ru
         }
         for args in [&["status"][..], &["health"], &["resume"]] {
             let run = device.run(args);
-            assert_eq!(run.code(), Some(10), "record {index}, {args:?}: {}", run.stdout());
+            assert_eq!(
+                run.code(),
+                Some(10),
+                "record {index}, {args:?}: {}",
+                run.stdout()
+            );
             let stderr = run.stderr();
             assert!(
                 stderr.contains("journal.log")
@@ -183,7 +188,10 @@ fn a_deployment_the_previous_release_suspended_resumes_and_finishes() {
     assert!(status.stdout().contains("suspended"), "{}", status.stdout());
     let run = device.run(&["resume"]);
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
-    assert!(!journal.exists(), "the finished deployment's journal is retired");
+    assert!(
+        !journal.exists(),
+        "the finished deployment's journal is retired"
+    );
 
     // The old records and the new ones read back together.
     let status = device.run(&["--json", "status"]);
@@ -312,14 +320,22 @@ fn a_state_file_system_filled_during_an_action_stops_it_and_resume_finishes_once
         .clone();
     let manifest = device.manifest("fills.json", &manifest);
     let payloads = device.payloads.to_str().unwrap().to_owned();
-    let deploy = ["deploy", manifest.to_str().unwrap(), "--payloads", &payloads];
+    let deploy = [
+        "deploy",
+        manifest.to_str().unwrap(),
+        "--payloads",
+        &payloads,
+    ];
     let installing = device.device.join("installing");
     // Should the runtime not stop the action, the gate lets the script end after two
     // minutes, so the test fails on its assertions instead of waiting for ever.
     let release = |done: std::sync::mpsc::Receiver<()>| {
         let gate = gate.clone();
         std::thread::spawn(move || {
-            if done.recv_timeout(std::time::Duration::from_secs(120)).is_err() {
+            if done
+                .recv_timeout(std::time::Duration::from_secs(120))
+                .is_err()
+            {
                 let _ = fs::write(&gate, "timed out\n");
             }
         })
@@ -339,7 +355,10 @@ fn a_state_file_system_filled_during_an_action_stops_it_and_resume_finishes_once
     };
     let fill = free as i64 - 8 * 1024 * 1024;
     // SAFETY: posix_fallocate(3) on a file this test owns.
-    assert_eq!(unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, fill) }, 0);
+    assert_eq!(
+        unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, fill) },
+        0
+    );
     let (done, waiting) = std::sync::mpsc::channel();
     let guard = release(waiting);
     let out = agent.wait_with_output().unwrap();
@@ -433,7 +452,12 @@ fn a_hook_the_agent_was_killed_in_is_not_run_a_second_time() {
         );
         let payloads = device.payloads.to_str().unwrap().to_owned();
         device.kill_when(
-            &["deploy", manifest.to_str().unwrap(), "--payloads", &payloads],
+            &[
+                "deploy",
+                manifest.to_str().unwrap(),
+                "--payloads",
+                &payloads,
+            ],
             &marker,
         );
         // The killed agent's hook, if it still waits, ends.
@@ -467,4 +491,122 @@ fn a_hook_the_agent_was_killed_in_is_not_run_a_second_time() {
             assert_eq!(report["status"], "succeeded", "{text}");
         }
     }
+}
+
+/// SIGTERM while admission stages local payload files ends the deployment as a cancel
+/// (exit 5, history `cancelled`) before any step's install, rather than the signal being
+/// lost and the deployment run whole.
+#[test]
+fn sigterm_while_admission_stages_local_files_cancels_the_deployment() {
+    let device = Device::new();
+    device.payload_fixture("waits-in-install.sh");
+    let gate = device.device.join("gate");
+    let name = std::ffi::CString::new(gate.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo(3) with a valid path.
+    assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+    // A payload large enough that staging it is under way when the signal comes.
+    let big = fs::File::create(device.payloads.join("big.bin")).unwrap();
+    big.set_len(256 << 20).unwrap();
+    drop(big);
+    let manifest = handrail_test_support::manifest::Update::new("contoso", "staged", "1.0")
+        .compatible_with("contoso", "e2e")
+        .steps([handrail_test_support::manifest::inline_step(
+            "microsoft/script:1",
+            &["big.bin", "waits-in-install.sh"],
+            serde_json::json!({
+                "scriptFileName": "waits-in-install.sh",
+                "arguments": format!("--device {}", device.device.display()),
+                "installedCriteria": "staged-1.0",
+            }),
+        )])
+        .json()
+        .clone();
+    let manifest = device.manifest("staged.json", &manifest);
+    let payloads = device.payloads.to_str().unwrap().to_owned();
+    let staged = device.state.join("deployments/sigterm-1/payload/big.bin");
+    let agent = device.start_until(
+        &[
+            "deploy",
+            manifest.to_str().unwrap(),
+            "--payloads",
+            &payloads,
+            "--id",
+            "sigterm-1",
+        ],
+        &staged,
+    );
+    // SAFETY: kill(2) of the child this test started.
+    unsafe {
+        libc::kill(agent.id() as i32, libc::SIGTERM);
+    }
+    // Should the signal be lost, the install waits on the gate: released after two
+    // minutes so the test fails on its assertions instead of waiting for ever.
+    let (done, waiting) = std::sync::mpsc::channel::<()>();
+    let guard = {
+        let gate = gate.clone();
+        std::thread::spawn(move || {
+            if waiting
+                .recv_timeout(std::time::Duration::from_secs(120))
+                .is_err()
+            {
+                let _ = fs::write(&gate, "timed out\n");
+            }
+        })
+    };
+    let out = agent.wait_with_output().unwrap();
+    let _ = done.send(());
+    guard.join().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !device.log().iter().any(|l| l == "apply"),
+        "{:?}",
+        device.log()
+    );
+    let history = device.run(&["--json", "history"]).stdout();
+    assert!(history.contains("\"status\":\"cancelled\""), "{history}");
+}
+
+/// The installed-criteria log stays small through the binary: a log grown by many
+/// versions of one update, each from its own deployment, compacts to the live record and
+/// what it replaced when the next version is recorded.
+#[test]
+fn the_installed_criteria_log_keeps_no_chain_of_old_versions() {
+    let device = Device::new();
+    // 2000 earlier versions of the update, in the previous release's form.
+    let mut log = String::new();
+    for v in 0..2000 {
+        log.push_str(
+            &serde_json::json!({
+                "op": "add",
+                "installedCriteria": format!("c-{v}"),
+                "handler": "microsoft/script:1",
+                "updateId": format!("contoso/device-steps/0.{v}"),
+                "deployment": format!("d-{v}"),
+                "at": "2026-11-01T00:00:00Z",
+            })
+            .to_string(),
+        );
+        log.push('\n');
+    }
+    assert!(log.len() > 256 * 1024);
+    let path = device.state.join("installed.log");
+    fs::write(&path, &log).unwrap();
+    let manifest = device.manifest("grow.json", &script_manifest(&device, &["grow-1"], &[]));
+    let run = device.deploy(&manifest);
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    let compacted = fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = compacted.lines().collect();
+    assert_eq!(lines.len(), 2, "{compacted}");
+    assert!(lines[0].contains("\"c-1999\"") && lines[1].contains("\"grow-1\""));
+    assert!(lines.iter().all(|l| l.contains("\tv1 ")), "{compacted}");
+    let status = device.run(&["--json", "status"]).stdout();
+    assert!(
+        status.contains("grow-1") && !status.contains("c-1999"),
+        "{status}"
+    );
 }

@@ -244,6 +244,11 @@ async fn run(cli: &Cli, out: &output::Output) -> Result<u8, Failure> {
                 Err(e) if cancel.is_cancelled() => return Err(Failure::cancelled(e)),
                 other => other?,
             };
+            // A signal after the last file was staged, before the deployment started:
+            // it is cancelled before its first action, and ends as a cancel does.
+            if cancel.is_cancelled() {
+                deployment.cancel();
+            }
             let report = out.follow(deployment).await?;
             Ok(exit_for(&report))
         }

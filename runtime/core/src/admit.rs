@@ -722,6 +722,11 @@ impl Stager<'_> {
             file: name.to_owned(),
             message,
         };
+        if self.cancel.is_cancelled() {
+            return Err(err(
+                "admission was cancelled before this file was staged; nothing was run".into(),
+            ));
+        }
         let expected = entry.map(|e| e.sha256);
         if let Some((prior, staged)) = self.staged.get(name) {
             if prior.is_some() && expected.is_some() && *prior != expected {

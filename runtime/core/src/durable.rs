@@ -238,7 +238,12 @@ impl LogFormat {
 
     /// The record a line holds: its body, or why it cannot be read. `framed_seen` says
     /// whether an earlier line of the log was framed (and becomes true once one is).
-    fn unframe(&self, index: usize, line: &[u8], framed_seen: &mut bool) -> Result<String, LogError> {
+    fn unframe(
+        &self,
+        index: usize,
+        line: &[u8],
+        framed_seen: &mut bool,
+    ) -> Result<String, LogError> {
         let damaged = |reason: &str| LogError::Damaged {
             index,
             reason: reason.to_owned(),
@@ -254,8 +259,7 @@ impl LogFormat {
             if line.last() != Some(&b'}') {
                 return Err(damaged("it has no version and checksum"));
             }
-            return String::from_utf8(line.to_vec())
-                .map_err(|_| damaged("it is not UTF-8 text"));
+            return String::from_utf8(line.to_vec()).map_err(|_| damaged("it is not UTF-8 text"));
         };
         let (body, trailer) = (&line[..tab], &line[tab + 1..]);
         let frame = std::str::from_utf8(trailer)
@@ -596,7 +600,10 @@ mod tests {
                         // A flip that makes a newline splits a record: the error names
                         // the record the damage is in, or (numbered after the split) the
                         // one right after it.
-                        assert!(i == index || i == index + 1, "byte {at}: record {i}, not {index}")
+                        assert!(
+                            i == index || i == index + 1,
+                            "byte {at}: record {i}, not {index}"
+                        )
                     }
                     other => panic!("byte {at} ^ {flip:#x} went unnoticed: {other:?}"),
                 }
@@ -618,7 +625,10 @@ mod tests {
         f.write_all(b"{\"sneaked\":4}\n").unwrap();
         log.append(r#"{"new":5}"#).unwrap();
         let err = AppendLog::read(&p, LOG).unwrap_err().to_string();
-        assert!(err.contains("record 3 is damaged") && err.contains("no version"), "{err}");
+        assert!(
+            err.contains("record 3 is damaged") && err.contains("no version"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -303,7 +303,8 @@ mod tests {
         assert_eq!(check(&budget(2, 0), false), None);
         let exceeded = check(&budget(4, u64::MAX), false).unwrap();
         assert!(
-            matches!(exceeded, Exceeded::Reserve { .. }) && exceeded.to_string().contains("reserve_mib"),
+            matches!(exceeded, Exceeded::Reserve { .. })
+                && exceeded.to_string().contains("reserve_mib"),
             "{exceeded}"
         );
         // The same free space, taken by something else than the action: the host's.
@@ -314,7 +315,9 @@ mod tests {
         let exceeded = check(&host, false).unwrap();
         assert!(
             matches!(exceeded, Exceeded::Host { grew: 0, .. })
-                && exceeded.to_string().starts_with("no space left on the file system of"),
+                && exceeded
+                    .to_string()
+                    .starts_with("no space left on the file system of"),
             "{exceeded}"
         );
         // Under the reserve before the action started: the host's too.

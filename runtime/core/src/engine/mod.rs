@@ -182,10 +182,10 @@ impl HandlerSet {
         if let (Some(pinned), Some(registration)) = (plan.handlers.get(id), self.registry.get(id))
             && let Some(change) = pinned.changed(&crate::plan::HandlerPin::of(registration))
         {
-            let file = registration
-                .source
-                .as_deref()
-                .map_or_else(|| "linked into the program".to_owned(), |p| p.display().to_string());
+            let file = registration.source.as_deref().map_or_else(
+                || "linked into the program".to_owned(),
+                |p| p.display().to_string(),
+            );
             let bundled = registration.source.as_deref().is_some_and(|p| {
                 p.file_name()
                     .is_some_and(|n| n.to_string_lossy().starts_with("bundled-"))

@@ -374,7 +374,9 @@ mod tests {
         ] {
             let err = err.to_string();
             assert!(
-                err.contains("installed.log") && err.contains("record 0") && err.contains("checksum"),
+                err.contains("installed.log")
+                    && err.contains("record 0")
+                    && err.contains("checksum"),
                 "{err}"
             );
         }
