@@ -35,7 +35,7 @@ pub enum Record {
     /// The deployment was admitted with this plan.
     Admitted {
         /// The plan.
-        plan: Plan,
+        plan: Box<Plan>,
         /// When (RFC 3339).
         at: String,
     },
@@ -288,7 +288,7 @@ fn replay(path: &Path, lines: &[String]) -> Result<Option<Replay>, JournalError>
                 Record::Admitted { plan, at } => {
                     replay = Some(Replay {
                         steps: vec![StepState::default(); plan.steps.len()],
-                        plan,
+                        plan: *plan,
                         started_at: at,
                         install_phase: false,
                         suspended: None,
@@ -528,7 +528,7 @@ mod tests {
 
     fn lines(records: &[String]) -> Vec<String> {
         let admitted = serde_json::to_string(&Record::Admitted {
-            plan: plan(2),
+            plan: Box::new(plan(2)),
             at: "t".into(),
         })
         .unwrap();

@@ -781,7 +781,7 @@ impl Runtime {
             .into());
         }
         let admitted = Record::Admitted {
-            plan: plan.clone(),
+            plan: Box::new(plan.clone()),
             at: now_rfc3339(),
         };
         journal.append(&admitted)?;
