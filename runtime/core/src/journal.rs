@@ -80,6 +80,15 @@ pub enum Record {
         /// When (RFC 3339).
         at: String,
     },
+    /// The deployment was cancelled (by a caller, a signal or its time limit): no step
+    /// runs on, and a resume after a crash finishes the cancel rather than the update.
+    CancelRequested {
+        /// When (RFC 3339).
+        at: String,
+        /// The cancel came from the deployment's time limit.
+        #[serde(default)]
+        timed_out: bool,
+    },
     /// A pre- or post-update hook is about to run. A journal that has this record and
     /// not the hook's [`Record::Hook`] was cut while the hook ran: it is not run again.
     HookStarted {
@@ -164,6 +173,8 @@ pub struct Replay {
     pub post_hook: Option<Result<(), String>>,
     /// The hooks that were started (their outcome may be missing: cut while they ran).
     pub hooks_started: Vec<HookKind>,
+    /// Set once the deployment was cancelled: whether by its time limit.
+    pub cancel_requested: Option<bool>,
 }
 
 /// Errors reading or writing the journal.
@@ -296,6 +307,7 @@ fn replay(path: &Path, lines: &[String]) -> Result<Option<Replay>, JournalError>
                         pre_hook: None,
                         post_hook: None,
                         hooks_started: Vec::new(),
+                        cancel_requested: None,
                     })
                 }
                 _ => return Err(corrupt(index, "the first record is not `admitted`".into())),
@@ -389,6 +401,7 @@ impl Replay {
                 }
             }
             Record::HookStarted { kind } => self.hooks_started.push(kind),
+            Record::CancelRequested { timed_out, .. } => self.cancel_requested = Some(timed_out),
             Record::Hook { kind, error } => {
                 let outcome = Some(error.map_or(Ok(()), Err));
                 match kind {

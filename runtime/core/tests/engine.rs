@@ -5,6 +5,7 @@
 mod common;
 
 use std::fs;
+use std::path::Path;
 use std::sync::atomic::Ordering;
 
 use common::*;
@@ -639,4 +640,68 @@ async fn abandoning_a_suspended_deployment_rolls_it_back_and_records_it_cancelle
         "nothing is left to abandon"
     );
     assert!(rt.resume().unwrap().is_none());
+}
+
+/// A cancel that stops the deployment between two steps is journaled before anything is
+/// undone: when the agent dies during the rollback, the resumed run finishes the cancel
+/// (the interrupted restore again, `cancelled`), it does not carry on with the steps the
+/// cancel stopped.
+#[test]
+fn a_cancel_between_steps_survives_a_crash_during_its_rollback() {
+    const CHILD: &str = "HANDRAIL_TEST_CHILD_FIXTURE";
+    let manifest = inline_manifest(
+        "microsoft/apt:1",
+        &[
+            serde_json::json!({"installedCriteria": "first", "cancelDeploymentAt": "apply", "abortAt": "restore"}),
+            serde_json::json!({"installedCriteria": "second"}),
+        ],
+    );
+    if let Some(root) = std::env::var_os(CHILD) {
+        // The agent that dies: step 0's apply cancels the deployment, so the cancel is
+        // seen between the two steps, and the process aborts in step 0's restore.
+        let fx = Fixture::at(Path::new(&root));
+        let apt = DeviceHandler::new("microsoft/apt:1", &fx.device);
+        let agent = tokio::runtime::Runtime::new().unwrap();
+        agent.block_on(async {
+            let rt = fx.runtime_with(vec![apt.sharing()]);
+            let deployment = rt
+                .deploy(&manifest, &fx.payloads, AdmitOptions::default())
+                .await
+                .unwrap();
+            apt.deployment.set(deployment.cancel_token()).unwrap();
+            let _ = deployment.finish().await;
+        });
+        unreachable!("the restore aborts the process");
+    }
+    let fx = Fixture::new();
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "a_cancel_between_steps_survives_a_crash_during_its_rollback",
+            "--exact",
+            "--nocapture",
+        ])
+        .env(CHILD, fx.tmp.path())
+        .env(ABORT_ENV, "1")
+        .output()
+        .unwrap();
+    assert!(
+        !child.status.success() && fx.calls().iter().any(|c| c == "0 - restore"),
+        "{child:?}"
+    );
+    let calls_before = fx.calls().len();
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let report = rt.block_on(async {
+        let runtime = fx.runtime_with(vec![DeviceHandler::new("microsoft/apt:1", &fx.device)]);
+        resume(&runtime).await
+    });
+    assert_eq!(report.status, DeploymentStatus::Cancelled, "{report:#?}");
+    assert_eq!(
+        report.steps[0].outcome,
+        StepOutcome::RolledBack,
+        "{report:#?}"
+    );
+    assert!(fx.device.join("restored-0").exists());
+    let resumed = &fx.calls()[calls_before..];
+    assert_eq!(resumed, ["0 - restore"], "the cancelled step 1 ran on");
 }

@@ -297,6 +297,13 @@ pub(crate) async fn execute(
     mut replay: Replay,
 ) -> Result<Report, EngineError> {
     if replay.finished.is_none() {
+        // A cancel journaled before a crash is finished, not forgotten.
+        if let Some(timed_out) = replay.cancel_requested {
+            if timed_out {
+                cx.timed_out.store(true, Ordering::SeqCst);
+            }
+            cx.cancel.cancel();
+        }
         if replay.suspended.is_some() {
             record(
                 &mut journal,
@@ -323,6 +330,18 @@ pub(crate) async fn execute(
         };
         if status == DeploymentStatus::Suspended {
             return Ok(replay.report());
+        }
+        if status == DeploymentStatus::Cancelled && replay.cancel_requested.is_none() {
+            // Before anything undoes: a crash during the rollback resumes into the same
+            // cancel, not into the steps the cancel stopped.
+            record(
+                &mut journal,
+                &mut replay,
+                Record::CancelRequested {
+                    at: now_rfc3339(),
+                    timed_out: cx.timed_out.load(Ordering::SeqCst),
+                },
+            )?;
         }
         let rolls_back = replay.plan.failure_policy == FailurePolicy::Rollback
             && replay.pre_hook.as_ref().is_none_or(|r| r.is_ok());

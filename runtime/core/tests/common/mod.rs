@@ -9,6 +9,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use handrail::components::FileEnumerator;
@@ -30,7 +31,14 @@ pub struct DeviceHandler {
     pub device: PathBuf,
     pub actions: Vec<Action>,
     pub calls: Arc<AtomicUsize>,
+    /// The deployment's cancel, for `handlerProperties.cancelDeploymentAt: <action>`:
+    /// that action waits for the test to put it here, cancels it, and succeeds.
+    pub deployment: Arc<OnceLock<CancelToken>>,
 }
+
+/// Set in a test's own child process: `handlerProperties.abortAt: <action>` then kills
+/// that process in the action, as a crash or power cut does.
+pub const ABORT_ENV: &str = "HANDRAIL_TEST_ABORT_IN_ACTION";
 
 impl DeviceHandler {
     pub fn new(id: &'static str, device: &Path) -> Self {
@@ -47,6 +55,19 @@ impl DeviceHandler {
                 Action::Cancel,
             ],
             calls: Arc::default(),
+            deployment: Arc::default(),
+        }
+    }
+
+    /// The same handler state (device, calls, cancel slot), for a runtime the test keeps
+    /// a handle on.
+    pub fn sharing(&self) -> Self {
+        DeviceHandler {
+            id: self.id,
+            device: self.device.clone(),
+            actions: self.actions.clone(),
+            calls: self.calls.clone(),
+            deployment: self.deployment.clone(),
         }
     }
 
@@ -111,6 +132,25 @@ impl InProcessHandler for DeviceHandler {
         if ctx.handler_properties.get("raw") == Some(&action.as_str().into()) {
             fs::write(&ctx.result_file, b"{not json").unwrap();
             return None;
+        }
+        if ctx.handler_properties.get("abortAt") == Some(&action.as_str().into())
+            && std::env::var_os(ABORT_ENV).is_some()
+        {
+            std::process::abort();
+        }
+        if ctx.handler_properties.get("cancelDeploymentAt") == Some(&action.as_str().into()) {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            let token = loop {
+                if let Some(token) = self.deployment.get() {
+                    break token;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "no deployment to cancel"
+                );
+                std::thread::park_timeout(std::time::Duration::from_millis(1));
+            };
+            token.cancel();
         }
         if ctx.handler_properties.get("hang") == Some(&action.as_str().into()) {
             while !cancel.is_cancelled() {
@@ -197,6 +237,20 @@ impl Fixture {
             state,
             device,
             payloads,
+        }
+    }
+
+    /// The fixture whose folders are under `root`, made by [`Fixture::new`] in another
+    /// process (a test's child).
+    pub fn at(root: &Path) -> Self {
+        let mut config = Config::default();
+        config.signing.required = false;
+        Fixture {
+            tmp: tempfile::tempdir().unwrap(),
+            config,
+            state: root.join("state"),
+            device: root.join("device"),
+            payloads: root.join("payloads"),
         }
     }
 
