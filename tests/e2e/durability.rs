@@ -610,3 +610,57 @@ fn the_installed_criteria_log_keeps_no_chain_of_old_versions() {
         "{status}"
     );
 }
+
+/// A flipped byte anywhere in a compiled-handler cache entry — its checksum, its code,
+/// its last byte — is found before the code is mapped: the binary says so, compiles the
+/// handler again, deploys, and the entry is whole again. No run crashes on it.
+#[test]
+fn a_flipped_byte_in_any_cache_entry_is_compiled_again_never_executed() {
+    let device = Device::new();
+    let cache = device.tmp.path().join("cache");
+    let cache_arg = cache.to_str().unwrap().to_owned();
+    let payloads = device.payloads.to_str().unwrap().to_owned();
+    let deploy = |n: usize| {
+        let manifest = device.manifest(
+            &format!("cache-{n}.json"),
+            &script_manifest(&device, &[&format!("cache-{n}")], &[]),
+        );
+        device.run(&[
+            "--cache-dir",
+            &cache_arg,
+            "deploy",
+            manifest.to_str().unwrap(),
+            "--payloads",
+            &payloads,
+        ])
+    };
+    let first = deploy(0);
+    assert_eq!(first.code(), Some(0), "{}", first.stderr());
+    let entries: Vec<_> = fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+        .collect();
+    assert!(!entries.is_empty(), "the deployment left no cache entry");
+    let mut n = 1;
+    for entry in &entries {
+        let good = fs::read(entry).unwrap();
+        let name = entry.file_name().unwrap().to_str().unwrap().to_owned();
+        for offset in [0, good.len() / 2, good.len() - 1] {
+            let mut bad = good.clone();
+            bad[offset] ^= 0x01;
+            fs::write(entry, &bad).unwrap();
+            let run = deploy(n);
+            n += 1;
+            assert_eq!(run.code(), Some(0), "offset {offset}: {}", run.stderr());
+            assert!(
+                run.stderr()
+                    .contains("ignoring a damaged compiled-handler cache entry")
+                    && run.stderr().contains(&name),
+                "offset {offset}: {}",
+                run.stderr()
+            );
+            assert_ne!(fs::read(entry).unwrap(), bad, "offset {offset}: rewritten");
+        }
+    }
+}
