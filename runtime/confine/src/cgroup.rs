@@ -14,8 +14,11 @@
 //! kernel's OOM killer ends one of them). Each is set in the cgroup v2 where its
 //! controller is available there. On a hybrid system, whose `pids` and `memory`
 //! controllers are mounted as cgroup v1 hierarchies, the process also joins a cgroup of
-//! its own in each of those (`pids.max`, `memory.limit_in_bytes`). Where neither has a
-//! controller, that limit does not hold and the log says so once.
+//! its own in each of those (`pids.max`, `memory.limit_in_bytes`); where the cgroup v2
+//! has neither controller, the v1 `pids` cgroup stands in for the v2 one (it is the one
+//! killed and watched, by its process list), so a launch makes, joins and removes two
+//! cgroups rather than three. Where neither has a controller, that limit does not hold
+//! and the log says so once.
 //!
 //! **Left behind.** A runtime killed outright cannot remove its cgroups, and what its
 //! action started may still run. [`sweep_left_behind`] (called when a host starts, so
@@ -104,31 +107,33 @@ impl ActionCgroup {
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
-        let dir = parent.join(&name);
-        fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        let procs = match open_procs(&dir) {
-            Ok(file) => file,
-            Err(e) => {
-                let _ = fs::remove_dir(&dir);
-                return Err(e);
-            }
-        };
-        let mut cgroup = ActionCgroup {
-            dir,
-            procs,
-            v1: Vec::new(),
-            processes_limited: false,
-            memory_limited: false,
-            removed: false,
-        };
         let max_processes = limits.max_processes.to_string();
         let memory = limits.memory_bytes.to_string();
-        if v2_pids {
-            write(&cgroup.dir, "pids.max", &max_processes)?;
-            cgroup.processes_limited = true;
-        } else {
-            cgroup.processes_limited = cgroup.add_v1("pids", "pids.max", &max_processes, &name);
-        }
+        // On a hybrid system whose cgroup v2 has neither controller, a v2 cgroup would
+        // only be a third cgroup to make, join and remove: the v1 `pids` cgroup holds the
+        // process instead, and is what is killed and watched.
+        let v1_pids = (!v2_pids && !v2_memory)
+            .then(|| own_v1_cgroup("pids"))
+            .flatten();
+        let mut cgroup = match v1_pids {
+            Some(own) => {
+                let mut cgroup = ActionCgroup::make(&own.join(PARENT), &name)?;
+                write(&cgroup.dir, "pids.max", &max_processes)?;
+                cgroup.processes_limited = true;
+                cgroup
+            }
+            None => {
+                let mut cgroup = ActionCgroup::make(&parent, &name)?;
+                if v2_pids {
+                    write(&cgroup.dir, "pids.max", &max_processes)?;
+                    cgroup.processes_limited = true;
+                } else {
+                    cgroup.processes_limited =
+                        cgroup.add_v1("pids", "pids.max", &max_processes, &name);
+                }
+                cgroup
+            }
+        };
         if v2_memory {
             write(&cgroup.dir, "memory.max", &memory)?;
             cgroup.memory_limited = true;
@@ -150,6 +155,33 @@ impl ActionCgroup {
             });
         }
         Ok(cgroup)
+    }
+
+    /// Makes the cgroup `name` under `parent` (made too when missing), with its
+    /// `cgroup.procs` open.
+    fn make(parent: &Path, name: &str) -> Result<ActionCgroup, String> {
+        match fs::create_dir(parent) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(format!("cannot create {}: {e}", parent.display())),
+        }
+        let dir = parent.join(name);
+        fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let procs = match open_procs(&dir) {
+            Ok(file) => file,
+            Err(e) => {
+                let _ = fs::remove_dir(&dir);
+                return Err(e);
+            }
+        };
+        Ok(ActionCgroup {
+            dir,
+            procs,
+            v1: Vec::new(),
+            processes_limited: false,
+            memory_limited: false,
+            removed: false,
+        })
     }
 
     /// Adds a cgroup v1 of `controller` with `file` set to `value`; false when there is
@@ -344,6 +376,9 @@ pub fn sweep_left_behind() {
     SWEEP.call_once(|| {
         if let Ok(base) = own_cgroup() {
             sweep(&base.join(PARENT));
+            for own in ["pids", "memory"].into_iter().filter_map(own_v1_cgroup) {
+                sweep(&own.join(PARENT));
+            }
         }
     });
 }
@@ -376,14 +411,7 @@ fn sweep(parent: &Path) {
             );
         }
         kill(&dir);
-        let mut dirs: Vec<PathBuf> = ["pids", "memory"]
-            .into_iter()
-            .filter_map(own_v1_cgroup)
-            .map(|own| own.join(PARENT).join(&name))
-            .filter(|d| d.is_dir())
-            .collect();
-        dirs.push(dir);
-        remove_when_empty(&dirs);
+        remove_when_empty(&[dir]);
     }
 }
 
