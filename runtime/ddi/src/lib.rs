@@ -75,6 +75,15 @@ pub enum DdiError {
     /// The runtime failed.
     #[error(transparent)]
     Runtime(#[from] handrail::RuntimeError),
+    /// A task of the client's own (a blocking call, the deployment's follower) ended
+    /// without its result: it panicked or was stopped.
+    #[error("the client's task that {what} ended without its result: {message}")]
+    Task {
+        /// What the task did.
+        what: &'static str,
+        /// How it ended.
+        message: String,
+    },
 }
 
 /// The action being worked on, as `<state>/ddi/action.json` keeps it.
@@ -126,6 +135,8 @@ struct Inner {
 struct Running {
     action: String,
     cancel: CancelToken,
+    /// Cancelled (as a one-time signal) when the deployment has ended.
+    ended: CancelToken,
     task: tokio::task::JoinHandle<Result<Report, handrail::EngineError>>,
 }
 
@@ -225,21 +236,17 @@ impl DdiClient {
                 }
             }
             self.report_pending().await?;
-            let inner = self.inner.clone();
-            let poll = tokio::task::spawn_blocking(move || inner.poll())
-                .await
-                .map_err(|e| DdiError::Config(format!("poll task failed: {e}")))?;
+            let poll = self.blocking("polled", |inner| inner.poll()).await?;
             let wait = match poll {
                 Ok(poll) => {
                     failures = 0;
                     let mut sent_attributes = false;
-                    if let Some(href) = &poll.config_data {
-                        let inner = self.inner.clone();
-                        let href = href.clone();
-                        sent_attributes =
-                            tokio::task::spawn_blocking(move || inner.send_config_data(&href))
-                                .await
-                                .unwrap_or(false);
+                    if let Some(href) = poll.config_data.clone() {
+                        sent_attributes = self
+                            .blocking("sent configData", move |inner| {
+                                inner.send_config_data(&href)
+                            })
+                            .await?;
                     }
                     if let Some(href) = &poll.cancel_action {
                         self.cancel(href, &mut running).await?;
@@ -276,14 +283,32 @@ impl DdiClient {
                 return Ok(None);
             }
             // The interval, cut short by the running deployment's end or a stop.
-            let end = tokio::time::Instant::now() + wait;
-            while tokio::time::Instant::now() < end
-                && !stop.is_cancelled()
-                && !running.as_ref().is_some_and(|r| r.task.is_finished())
-            {
-                tokio::time::sleep(Duration::from_millis(100)).await;
+            let ended = running
+                .as_ref()
+                .map(|r| r.ended.clone())
+                .unwrap_or_default();
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = stop.cancelled() => {}
+                () = ended.cancelled(), if running.is_some() => {}
             }
         }
+    }
+
+    /// Runs `f` on the client's state in the blocking pool (HTTP calls and state files
+    /// block), its `what` naming it should the task end without a result.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        f: impl FnOnce(&Inner) -> T + Send + 'static,
+    ) -> Result<T, DdiError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || f(&inner))
+            .await
+            .map_err(|e| DdiError::Task {
+                what,
+                message: e.to_string(),
+            })
     }
 
     /// The deployment the runtime left interrupted or suspended, resumed, when the
@@ -293,19 +318,21 @@ impl DdiClient {
         let Some(deployment) = self.inner.runtime.resume()? else {
             return Ok(None);
         };
-        let action = match record {
-            Some(r) if r.deployment == deployment.id() && !r.reported => r.action,
+        let (action, feedback) = match record {
+            Some(r) if r.deployment == deployment.id() && !r.reported => {
+                (r.action, Some(r.feedback))
+            }
             _ => {
                 // Not the client's: it runs to its end, as `handrail resume` would.
                 tracing::info!(
                     "resuming deployment {}, which no DDI action started",
                     deployment.id()
                 );
-                String::new()
+                (String::new(), None)
             }
         };
         tracing::info!("resuming deployment {} (action {action})", deployment.id());
-        Ok(Some(self.follow(action, deployment)))
+        Ok(Some(self.follow(action, feedback, deployment)))
     }
 
     /// Takes the action at `href`; `None` when nothing runs (it waits, was reported,
@@ -319,22 +346,22 @@ impl DdiClient {
             );
             return Ok(None);
         }
-        let inner = self.inner.clone();
         let href = href.to_owned();
-        let prepared = tokio::task::spawn_blocking(move || inner.prepare(&href))
-            .await
-            .map_err(|e| DdiError::Config(format!("preparing task failed: {e}")))??;
+        let prepared = self
+            .blocking("prepared the action", move |inner| inner.prepare(&href))
+            .await??;
         let Some(prepared) = prepared else {
             return Ok(None);
         };
         let action = prepared.record.action.clone();
+        let feedback = Some(prepared.record.feedback.clone());
         let deployed = self
             .inner
             .runtime
             .deploy(&prepared.manifest, &prepared.payload_dir, prepared.options)
             .await;
         match deployed {
-            Ok(deployment) => Ok(Some(self.follow(action, deployment))),
+            Ok(deployment) => Ok(Some(self.follow(action, feedback, deployment))),
             Err(e) => {
                 tracing::warn!("action {action}: refused: {e}");
                 let details = vec![format!("refused on the device: {e}")];
@@ -345,11 +372,18 @@ impl DdiClient {
         }
     }
 
-    /// Follows `deployment` for `action`: each step's start is sent as progress.
-    fn follow(&self, action: String, mut deployment: handrail::Deployment) -> Running {
+    /// Follows `deployment` for `action`: each step's start is sent as progress to
+    /// `feedback` (none for a deployment no action started).
+    fn follow(
+        &self,
+        action: String,
+        feedback: Option<String>,
+        mut deployment: handrail::Deployment,
+    ) -> Running {
         let cancel = deployment.cancel_token();
         let inner = self.inner.clone();
-        let feedback = inner.load().ok().flatten().map(|r| r.feedback);
+        let ended = CancelToken::new();
+        let signal = ended.clone();
         let task = tokio::spawn(async move {
             let mut last = None;
             while let Some(event) = deployment.next_event().await {
@@ -374,21 +408,24 @@ impl DdiClient {
                     .await;
                 }
             }
-            deployment.finish().await
+            let report = deployment.finish().await;
+            signal.cancel();
+            report
         });
         Running {
             action,
             cancel,
+            ended,
             task,
         }
     }
 
     /// `r` ended: its result is recorded, then sent. The report when it suspended.
     async fn finished(&self, r: Running) -> Result<Option<Report>, DdiError> {
-        let result = r
-            .task
-            .await
-            .map_err(|e| DdiError::Config(format!("deployment task failed: {e}")))?;
+        let result = r.task.await.map_err(|e| DdiError::Task {
+            what: "followed the deployment",
+            message: e.to_string(),
+        })?;
         let record = self.inner.load()?.filter(|rec| rec.action == r.action);
         if let Ok(report) = &result
             && report.status == DeploymentStatus::Suspended
@@ -399,17 +436,18 @@ impl DdiClient {
                 report.deployment
             );
             if let Some(record) = record {
-                let inner = self.inner.clone();
-                let _ = tokio::task::spawn_blocking(move || {
-                    inner.send_feedback(
-                        &record.feedback,
-                        api::Execution::Proceeding,
-                        None,
-                        None,
-                        &["installed; waiting for the device to restart".into()],
-                    )
-                })
-                .await;
+                // A notice: the result that follows the resume is what counts.
+                let _ = self
+                    .blocking("sent feedback", move |inner| {
+                        inner.send_feedback(
+                            &record.feedback,
+                            api::Execution::Proceeding,
+                            None,
+                            None,
+                            &["installed; waiting for the device to restart".into()],
+                        )
+                    })
+                    .await?;
             }
             return Ok(Some(report.clone()));
         }
@@ -435,19 +473,16 @@ impl DdiClient {
 
     /// Sends the recorded result that the server does not have yet.
     async fn report_pending(&self) -> Result<(), DdiError> {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || inner.report_pending())
-            .await
-            .map_err(|e| DdiError::Config(format!("report task failed: {e}")))?
+        self.blocking("reported the result", |inner| inner.report_pending())
+            .await?
     }
 
     /// The server asks to stop an action.
     async fn cancel(&self, href: &str, running: &mut Option<Running>) -> Result<(), DdiError> {
-        let inner = self.inner.clone();
         let url = href.to_owned();
-        let stop = tokio::task::spawn_blocking(move || inner.get(&url))
-            .await
-            .map_err(|e| DdiError::Config(format!("cancel task failed: {e}")))?;
+        let stop = self
+            .blocking("read the cancel action", move |inner| inner.get(&url))
+            .await?;
         let stop_id = match stop.and_then(|body| api::stop_id(&body).map_err(|m| (m, None))) {
             Ok(id) => id,
             Err((message, _)) => {
@@ -464,6 +499,20 @@ impl DdiClient {
                 if let Some(r) = running.take_if(|r| r.action == stop_id) {
                     r.cancel.cancel();
                     self.finished(r).await?;
+                } else if record.outcome.is_none()
+                    && self
+                        .inner
+                        .runtime
+                        .current()?
+                        .is_some_and(|c| c.deployment == record.deployment)
+                {
+                    // Its deployment waits here (not running): ended as a cancel ends
+                    // it, rolled back, and that is the result sent.
+                    if let Some(abandoned) = self.inner.runtime.abandon()? {
+                        let feedback = Some(record.feedback.clone());
+                        let r = self.follow(stop_id, feedback, abandoned);
+                        self.finished(r).await?;
+                    }
                 } else if record.outcome.is_none() {
                     self.inner
                         .conclude(record, true, vec!["cancellation acknowledged".into()])?;
@@ -472,9 +521,9 @@ impl DdiClient {
             }
             _ => {
                 // Nothing of it runs here: confirmed at once.
-                let inner = self.inner.clone();
-                let _ = tokio::task::spawn_blocking(move || {
-                    inner.send_feedback(
+                let _ = self
+                    .blocking("sent feedback", move |inner| {
+                        inner.send_feedback(
                         &cancel_feedback,
                         api::Execution::Closed,
                         Some(true),
@@ -484,8 +533,8 @@ impl DdiClient {
                                 .into(),
                         ],
                     )
-                })
-                .await;
+                    })
+                    .await?;
                 Ok(())
             }
         }
