@@ -159,6 +159,11 @@ pub struct AdmitOptions {
     /// that carries its own signature, such as a plain SWUpdate image. Never for a
     /// manifest that came from elsewhere.
     pub unsigned_because: Option<String>,
+    /// The payload folder is the caller's own scratch space on the state directory's
+    /// file system (as the DDI client's, where it unpacked a bundle): its files are moved
+    /// into the deployment, not copied, so each byte is written once. A file that cannot
+    /// be moved (another file system) is copied.
+    pub move_payloads: bool,
 }
 
 /// A callback for download progress ([`AdmitOptions::on_download`]).
@@ -365,6 +370,7 @@ impl Admission<'_> {
             require_hashes: self.options.require_file_hashes
                 || self.config.deployment.require_file_hashes
                 || self.signed,
+            move_payloads: self.options.move_payloads,
             budget: Budget {
                 free,
                 factor: self.config.deployment.disk_space_factor,
@@ -668,6 +674,8 @@ struct Stager<'a> {
     quarantine_dir: PathBuf,
     deployment: String,
     require_hashes: bool,
+    /// [`AdmitOptions::move_payloads`].
+    move_payloads: bool,
     budget: Budget,
 }
 
@@ -793,8 +801,16 @@ impl Stager<'_> {
             source,
         })?;
         let dst = self.staged_dir.join(name);
-        let (size, actual) = copy_hashing(src, &dst, meta.len())
-            .map_err(|e| err(format!("cannot stage it into {}: {e}", dst.display())))?;
+        let moved =
+            self.move_payloads && meta.file_type().is_file() && fs::rename(src, &dst).is_ok();
+        let staged = if moved {
+            // Moved whole (its data already durable where it was): read once to hash.
+            durable::sync_dir(&self.staged_dir).and_then(|()| hash_file(&dst, meta.len()))
+        } else {
+            copy_hashing(src, &dst, meta.len())
+        };
+        let (size, actual) =
+            staged.map_err(|e| err(format!("cannot stage it into {}: {e}", dst.display())))?;
         if let Some(e) = entry
             && (actual != e.sha256 || size != e.size_in_bytes)
         {
@@ -921,6 +937,23 @@ fn prune_quarantine(root: &Path, keep: &str) {
 /// At most one byte more than `limit` (the size it had when charged to the disk budget)
 /// is copied, so a file that grows meanwhile shows up as a size mismatch. A symbolic link
 /// swapped in after the caller's check is not followed.
+/// The size (up to `limit` + 1) and sha256 of a file.
+fn hash_file(path: &Path, limit: u64) -> std::io::Result<(u64, [u8; 32])> {
+    let mut input = fs::File::open(path)?.take(limit.saturating_add(1));
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = input.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((size, hasher.finalize().into()))
+}
+
 fn copy_hashing(src: &Path, dst: &Path, limit: u64) -> std::io::Result<(u64, [u8; 32])> {
     use std::os::unix::fs::OpenOptionsExt;
     let input = fs::OpenOptions::new()

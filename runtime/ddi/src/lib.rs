@@ -848,6 +848,9 @@ impl Inner {
             .collect();
         let on_progress = self.download_feedback(&record.feedback);
         options.on_download = Some(handrail::admit::DownloadProgress(on_progress.clone()));
+        // The payload folder is the client's own, on the state directory's file system:
+        // what it unpacked there is moved into the deployment, not copied again.
+        options.move_payloads = true;
         match (manifests.as_slice(), artifacts.as_slice()) {
             ([(_, manifest)], _) => {
                 // The manifest as delivered; its payload files come from their
