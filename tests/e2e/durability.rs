@@ -52,6 +52,32 @@ fn without_frames(bytes: &[u8]) -> Vec<u8> {
     out.into_bytes()
 }
 
+/// Makes the FIFO `path`.
+fn fifo(path: &std::path::Path) {
+    let name = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo(3) with a valid path.
+    assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+}
+
+/// Lets a script blocked on the FIFO `gate` go after two minutes unless the sender is
+/// used first: should the runtime not stop the action as the test expects, the test
+/// fails on its assertions instead of waiting for ever.
+fn release_after_bound(
+    gate: &std::path::Path,
+) -> (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+    let (done, waiting) = std::sync::mpsc::channel::<()>();
+    let gate = gate.to_owned();
+    let guard = std::thread::spawn(move || {
+        if waiting
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .is_err()
+        {
+            let _ = fs::write(&gate, "timed out\n");
+        }
+    });
+    (done, guard)
+}
+
 /// `body` framed as version `version` with a valid checksum.
 fn framed(body: &str, version: u32) -> String {
     use sha2::Digest as _;
@@ -302,9 +328,7 @@ fn a_state_file_system_filled_during_an_action_stops_it_and_resume_finishes_once
     device.write_config(&device.state.join("config.toml"), "");
     device.payload_fixture("waits-in-install.sh");
     let gate = device.device.join("gate");
-    let name = std::ffi::CString::new(gate.to_str().unwrap()).unwrap();
-    // SAFETY: mkfifo(3) with a valid path.
-    assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+    fifo(&gate);
     let manifest = handrail_test_support::manifest::Update::new("contoso", "fills", "1.0")
         .compatible_with("contoso", "e2e")
         .steps([handrail_test_support::manifest::inline_step(
@@ -327,19 +351,6 @@ fn a_state_file_system_filled_during_an_action_stops_it_and_resume_finishes_once
         &payloads,
     ];
     let installing = device.device.join("installing");
-    // Should the runtime not stop the action, the gate lets the script end after two
-    // minutes, so the test fails on its assertions instead of waiting for ever.
-    let release = |done: std::sync::mpsc::Receiver<()>| {
-        let gate = gate.clone();
-        std::thread::spawn(move || {
-            if done
-                .recv_timeout(std::time::Duration::from_secs(120))
-                .is_err()
-            {
-                let _ = fs::write(&gate, "timed out\n");
-            }
-        })
-    };
 
     let agent = device.start_until(&deploy, &installing);
     // Something else takes the space: the file system left with 8 MiB, under the 16 MiB
@@ -359,8 +370,7 @@ fn a_state_file_system_filled_during_an_action_stops_it_and_resume_finishes_once
         unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, fill) },
         0
     );
-    let (done, waiting) = std::sync::mpsc::channel();
-    let guard = release(waiting);
+    let (done, guard) = release_after_bound(&gate);
     let out = agent.wait_with_output().unwrap();
     let _ = done.send(());
     guard.join().unwrap();
@@ -426,9 +436,7 @@ fn a_hook_the_agent_was_killed_in_is_not_run_a_second_time() {
     for kind in ["pre", "post"] {
         let device = Device::new();
         let gate = device.device.join("gate");
-        let name = std::ffi::CString::new(gate.to_str().unwrap()).unwrap();
-        // SAFETY: mkfifo(3) with a valid path.
-        assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+        fifo(&gate);
         let hook = device.tmp.path().join(format!("{kind}-update"));
         let marker = device.device.join(format!("{kind}-running"));
         fs::write(
@@ -501,9 +509,7 @@ fn sigterm_while_admission_stages_local_files_cancels_the_deployment() {
     let device = Device::new();
     device.payload_fixture("waits-in-install.sh");
     let gate = device.device.join("gate");
-    let name = std::ffi::CString::new(gate.to_str().unwrap()).unwrap();
-    // SAFETY: mkfifo(3) with a valid path.
-    assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+    fifo(&gate);
     // A payload large enough that staging it is under way when the signal comes.
     let big = fs::File::create(device.payloads.join("big.bin")).unwrap();
     big.set_len(256 << 20).unwrap();
@@ -539,20 +545,8 @@ fn sigterm_while_admission_stages_local_files_cancels_the_deployment() {
     unsafe {
         libc::kill(agent.id() as i32, libc::SIGTERM);
     }
-    // Should the signal be lost, the install waits on the gate: released after two
-    // minutes so the test fails on its assertions instead of waiting for ever.
-    let (done, waiting) = std::sync::mpsc::channel::<()>();
-    let guard = {
-        let gate = gate.clone();
-        std::thread::spawn(move || {
-            if waiting
-                .recv_timeout(std::time::Duration::from_secs(120))
-                .is_err()
-            {
-                let _ = fs::write(&gate, "timed out\n");
-            }
-        })
-    };
+    // Should the signal be lost, the install waits on the gate.
+    let (done, guard) = release_after_bound(&gate);
     let out = agent.wait_with_output().unwrap();
     let _ = done.send(());
     guard.join().unwrap();

@@ -939,29 +939,29 @@ fn prune_quarantine(root: &Path, keep: &str) {
 /// swapped in after the caller's check is not followed.
 /// The size (up to `limit` + 1) and sha256 of a file.
 fn hash_file(path: &Path, limit: u64) -> std::io::Result<(u64, [u8; 32])> {
-    let mut input = fs::File::open(path)?.take(limit.saturating_add(1));
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        let n = input.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        size += n as u64;
-    }
-    Ok((size, hasher.finalize().into()))
+    hash_copy(fs::File::open(path)?.take(limit.saturating_add(1)), None)
 }
 
+/// Copies `src` (up to `limit` + 1 bytes, not following a symbolic link) to `dst`,
+/// durably, hashing it on the way.
 fn copy_hashing(src: &Path, dst: &Path, limit: u64) -> std::io::Result<(u64, [u8; 32])> {
     use std::os::unix::fs::OpenOptionsExt;
     let input = fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW)
         .open(src)?;
-    let mut input = input.take(limit.saturating_add(1));
     let mut output = fs::File::create(dst)?;
+    let hashed = hash_copy(input.take(limit.saturating_add(1)), Some(&mut output))?;
+    crate::durable::sync_file(&output)?;
+    Ok(hashed)
+}
+
+/// Reads `input` to its end, hashing it and writing it to `output` when there is one;
+/// the size and sha256 read.
+fn hash_copy(
+    mut input: impl Read,
+    mut output: Option<&mut fs::File>,
+) -> std::io::Result<(u64, [u8; 32])> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut size = 0u64;
@@ -971,9 +971,10 @@ fn copy_hashing(src: &Path, dst: &Path, limit: u64) -> std::io::Result<(u64, [u8
             break;
         }
         hasher.update(&buf[..n]);
-        output.write_all(&buf[..n])?;
+        if let Some(out) = output.as_mut() {
+            out.write_all(&buf[..n])?;
+        }
         size += n as u64;
     }
-    crate::durable::sync_file(&output)?;
     Ok((size, hasher.finalize().into()))
 }
