@@ -682,3 +682,78 @@ fn goosebit_down_then_up_the_device_backs_off_and_takes_the_rollout_once_it_is_b
     stop(agent);
     assert!(device.device.join("b-1").exists());
 }
+
+/// The state file system filled by something else while an action's step runs is not a
+/// result: the server hears nothing, the client stops (exit 10), and once there is room
+/// the next start resumes the deployment and the server hears success once.
+#[test]
+fn a_full_state_file_system_is_not_reported_as_a_result_and_the_resumed_action_is() {
+    let server = DdiServer::start();
+    let device = Device::new();
+    let _small = common::SmallFileSystem::mount(&device.state, 64);
+    configure(&device, &server.url(), "dev-full", "");
+    // The install says it started, then waits for <device>/go.
+    let script = format!(
+        "#!/bin/bash\nfor arg in \"$@\"; do [[ $prev == --result-file ]] && result=$arg; [[ $arg == --action-* ]] && action=${{arg#--action-}}; prev=$arg; done\ncase $action in\n  install) : > {dir}/started; while [[ ! -e {dir}/go ]]; do sleep 0.05; done; code=600 ;;\n  is-installed) [[ -e {dir}/done ]] && code=900 || code=901 ;;\n  download) code=500 ;;\n  apply) : > {dir}/done; code=700 ;;\n  *) code=0 ;;\nesac\necho \"{{\\\"resultCode\\\": $code, \\\"extendedResultCode\\\": 0, \\\"resultDetails\\\": \\\"\\\"}}\" > \"$result\"\n",
+        dir = device.device.display()
+    );
+    let manifest = Update::new("contoso", "fills", "1.0")
+        .compatible_with("contoso", "e2e")
+        .step(inline_step(
+            "microsoft/script:1",
+            &["wait.sh"],
+            json!({"scriptFileName": "wait.sh", "installedCriteria": "fills-1"}),
+        ))
+        .file(
+            "f1",
+            "wait.sh",
+            script.len() as u64,
+            &sha256_base64(script.as_bytes()),
+        )
+        .to_vec();
+    offer(
+        &server,
+        "31",
+        vec![
+            artifact("update.importmanifest.json", &manifest),
+            artifact("wait.sh", script.as_bytes()),
+        ],
+    );
+    let mut agent = spawn(&device);
+    let started = device.device.join("started");
+    server.wait("the step to start", BOUND, |_| started.exists());
+    let (file, filler) = common::fill_leaving(&device.state, 8 * 1024 * 1024);
+    // Should the client not stop, it is stopped after the bound and the test fails on
+    // its assertions.
+    let go = device.device.join("go");
+    let (done, waiting) = std::sync::mpsc::channel::<()>();
+    let guard = {
+        let pid = agent.id() as i32;
+        std::thread::spawn(move || {
+            if waiting.recv_timeout(BOUND).is_err() {
+                // SAFETY: kill(2) of the agent this test started (not yet reaped).
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+            }
+        })
+    };
+    let status = agent.wait().unwrap();
+    let _ = done.send(());
+    guard.join().unwrap();
+    assert_eq!(status.code(), Some(10), "{}", ddi_log(&device));
+    assert!(
+        ddi_log(&device).contains("no space left on the file system of"),
+        "{}",
+        ddi_log(&device)
+    );
+    assert!(server.closed_results("31").is_empty(), "nothing reported");
+
+    drop(file);
+    fs::remove_file(&filler).unwrap();
+    fs::write(&go, "").unwrap();
+    let run = once(&device, &[]);
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    assert_eq!(server.closed_results("31"), ["success"]);
+    assert!(device.device.join("done").exists());
+}

@@ -322,7 +322,6 @@ fn a_registration_changed_while_its_deployment_waits_is_named_and_not_run() {
 /// while the space is still gone, and once it is back runs the action again and finishes.
 #[test]
 fn a_state_file_system_filled_during_an_action_stops_it_and_resume_finishes_once_freed() {
-    use std::os::fd::AsRawFd as _;
     let device = Device::new();
     let _small = common::SmallFileSystem::mount(&device.state, 64);
     device.write_config(&device.state.join("config.toml"), "");
@@ -355,21 +354,7 @@ fn a_state_file_system_filled_during_an_action_stops_it_and_resume_finishes_once
     let agent = device.start_until(&deploy, &installing);
     // Something else takes the space: the file system left with 8 MiB, under the 16 MiB
     // reserve.
-    let filler = device.state.join("filler");
-    let file = fs::File::create(&filler).unwrap();
-    let free = {
-        // SAFETY: statvfs(3) fills the struct it is given.
-        let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
-        let path = std::ffi::CString::new(device.state.to_str().unwrap()).unwrap();
-        assert_eq!(unsafe { libc::statvfs(path.as_ptr(), &mut stat) }, 0);
-        stat.f_bavail * stat.f_frsize
-    };
-    let fill = free as i64 - 8 * 1024 * 1024;
-    // SAFETY: posix_fallocate(3) on a file this test owns.
-    assert_eq!(
-        unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, fill) },
-        0
-    );
+    let (file, filler) = common::fill_leaving(&device.state, 8 * 1024 * 1024);
     let (done, guard) = release_after_bound(&gate);
     let out = agent.wait_with_output().unwrap();
     let _ = done.send(());

@@ -451,6 +451,11 @@ impl DdiClient {
             }
             return Ok(Some(report.clone()));
         }
+        if let Err(e @ handrail::EngineError::NoSpace(_)) = result {
+            // Not an end: the deployment waits in the journal until there is room, and
+            // its result is sent once a resume finishes it.
+            return Err(DdiError::Runtime(e.into()));
+        }
         let Some(record) = record else {
             return Ok(None);
         };

@@ -303,3 +303,27 @@ impl Drop for SmallFileSystem {
             .status();
     }
 }
+
+/// Takes the free space of the file system of `dir` down to `leave` bytes with one
+/// allocated file in it (kept while the returned file and `path` exist).
+pub fn fill_leaving(dir: &Path, leave: u64) -> (fs::File, PathBuf) {
+    use std::os::fd::AsRawFd as _;
+    let path = dir.join("filler");
+    let file = fs::File::create(&path).unwrap();
+    // SAFETY: statvfs(3) fills the struct it is given.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    let name = std::ffi::CString::new(dir.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::statvfs(name.as_ptr(), &mut stat) }, 0);
+    #[allow(
+        clippy::useless_conversion,
+        reason = "the fields are 32 bits wide on some 32-bit targets"
+    )]
+    let free = u64::from(stat.f_bavail) * u64::from(stat.f_frsize);
+    let fill = free.saturating_sub(leave) as i64;
+    // SAFETY: posix_fallocate(3) on a file this test owns.
+    assert_eq!(
+        unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, fill) },
+        0
+    );
+    (file, path)
+}
