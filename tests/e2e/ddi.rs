@@ -204,27 +204,33 @@ fn a_failed_step_is_reported_as_failure_with_its_result_codes_through_a_gateway_
     assert!(!device.device.join("b-1").exists());
 }
 
+/// A manifest of one script step running `script` (as `file`, criteria `criteria`) of
+/// update `contoso/<name>/1.0`, and the script's bytes.
+fn one_script_step(name: &str, file: &str, criteria: &str, script: String) -> (Vec<u8>, Vec<u8>) {
+    let manifest = Update::new("contoso", name, "1.0")
+        .compatible_with("contoso", "e2e")
+        .step(inline_step(
+            "microsoft/script:1",
+            &[file],
+            json!({"scriptFileName": file, "installedCriteria": criteria}),
+        ))
+        .file(
+            "f1",
+            file,
+            script.len() as u64,
+            &sha256_base64(script.as_bytes()),
+        )
+        .to_vec();
+    (manifest, script.into_bytes())
+}
+
 /// A step that says it started, then waits for a file that never comes.
 fn blocking_step(device: &Device) -> (Vec<u8>, Vec<u8>) {
     let script = format!(
         "#!/bin/bash\nfor arg in \"$@\"; do [[ $prev == --result-file ]] && result=$arg; [[ $arg == --action-* ]] && action=${{arg#--action-}}; prev=$arg; done\ncase $action in\n  install) : > {dir}/started; while [[ ! -e {dir}/never ]]; do sleep 0.05; done; code=600 ;;\n  is-installed) code=901 ;;\n  download) code=500 ;;\n  cancel) code=800 ;;\n  *) code=0 ;;\nesac\necho \"{{\\\"resultCode\\\": $code, \\\"extendedResultCode\\\": 0, \\\"resultDetails\\\": \\\"\\\"}}\" > \"$result\"\n",
         dir = device.device.display()
     );
-    let manifest = Update::new("contoso", "blocking", "1.0")
-        .compatible_with("contoso", "e2e")
-        .step(inline_step(
-            "microsoft/script:1",
-            &["block.sh"],
-            json!({"scriptFileName": "block.sh", "installedCriteria": "blocked-1"}),
-        ))
-        .file(
-            "f1",
-            "block.sh",
-            script.len() as u64,
-            &sha256_base64(script.as_bytes()),
-        )
-        .to_vec();
-    (manifest, script.into_bytes())
+    one_script_step("blocking", "block.sh", "blocked-1", script)
 }
 
 #[test]
@@ -697,26 +703,13 @@ fn a_full_state_file_system_is_not_reported_as_a_result_and_the_resumed_action_i
         "#!/bin/bash\nfor arg in \"$@\"; do [[ $prev == --result-file ]] && result=$arg; [[ $arg == --action-* ]] && action=${{arg#--action-}}; prev=$arg; done\ncase $action in\n  install) : > {dir}/started; while [[ ! -e {dir}/go ]]; do sleep 0.05; done; code=600 ;;\n  is-installed) [[ -e {dir}/done ]] && code=900 || code=901 ;;\n  download) code=500 ;;\n  apply) : > {dir}/done; code=700 ;;\n  *) code=0 ;;\nesac\necho \"{{\\\"resultCode\\\": $code, \\\"extendedResultCode\\\": 0, \\\"resultDetails\\\": \\\"\\\"}}\" > \"$result\"\n",
         dir = device.device.display()
     );
-    let manifest = Update::new("contoso", "fills", "1.0")
-        .compatible_with("contoso", "e2e")
-        .step(inline_step(
-            "microsoft/script:1",
-            &["wait.sh"],
-            json!({"scriptFileName": "wait.sh", "installedCriteria": "fills-1"}),
-        ))
-        .file(
-            "f1",
-            "wait.sh",
-            script.len() as u64,
-            &sha256_base64(script.as_bytes()),
-        )
-        .to_vec();
+    let (manifest, script) = one_script_step("fills", "wait.sh", "fills-1", script);
     offer(
         &server,
         "31",
         vec![
             artifact("update.importmanifest.json", &manifest),
-            artifact("wait.sh", script.as_bytes()),
+            artifact("wait.sh", &script),
         ],
     );
     let mut agent = spawn(&device);
