@@ -331,17 +331,8 @@ pub(crate) async fn execute(
         if status == DeploymentStatus::Suspended {
             return Ok(replay.report());
         }
-        if status == DeploymentStatus::Cancelled && replay.cancel_requested.is_none() {
-            // Before anything undoes: a crash during the rollback resumes into the same
-            // cancel, not into the steps the cancel stopped.
-            record(
-                &mut journal,
-                &mut replay,
-                Record::CancelRequested {
-                    at: now_rfc3339(),
-                    timed_out: cx.timed_out.load(Ordering::SeqCst),
-                },
-            )?;
+        if status == DeploymentStatus::Cancelled {
+            note_cancel(cx, &mut journal, &mut replay)?;
         }
         let rolls_back = replay.plan.failure_policy == FailurePolicy::Rollback
             && replay.pre_hook.as_ref().is_none_or(|r| r.is_ok());
@@ -601,6 +592,26 @@ fn suspend(
     Ok(DeploymentStatus::Suspended)
 }
 
+/// Journals the deployment's cancel (once), before anything undoes: a crash during the
+/// rollback then resumes into the same cancel, not into the steps the cancel stopped.
+fn note_cancel(
+    cx: &Context,
+    journal: &mut Journal,
+    replay: &mut Replay,
+) -> Result<(), EngineError> {
+    if !cx.cancel.is_cancelled() || replay.cancel_requested.is_some() {
+        return Ok(());
+    }
+    record(
+        journal,
+        replay,
+        Record::CancelRequested {
+            at: now_rfc3339(),
+            timed_out: cx.timed_out.load(Ordering::SeqCst),
+        },
+    )
+}
+
 /// Runs one action of step `i` in its work folder, journaling its start and its
 /// validated result.
 #[allow(
@@ -625,6 +636,9 @@ async fn journaled_action(
         .iter()
         .filter(|e| matches!(e, StepEvent::Interrupted(a) if *a == action))
         .count();
+    if matches!(action, Action::Restore | Action::Cancel) {
+        note_cancel(cx, journal, replay)?;
+    }
     record(journal, replay, Record::ActionStarted { step: i, action })?;
     cx.emit(Event::ActionStarted { step: i, action });
     let step = &replay.plan.steps[i];

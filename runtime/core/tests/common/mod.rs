@@ -32,7 +32,8 @@ pub struct DeviceHandler {
     pub actions: Vec<Action>,
     pub calls: Arc<AtomicUsize>,
     /// The deployment's cancel, for `handlerProperties.cancelDeploymentAt: <action>`:
-    /// that action waits for the test to put it here, cancels it, and succeeds.
+    /// that action waits for the test to put it here, cancels it, and waits until the
+    /// runtime has passed the cancel on to the action.
     pub deployment: Arc<OnceLock<CancelToken>>,
 }
 
@@ -151,6 +152,16 @@ impl InProcessHandler for DeviceHandler {
                 std::thread::park_timeout(std::time::Duration::from_millis(1));
             };
             token.cancel();
+            // The runtime passes the deployment's cancel on to this action: waited for,
+            // so that the action always ends cancelled, never by a race.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while !cancel.is_cancelled() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the cancel never came"
+                );
+                std::thread::park_timeout(std::time::Duration::from_millis(1));
+            }
         }
         if ctx.handler_properties.get("hang") == Some(&action.as_str().into()) {
             while !cancel.is_cancelled() {
