@@ -64,8 +64,10 @@ struct V1Group {
 /// The cgroup of one confined process. Dropping it kills what is still inside.
 pub struct ActionCgroup {
     dir: PathBuf,
-    /// `cgroup.procs`, opened for the child to write `0` (itself) to.
+    /// The file the child writes `0` (itself) to, to join: see [`open_join`].
     procs: File,
+    /// True when `dir` is a cgroup v1 (which has no `cgroup.kill` nor `cgroup.events`).
+    is_v1: bool,
     v1: Vec<V1Group>,
     /// True when the process count is limited.
     pub processes_limited: bool,
@@ -87,21 +89,24 @@ impl ActionCgroup {
     pub fn create(limits: CgroupLimits) -> Result<ActionCgroup, String> {
         let base = own_cgroup()?;
         let parent = base.join(PARENT);
-        match fs::create_dir(&parent) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(format!("cannot create {}: {e}", parent.display())),
-        }
         sweep_left_behind();
         // A controller can only be handed down where the cgroup above has no processes
         // of its own (or is the root). Once handed down, it stays.
-        static ENABLED: OnceLock<(bool, bool)> = OnceLock::new();
-        let &(v2_pids, v2_memory) = ENABLED.get_or_init(|| {
-            (
-                enable(&base, "pids") && enable(&parent, "pids"),
-                enable(&base, "memory") && enable(&parent, "memory"),
-            )
-        });
+        static ENABLED: OnceLock<Result<(bool, bool), String>> = OnceLock::new();
+        let &(v2_pids, v2_memory) = ENABLED
+            .get_or_init(|| {
+                match fs::create_dir(&parent) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(format!("cannot create {}: {e}", parent.display())),
+                }
+                Ok((
+                    enable(&base, "pids") && enable(&parent, "pids"),
+                    enable(&base, "memory") && enable(&parent, "memory"),
+                ))
+            })
+            .as_ref()
+            .map_err(Clone::clone)?;
         let name = format!(
             "{}-{}",
             std::process::id(),
@@ -117,13 +122,13 @@ impl ActionCgroup {
             .flatten();
         let mut cgroup = match v1_pids {
             Some(own) => {
-                let mut cgroup = ActionCgroup::make(&own.join(PARENT), &name)?;
+                let mut cgroup = ActionCgroup::make(&own.join(PARENT), &name, true)?;
                 write(&cgroup.dir, "pids.max", &max_processes)?;
                 cgroup.processes_limited = true;
                 cgroup
             }
             None => {
-                let mut cgroup = ActionCgroup::make(&parent, &name)?;
+                let mut cgroup = ActionCgroup::make(&parent, &name, false)?;
                 if v2_pids {
                     write(&cgroup.dir, "pids.max", &max_processes)?;
                     cgroup.processes_limited = true;
@@ -157,17 +162,11 @@ impl ActionCgroup {
         Ok(cgroup)
     }
 
-    /// Makes the cgroup `name` under `parent` (made too when missing), with its
-    /// `cgroup.procs` open.
-    fn make(parent: &Path, name: &str) -> Result<ActionCgroup, String> {
-        match fs::create_dir(parent) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(format!("cannot create {}: {e}", parent.display())),
-        }
-        let dir = parent.join(name);
-        fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        let procs = match open_procs(&dir) {
+    /// Makes the cgroup `name` under `parent` (made too when missing), with the file
+    /// its process joins by open: `tasks` in a cgroup v1 (`v1`), else `cgroup.procs`.
+    fn make(parent: &Path, name: &str, v1: bool) -> Result<ActionCgroup, String> {
+        let dir = make_dir(parent, name)?;
+        let procs = match open_join(&dir, v1) {
             Ok(file) => file,
             Err(e) => {
                 let _ = fs::remove_dir(&dir);
@@ -177,6 +176,7 @@ impl ActionCgroup {
         Ok(ActionCgroup {
             dir,
             procs,
+            is_v1: v1,
             v1: Vec::new(),
             processes_limited: false,
             memory_limited: false,
@@ -190,15 +190,10 @@ impl ActionCgroup {
         let Some(own) = own_v1_cgroup(controller) else {
             return false;
         };
-        let parent = own.join(PARENT);
-        if fs::create_dir(&parent).is_err() && !parent.is_dir() {
+        let Ok(dir) = make_dir(&own.join(PARENT), name) else {
             return false;
-        }
-        let dir = parent.join(name);
-        if fs::create_dir(&dir).is_err() {
-            return false;
-        }
-        match (write(&dir, file, value), open_procs(&dir)) {
+        };
+        match (write(&dir, file, value), open_join(&dir, true)) {
             (Ok(()), Ok(procs)) => {
                 self.v1.push(V1Group { dir, procs });
                 true
@@ -256,24 +251,29 @@ impl ActionCgroup {
     /// still in it after that — what the process left behind. `Err` says what is left.
     pub async fn kill_and_remove(&mut self, settle: Duration) -> Result<usize, String> {
         let settled = Instant::now() + settle;
-        while populated(&self.dir) && Instant::now() < settled {
+        let mut occupied = self.occupied();
+        while occupied && Instant::now() < settled {
             tokio::time::sleep(POLL).await;
+            occupied = self.occupied();
         }
-        let alive = self.pids().len();
-        kill(&self.dir);
-        let until = Instant::now() + EMPTY_WITHIN;
-        while populated(&self.dir) {
-            if Instant::now() >= until {
-                return Err(format!(
-                    "{} still holds processes {} s after it was killed",
-                    self.dir.display(),
-                    EMPTY_WITHIN.as_secs()
-                ));
+        let mut alive = 0;
+        if occupied {
+            alive = self.pids().len();
+            self.kill();
+            let until = Instant::now() + EMPTY_WITHIN;
+            while self.occupied() {
+                if Instant::now() >= until {
+                    return Err(format!(
+                        "{} still holds processes {} s after it was killed",
+                        self.dir.display(),
+                        EMPTY_WITHIN.as_secs()
+                    ));
+                }
+                // Processes that were alive when the kill was written may have forked
+                // since (where cgroup.kill is missing): kill again.
+                self.kill();
+                tokio::time::sleep(POLL).await;
             }
-            // Processes that were alive when the kill was written may have forked
-            // since (where cgroup.kill is missing): kill again.
-            kill(&self.dir);
-            tokio::time::sleep(POLL).await;
         }
         self.removed = true;
         for group in &self.v1 {
@@ -282,6 +282,26 @@ impl ActionCgroup {
         fs::remove_dir(&self.dir)
             .map_err(|e| format!("cannot remove {}: {e}", self.dir.display()))?;
         Ok(alive)
+    }
+
+    /// True while a process is in the cgroup: one read of `cgroup.events`, or of the
+    /// process list in a cgroup v1 (which has no `cgroup.events`).
+    fn occupied(&self) -> bool {
+        if self.is_v1 {
+            !self.pids().is_empty()
+        } else {
+            populated(&self.dir)
+        }
+    }
+
+    /// Sends SIGKILL to everything in the cgroup (see [`kill`]; a cgroup v1 has no
+    /// `cgroup.kill`, so its processes are killed by their pids at once).
+    fn kill(&self) {
+        if self.is_v1 {
+            kill_listed(&self.dir);
+        } else {
+            kill(&self.dir);
+        }
     }
 }
 
@@ -292,7 +312,7 @@ impl Drop for ActionCgroup {
         }
         // An action that was given up on (its caller stopped waiting): kill now, and
         // leave the removal to a thread, as the dying processes take a moment to go.
-        kill(&self.dir);
+        self.kill();
         let dirs: Vec<PathBuf> = self
             .v1
             .iter()
@@ -316,11 +336,33 @@ pub fn join(fds: &JoinFds) -> io::Result<()> {
     Ok(())
 }
 
-fn open_procs(dir: &Path) -> Result<File, String> {
+/// Makes the folder `name` under `parent`, and `parent` first only where it is missing
+/// (the common case makes one folder).
+fn make_dir(parent: &Path, name: &str) -> Result<PathBuf, String> {
+    let dir = parent.join(name);
+    let made = match fs::create_dir(&dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => match fs::create_dir(parent) {
+            Ok(()) => fs::create_dir(&dir),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => fs::create_dir(&dir),
+            Err(e) => return Err(format!("cannot create {}: {e}", parent.display())),
+        },
+        made => made,
+    };
+    made.map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Opens the file a process joins the cgroup at `dir` by. In a cgroup v1 that is
+/// `tasks`, which moves the one thread that writes `0`: the child is single-threaded
+/// until it executes the program, so that is the whole process, and the kernel moves
+/// it without taking the lock that holds every thread group of the system still (the
+/// one `cgroup.procs` takes, and waits for in a busy multi-threaded runtime).
+fn open_join(dir: &Path, v1: bool) -> Result<File, String> {
+    let file = if v1 { "tasks" } else { "cgroup.procs" };
     OpenOptions::new()
         .write(true)
-        .open(dir.join("cgroup.procs"))
-        .map_err(|e| format!("cannot open {}/cgroup.procs: {e}", dir.display()))
+        .open(dir.join(file))
+        .map_err(|e| format!("cannot open {}/{file}: {e}", dir.display()))
 }
 
 fn write(dir: &Path, file: &str, value: &str) -> Result<(), String> {
@@ -334,6 +376,11 @@ fn kill(dir: &Path) {
     if fs::write(dir.join("cgroup.kill"), "1").is_ok() {
         return;
     }
+    kill_listed(dir);
+}
+
+/// Sends SIGKILL to each pid `cgroup.procs` at `dir` lists.
+fn kill_listed(dir: &Path) {
     for pid in pids(dir) {
         // SAFETY: kill(2) has no memory-safety preconditions; a pid that is gone answers
         // ESRCH.

@@ -159,7 +159,6 @@ impl Confinement {
             }
         };
         let ruleset = rules::ruleset(grants).map_err(|e| format!("cannot set up Landlock: {e}"))?;
-        let ruleset: Option<OwnedFd> = ruleset.into();
         let landlock = rules::landlock_status();
         if let Some(warning) =
             policy.judge(KernelFeature::Landlock, ruleset.is_some(), &landlock)?
@@ -198,13 +197,16 @@ impl Confinement {
     /// Meant for a child before it executes a program: system calls only, no
     /// allocation.
     pub fn apply(&self) -> io::Result<()> {
-        self.apply_but_seccomp()?;
+        if let Some((kept, last)) = self.bounding() {
+            drop_bounding(kept, last)?;
+        }
+        self.apply_but_inherited()?;
         apply_filters(self.filters)
     }
 
-    /// [`Confinement::apply`] but the seccomp filters: for a child that has them from
-    /// the thread that started it (see [`spawn`]).
-    pub(crate) fn apply_but_seccomp(&self) -> io::Result<()> {
+    /// [`Confinement::apply`] but the seccomp filters and the bounding set: for a child
+    /// that has them from the launcher thread that started it (see [`spawn`]).
+    pub(crate) fn apply_but_inherited(&self) -> io::Result<()> {
         self.drop_capabilities()?;
         // SAFETY: prctl with integer arguments.
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
@@ -222,25 +224,17 @@ impl Confinement {
         self.filters
     }
 
-    /// Lowers every capability set to what is kept: the bounding set first (it needs
-    /// `CAP_SETPCAP`, which goes with the rest), the ambient set, then the inheritable,
-    /// permitted and effective sets.
+    /// The capabilities the bounding set keeps and the highest the kernel knows, where
+    /// the bounding set can be lowered.
+    pub(crate) fn bounding(&self) -> Option<(u64, u8)> {
+        self.drop_bounding
+            .then_some((self.kept, self.last_capability))
+    }
+
+    /// Lowers the ambient set, then the inheritable, permitted and effective sets to
+    /// what is kept (the bounding set, which needs `CAP_SETPCAP`, was lowered before:
+    /// see [`drop_bounding`]).
     fn drop_capabilities(&self) -> io::Result<()> {
-        if self.drop_bounding {
-            for cap in 0..=self.last_capability {
-                if self.kept & (1 << cap) == 0 {
-                    // SAFETY: prctl with integer arguments.
-                    let dropped = unsafe {
-                        libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0)
-                    };
-                    if dropped != 0
-                        && io::Error::last_os_error().raw_os_error() != Some(libc::EINVAL)
-                    {
-                        return Err(io::Error::last_os_error());
-                    }
-                }
-            }
-        }
         // SAFETY: prctl with integer arguments. Kernels before 4.3 have no ambient set
         // (EINVAL), which leaves nothing to clear.
         unsafe {
@@ -276,6 +270,22 @@ impl Confinement {
         }
         Ok(())
     }
+}
+
+/// Lowers the calling thread's bounding set to `kept` (a bit per capability number up
+/// to `last`); a process it starts has it from there. System calls only.
+pub(crate) fn drop_bounding(kept: u64, last: u8) -> io::Result<()> {
+    for cap in 0..=last {
+        if kept & (1 << cap) == 0 {
+            // SAFETY: prctl with integer arguments.
+            let dropped =
+                unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0) };
+            if dropped != 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EINVAL) {
+                return Err(io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `CAP_SETPCAP`: lowering the bounding set needs it.

@@ -28,9 +28,11 @@ use std::path::{Path, PathBuf};
 use handrail::confinement::SocketFamily;
 use std::sync::OnceLock;
 
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+
 use landlock::{
-    ABI, Access, AccessFs, AccessNet, BitFlags, PathBeneath, PathFd, Ruleset, RulesetAttr,
-    RulesetCreated, RulesetCreatedAttr, Scope, make_bitflags, path_beneath_rules,
+    ABI, Access, AccessFs, AccessNet, BitFlags, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr,
+    Scope, make_bitflags, path_beneath_rules,
 };
 
 use crate::Grants;
@@ -81,24 +83,36 @@ pub(crate) fn restrict_self(ruleset: libc::c_int) -> io::Result<()> {
         if own < 0 {
             return Err(io::Error::last_os_error());
         }
-        let rule = PathBeneathAttr {
-            allowed_access: read().bits(),
-            parent_fd: own,
-        };
-        let added = libc::syscall(
-            libc::SYS_landlock_add_rule,
-            ruleset,
-            LANDLOCK_RULE_PATH_BENEATH,
-            &rule as *const PathBeneathAttr,
-            0,
-        );
+        let added = add_rule(ruleset, own, read().bits());
         libc::close(own);
-        if added != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        added?;
         if libc::syscall(libc::SYS_landlock_restrict_self, ruleset, 0) != 0 {
             return Err(io::Error::last_os_error());
         }
+    }
+    Ok(())
+}
+
+/// Adds to `ruleset` the rule that `access` is allowed beneath the open `path` (system
+/// calls only: it serves the child between fork and exec too).
+fn add_rule(ruleset: libc::c_int, path: libc::c_int, access: u64) -> io::Result<()> {
+    let rule = PathBeneathAttr {
+        allowed_access: access,
+        parent_fd: path,
+    };
+    // SAFETY: landlock_add_rule(2) with a packed attribute on the stack and descriptors
+    // the caller holds open.
+    let added = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_add_rule,
+            ruleset,
+            LANDLOCK_RULE_PATH_BENEATH,
+            &raw const rule,
+            0,
+        )
+    };
+    if added != 0 {
+        return Err(io::Error::last_os_error());
     }
     Ok(())
 }
@@ -116,7 +130,9 @@ struct PathBeneathAttr {
 /// The rules every confined process gets (the system's folders, `/etc` but for its
 /// secrets, the harmless devices): opened once per runtime, as a few hundred opens per
 /// process start would cost more than the start itself. What appears in `/etc` after
-/// the first start is not readable until the runtime restarts.
+/// the first start is not readable until the runtime restarts. Each comes with its
+/// rights already narrowed to a file's where it is one, so that adding it to a ruleset
+/// is one system call.
 fn base_rules() -> &'static [(PathFd, BitFlags<AccessFs>)] {
     static BASE: OnceLock<Vec<(PathFd, BitFlags<AccessFs>)>> = OnceLock::new();
     BASE.get_or_init(|| {
@@ -165,33 +181,66 @@ fn file_rights() -> BitFlags<AccessFs> {
     AccessFs::from_file(RULES_ABI)
 }
 
-/// The Landlock ruleset of `grants` (its descriptor is `None` where Landlock is missing).
-pub(crate) fn ruleset(grants: &Grants) -> Result<RulesetCreated, landlock::RulesetError> {
+/// The Landlock ruleset of `grants` (`None` where the kernel has no Landlock).
+///
+/// The grants' rules go through the `landlock` crate, which narrows each to what its
+/// path is; the base rules ([`base_rules`], about a hundred and fifty) are added by
+/// `landlock_add_rule` directly, their rights narrowed once when they were opened and
+/// here to what the kernel's ABI handles.
+pub(crate) fn ruleset(grants: &Grants) -> Result<Option<OwnedFd>, String> {
     let all = AccessFs::from_all(RULES_ABI);
     let execute: BitFlags<AccessFs> = make_bitflags!(AccessFs::{Execute});
     let read_execute = read() | execute;
-    let mut ruleset = Ruleset::default().handle_access(all)?;
-    if !grants.sockets.contains(&SocketFamily::Ip) {
-        ruleset = ruleset.handle_access(AccessNet::from_all(RULES_ABI))?;
+    let ruleset = (|| {
+        let mut ruleset = Ruleset::default().handle_access(all)?;
+        if !grants.sockets.contains(&SocketFamily::Ip) {
+            ruleset = ruleset.handle_access(AccessNet::from_all(RULES_ABI))?;
+        }
+        ruleset
+            .scope(Scope::from_all(RULES_ABI))?
+            .create()?
+            .add_rules(path_beneath_rules(grants.run, read_execute))?
+            .add_rules(path_beneath_rules(grants.payload, read_execute))?
+            .add_rules(path_beneath_rules(grants.read, read()))?
+            .add_rules(path_beneath_rules(
+                grants
+                    .work
+                    .into_iter()
+                    .chain(grants.write.iter().map(PathBuf::as_path)),
+                all,
+            ))
+    })()
+    .map_err(|e: landlock::RulesetError| e.to_string())?;
+    let ruleset: Option<OwnedFd> = ruleset.into();
+    if let Some(ruleset) = &ruleset {
+        let handled = (all & AccessFs::from_all(ABI::from(kernel_abi()))).bits();
+        for (path, access) in base_rules() {
+            let access = access.bits() & handled;
+            if access != 0 {
+                add_rule(ruleset.as_raw_fd(), path.as_fd().as_raw_fd(), access)
+                    .map_err(|e| format!("cannot add the rule of a system folder: {e}"))?;
+            }
+        }
     }
-    ruleset
-        .scope(Scope::from_all(RULES_ABI))?
-        .create()?
-        .add_rules(
-            base_rules()
-                .iter()
-                .map(|(fd, access)| Ok::<_, landlock::RulesetError>(PathBeneath::new(fd, *access))),
-        )?
-        .add_rules(path_beneath_rules(grants.run, read_execute))?
-        .add_rules(path_beneath_rules(grants.payload, read_execute))?
-        .add_rules(path_beneath_rules(grants.read, read()))?
-        .add_rules(path_beneath_rules(
-            grants
-                .work
-                .into_iter()
-                .chain(grants.write.iter().map(PathBuf::as_path)),
-            all,
-        ))
+    Ok(ruleset)
+}
+
+/// The kernel's Landlock ABI version (0 or less: none), asked once.
+fn kernel_abi() -> i32 {
+    static ABI_VERSION: OnceLock<i32> = OnceLock::new();
+    *ABI_VERSION.get_or_init(|| {
+        // SAFETY: landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION) only
+        // answers the ABI version.
+        let abi = unsafe {
+            libc::syscall(
+                libc::SYS_landlock_create_ruleset,
+                std::ptr::null::<u8>(),
+                0usize,
+                1u32,
+            )
+        };
+        i32::try_from(abi).unwrap_or(0)
+    })
 }
 
 /// Splits `root` into what may be opened whole and the folders on the way to a `closed`
@@ -224,16 +273,7 @@ fn open_except(root: &Path, closed: &[PathBuf]) -> (Vec<PathBuf>, Vec<PathBuf>) 
 
 /// The kernel's Landlock version, for people.
 pub(crate) fn landlock_status() -> String {
-    // SAFETY: landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION) only
-    // answers the ABI version.
-    let abi = unsafe {
-        libc::syscall(
-            libc::SYS_landlock_create_ruleset,
-            std::ptr::null::<u8>(),
-            0usize,
-            1u32,
-        )
-    };
+    let abi = kernel_abi();
     if abi > 0 {
         format!("Landlock ABI {abi}")
     } else {

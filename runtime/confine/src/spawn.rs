@@ -6,9 +6,11 @@
 //! [`Confinement`] — before it executes the program. The runtime is not copied, so a
 //! confined start costs little more than a bare one however large the runtime is (a
 //! `fork` copies the page tables of every mapping, wasmtime's among them). The child
-//! comes from a launcher thread, one per set of socket grants, that installed the
-//! seccomp filters on itself once; the child inherits them at no cost, where installing
-//! them per child made the kernel check and cache them every time.
+//! comes from a launcher thread, one per set of socket grants and kept capabilities,
+//! that installed the seccomp filters on itself and lowered its capability bounding set
+//! once; the child inherits both at no cost, where installing the filters per child made
+//! the kernel check and cache them every time (and the bounding set took a system call
+//! per capability).
 //!
 //! **Where no cgroup can be made** (no cgroup file system, not root), a *reaper* stands
 //! between the runtime and the program: a copy of the runtime that marks itself the
@@ -484,8 +486,8 @@ struct Plan<'a> {
     confinement: &'a Confinement,
     /// The reaper's report (−1: no reaper).
     report: RawFd,
-    /// True when the child installs the seccomp filters itself (false: it has them
-    /// from the launcher thread that starts it).
+    /// True when the child installs the seccomp filters and lowers its bounding set
+    /// itself (false: it has them from the launcher thread that starts it).
     seccomp: bool,
 }
 
@@ -499,13 +501,16 @@ struct Request {
 // SAFETY: the plan is read only while its owner waits for the answer.
 unsafe impl Send for Request {}
 
-/// Starts the child of `plan` from the launcher thread of its seccomp filters, which
-/// the child inherits from that thread at no cost (installing a filter makes the kernel
-/// check and cache it, a fifth of a start); where there is no such thread, from this
-/// one, the child installing them itself.
+/// Starts the child of `plan` from the launcher thread of its seccomp filters and
+/// bounding set, which the child inherits from that thread at no cost (installing a
+/// filter makes the kernel check and cache it, a fifth of a start); where there is no
+/// such thread, from this one, the child installing them itself.
 fn launch(mut plan: Plan) -> io::Result<libc::pid_t> {
-    let filters = plan.confinement.filters();
-    if let Some(launcher) = launcher(filters) {
+    let inherited = Inherited {
+        filters: plan.confinement.filters(),
+        bounding: plan.confinement.bounding(),
+    };
+    if let Some(launcher) = launcher(inherited) {
         let (answer, answered) = mpsc::sync_channel(1);
         let request = Request {
             plan: std::ptr::from_ref(&plan).cast::<Plan<'static>>(),
@@ -521,21 +526,31 @@ fn launch(mut plan: Plan) -> io::Result<libc::pid_t> {
     clone_child(&plan, &mut vec![0u8; CHILD_STACK])
 }
 
-/// The launcher thread for `filters`, started on first use; `None` where the filters
-/// cannot be installed on a thread (the log says why, once).
-fn launcher(filters: &'static [BpfProgram]) -> Option<mpsc::Sender<Request>> {
-    static LAUNCHERS: Mutex<BTreeMap<usize, Option<mpsc::Sender<Request>>>> =
+/// What a child has from the launcher thread that starts it.
+#[derive(Clone, Copy)]
+struct Inherited {
+    /// The seccomp filters (compiled once per set of socket grants, so one slice each).
+    filters: &'static [BpfProgram],
+    /// The bounding set (see [`Confinement::bounding`]).
+    bounding: Option<(u64, u8)>,
+}
+
+/// The launcher thread for `inherited`, started on first use; `None` where the filters
+/// cannot be installed on a thread or its bounding set lowered (the log says why, once).
+fn launcher(inherited: Inherited) -> Option<mpsc::Sender<Request>> {
+    type Key = (usize, Option<(u64, u8)>);
+    static LAUNCHERS: Mutex<BTreeMap<Key, Option<mpsc::Sender<Request>>>> =
         Mutex::new(BTreeMap::new());
     let mut launchers = LAUNCHERS
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     launchers
-        .entry(filters.as_ptr() as usize)
-        .or_insert_with(|| match start_launcher(filters) {
+        .entry((inherited.filters.as_ptr() as usize, inherited.bounding))
+        .or_insert_with(|| match start_launcher(inherited) {
             Ok(sender) => Some(sender),
             Err(e) => {
                 tracing::warn!(
-                    "no launcher thread ({e}): each confined process installs its seccomp filters itself"
+                    "no launcher thread ({e}): each confined process installs its seccomp filters and lowers its bounding set itself"
                 );
                 None
             }
@@ -543,7 +558,7 @@ fn launcher(filters: &'static [BpfProgram]) -> Option<mpsc::Sender<Request>> {
         .clone()
 }
 
-fn start_launcher(filters: &'static [BpfProgram]) -> io::Result<mpsc::Sender<Request>> {
+fn start_launcher(inherited: Inherited) -> io::Result<mpsc::Sender<Request>> {
     let (requests, received) = mpsc::channel::<Request>();
     let (ready, readied) = mpsc::sync_channel(1);
     std::thread::Builder::new()
@@ -555,7 +570,10 @@ fn start_launcher(filters: &'static [BpfProgram]) -> io::Result<mpsc::Sender<Req
                 libc::sigfillset(&mut all);
                 libc::pthread_sigmask(libc::SIG_SETMASK, &all, std::ptr::null_mut());
             }
-            let installed = crate::apply_filters(filters);
+            let installed = inherited
+                .bounding
+                .map_or(Ok(()), |(kept, last)| crate::drop_bounding(kept, last))
+                .and_then(|()| crate::apply_filters(inherited.filters));
             let ok = installed.is_ok();
             let _ = ready.send(installed);
             if !ok {
@@ -646,7 +664,7 @@ fn child_main(plan: &Plan, own_group: bool) -> ! {
         let confined = if plan.seccomp {
             plan.confinement.apply()
         } else {
-            plan.confinement.apply_but_seccomp()
+            plan.confinement.apply_but_inherited()
         };
         if let Err(e) = confined {
             fail_with(
