@@ -141,10 +141,12 @@ pub(super) async fn run_action(
     // very budget: they may add the budget to what the folder holds, and are not held to
     // the reserve, so that the rollback can still run.
     let recovering = matches!(action, Action::Restore | Action::Cancel);
+    let held = super::disk::used_bytes(work, u64::MAX);
     let budget = super::disk::Budget::starting(
         work,
+        held,
         if recovering {
-            limit.saturating_add(super::disk::used_bytes(work, u64::MAX))
+            limit.saturating_add(held)
         } else {
             limit
         },

@@ -87,15 +87,15 @@ pub(super) struct Budget {
 }
 
 impl Budget {
-    /// The budget of an action about to start in `work`, its free space and usage
-    /// measured now.
-    pub(super) fn starting(work: &Path, work_bytes: u64, reserve_bytes: u64) -> Budget {
+    /// The budget of an action about to start in `work`, which holds `held` bytes
+    /// ([`used_bytes`], measured by the caller), its free space measured now.
+    pub(super) fn starting(work: &Path, held: u64, work_bytes: u64, reserve_bytes: u64) -> Budget {
         Budget {
             work: work.to_owned(),
             work_bytes,
             reserve_bytes,
             free_at_start: free_bytes(work).unwrap_or(u64::MAX),
-            work_at_start: used_bytes(work, u64::MAX),
+            work_at_start: held,
         }
     }
 }

@@ -186,11 +186,7 @@ impl HandlerSet {
                 || "linked into the program".to_owned(),
                 |p| p.display().to_string(),
             );
-            let bundled = registration.source.as_deref().is_some_and(|p| {
-                p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with("bundled-"))
-            });
-            if !bundled {
+            if !crate::bundled::is_bundled(registration) {
                 return Err(ResultFile::failure(
                     ext::HANDLER_CHANGED,
                     format!(
