@@ -229,7 +229,7 @@ async fn run(cli: &Cli, out: &output::Output) -> Result<u8, Failure> {
             // Ctrl-C or SIGTERM while payloads download stops admission; once the
             // deployment runs, `follow` passes them to its cancel.
             let cancel = handrail::CancelToken::new();
-            let watcher = tokio::spawn(output::cancel_on_signal(cancel.clone()));
+            let watcher = output::cancel_on_signal(cancel.clone());
             let options = AdmitOptions {
                 deployment_id: id.clone(),
                 require_file_hashes: *require_hashes,
@@ -303,7 +303,7 @@ async fn run(cli: &Cli, out: &output::Output) -> Result<u8, Failure> {
                 .map_err(|e| Failure::bad_input(anyhow::anyhow!("{e}")))?;
             tracing::info!("taking updates from {}", client.controller_url());
             let stop = handrail::CancelToken::new();
-            let watcher = tokio::spawn(output::cancel_on_signal(stop.clone()));
+            let watcher = output::cancel_on_signal(stop.clone());
             let result = client.run(stop, *once).await;
             watcher.abort();
             match result.map_err(|e| Failure::internal(anyhow::anyhow!("{e}")))? {

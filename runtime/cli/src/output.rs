@@ -63,7 +63,7 @@ impl Output {
                 deployment.id()
             ));
         }
-        tokio::spawn(cancel_on_signal(deployment.cancel_token()));
+        cancel_on_signal(deployment.cancel_token());
         let bar = if self.json {
             ProgressBar::hidden()
         } else {
@@ -432,20 +432,26 @@ impl ShownProgress {
     }
 }
 
-/// Cancels `cancel` at the first SIGINT or SIGTERM.
-pub async fn cancel_on_signal(cancel: CancelToken) {
+/// Cancels `cancel` at the first SIGINT or SIGTERM, from a task it starts. The signals
+/// are taken over before it returns: one that comes while the caller goes on (admission
+/// staging files, before the task has first run) cancels, rather than killing the
+/// process as the default action would.
+pub fn cancel_on_signal(cancel: CancelToken) -> tokio::task::JoinHandle<()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (
+    let signals = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
-    ) else {
-        return;
-    };
-    tokio::select! {
-        _ = int.recv() => {},
-        _ = term.recv() => {},
-    }
-    cancel.cancel();
+    );
+    tokio::spawn(async move {
+        let (Ok(mut int), Ok(mut term)) = signals else {
+            return;
+        };
+        tokio::select! {
+            _ = int.recv() => {},
+            _ = term.recv() => {},
+        }
+        cancel.cancel();
+    })
 }
 
 fn say(bar: &ProgressBar, line: String) {
