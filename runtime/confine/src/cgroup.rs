@@ -95,11 +95,8 @@ impl ActionCgroup {
         static ENABLED: OnceLock<Result<(bool, bool), String>> = OnceLock::new();
         let &(v2_pids, v2_memory) = ENABLED
             .get_or_init(|| {
-                match fs::create_dir(&parent) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                    Err(e) => return Err(format!("cannot create {}: {e}", parent.display())),
-                }
+                ensure_dir(&parent)
+                    .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
                 Ok((
                     enable(&base, "pids") && enable(&parent, "pids"),
                     enable(&base, "memory") && enable(&parent, "memory"),
@@ -341,15 +338,22 @@ pub fn join(fds: &JoinFds) -> io::Result<()> {
 fn make_dir(parent: &Path, name: &str) -> Result<PathBuf, String> {
     let dir = parent.join(name);
     let made = match fs::create_dir(&dir) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => match fs::create_dir(parent) {
-            Ok(()) => fs::create_dir(&dir),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => fs::create_dir(&dir),
-            Err(e) => return Err(format!("cannot create {}: {e}", parent.display())),
-        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            ensure_dir(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+            fs::create_dir(&dir)
+        }
         made => made,
     };
     made.map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     Ok(dir)
+}
+
+/// Makes the folder `dir` unless it is there already.
+fn ensure_dir(dir: &Path) -> io::Result<()> {
+    match fs::create_dir(dir) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        made => made,
+    }
 }
 
 /// Opens the file a process joins the cgroup at `dir` by. In a cgroup v1 that is

@@ -31,8 +31,8 @@ use std::sync::OnceLock;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use landlock::{
-    ABI, Access, AccessFs, AccessNet, BitFlags, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr,
-    Scope, make_bitflags, path_beneath_rules,
+    ABI, Access, AccessFs, AccessNet, BitFlags, PathFd, Ruleset, RulesetAttr, RulesetCreated,
+    RulesetCreatedAttr, Scope, make_bitflags, path_beneath_rules,
 };
 
 use crate::Grants;
@@ -188,32 +188,10 @@ fn file_rights() -> BitFlags<AccessFs> {
 /// `landlock_add_rule` directly, their rights narrowed once when they were opened and
 /// here to what the kernel's ABI handles.
 pub(crate) fn ruleset(grants: &Grants) -> Result<Option<OwnedFd>, String> {
-    let all = AccessFs::from_all(RULES_ABI);
-    let execute: BitFlags<AccessFs> = make_bitflags!(AccessFs::{Execute});
-    let read_execute = read() | execute;
-    let ruleset = (|| {
-        let mut ruleset = Ruleset::default().handle_access(all)?;
-        if !grants.sockets.contains(&SocketFamily::Ip) {
-            ruleset = ruleset.handle_access(AccessNet::from_all(RULES_ABI))?;
-        }
-        ruleset
-            .scope(Scope::from_all(RULES_ABI))?
-            .create()?
-            .add_rules(path_beneath_rules(grants.run, read_execute))?
-            .add_rules(path_beneath_rules(grants.payload, read_execute))?
-            .add_rules(path_beneath_rules(grants.read, read()))?
-            .add_rules(path_beneath_rules(
-                grants
-                    .work
-                    .into_iter()
-                    .chain(grants.write.iter().map(PathBuf::as_path)),
-                all,
-            ))
-    })()
-    .map_err(|e: landlock::RulesetError| e.to_string())?;
-    let ruleset: Option<OwnedFd> = ruleset.into();
+    let ruleset: Option<OwnedFd> = grants_ruleset(grants).map_err(|e| e.to_string())?.into();
     if let Some(ruleset) = &ruleset {
-        let handled = (all & AccessFs::from_all(ABI::from(kernel_abi()))).bits();
+        let handled =
+            (AccessFs::from_all(RULES_ABI) & AccessFs::from_all(ABI::from(kernel_abi()))).bits();
         for (path, access) in base_rules() {
             let access = access.bits() & handled;
             if access != 0 {
@@ -223,6 +201,31 @@ pub(crate) fn ruleset(grants: &Grants) -> Result<Option<OwnedFd>, String> {
         }
     }
     Ok(ruleset)
+}
+
+/// The ruleset with what it handles and the grants' own rules, made by the `landlock`
+/// crate (at the ABI the kernel has).
+fn grants_ruleset(grants: &Grants) -> Result<RulesetCreated, landlock::RulesetError> {
+    let all = AccessFs::from_all(RULES_ABI);
+    let execute: BitFlags<AccessFs> = make_bitflags!(AccessFs::{Execute});
+    let read_execute = read() | execute;
+    let mut ruleset = Ruleset::default().handle_access(all)?;
+    if !grants.sockets.contains(&SocketFamily::Ip) {
+        ruleset = ruleset.handle_access(AccessNet::from_all(RULES_ABI))?;
+    }
+    ruleset
+        .scope(Scope::from_all(RULES_ABI))?
+        .create()?
+        .add_rules(path_beneath_rules(grants.run, read_execute))?
+        .add_rules(path_beneath_rules(grants.payload, read_execute))?
+        .add_rules(path_beneath_rules(grants.read, read()))?
+        .add_rules(path_beneath_rules(
+            grants
+                .work
+                .into_iter()
+                .chain(grants.write.iter().map(PathBuf::as_path)),
+            all,
+        ))
 }
 
 /// The kernel's Landlock ABI version (0 or less: none), asked once.

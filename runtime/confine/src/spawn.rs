@@ -265,7 +265,7 @@ impl Launch {
             join: cgroup.as_ref().map(ActionCgroup::join_fds),
             confinement,
             report: reaper_report.as_ref().map_or(-1, |(_, w)| w.as_raw_fd()),
-            seccomp: false,
+            applies_all: false,
         };
         let pid = launch(plan)?;
         // The child's ends are the child's now.
@@ -488,7 +488,7 @@ struct Plan<'a> {
     report: RawFd,
     /// True when the child installs the seccomp filters and lowers its bounding set
     /// itself (false: it has them from the launcher thread that starts it).
-    seccomp: bool,
+    applies_all: bool,
 }
 
 /// A start for a launcher thread. The plan lives on the caller's stack, and the caller
@@ -522,7 +522,7 @@ fn launch(mut plan: Plan) -> io::Result<libc::pid_t> {
             return started;
         }
     }
-    plan.seccomp = true;
+    plan.applies_all = true;
     clone_child(&plan, &mut vec![0u8; CHILD_STACK])
 }
 
@@ -661,7 +661,7 @@ fn child_main(plan: &Plan, own_group: bool) -> ! {
         {
             fail(plan.error, Step::Cgroup);
         }
-        let confined = if plan.seccomp {
+        let confined = if plan.applies_all {
             plan.confinement.apply()
         } else {
             plan.confinement.apply_but_inherited()
